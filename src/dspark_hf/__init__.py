@@ -1,0 +1,42 @@
+"""dspark_hf: DeepSeek's DSpark speculative decoding for HuggingFace transformers.
+
+``import dspark_hf`` registers :class:`DSparkConfig` / :class:`DSparkDraft` with the Auto classes and
+installs DSpark drafting into ``generate(assistant_model=...)``::
+
+    import dspark_hf
+    draft = dspark_hf.DSparkDraft.from_pretrained("deepseek-ai/dspark_qwen3_4b_block7")
+    out = target.generate(ids, assistant_model=draft, max_new_tokens=256)   # identical to plain generate
+    print(draft.last_telemetry.summary())
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_dspark import DSparkConfig
+from .errors import CheckpointError, CompatibilityError, DSparkError, TransformersVersionError, UnsupportedUsageError
+from .generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
+from .modeling_dspark import DSparkDraft
+from .telemetry import GenerationTelemetry, StepRecord
+from .verification_policy import ConfidenceThreshold, VerificationPolicy, WholeBlock, resolve_policy
+from .version import __version__
+
+AutoConfig.register(DSparkConfig.model_type, DSparkConfig, exist_ok=True)
+AutoModel.register(DSparkConfig, DSparkDraft, exist_ok=True)
+install_generation_hook()
+
+__all__ = [
+    "DSparkConfig",
+    "DSparkDraft",
+    "VerificationPolicy",
+    "WholeBlock",
+    "ConfidenceThreshold",
+    "resolve_policy",
+    "GenerationTelemetry",
+    "StepRecord",
+    "DSparkError",
+    "CheckpointError",
+    "CompatibilityError",
+    "UnsupportedUsageError",
+    "TransformersVersionError",
+    "SUPPORTED_TRANSFORMERS",
+    "__version__",
+]

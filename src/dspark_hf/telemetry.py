@@ -1,0 +1,70 @@
+"""Per-step telemetry of a speculative generate() call.
+
+One :class:`StepRecord` per drafting round: how many tokens the draft proposed, how many the policy
+sent to the target for verification, how many the target accepted, the tokens the round added
+(accepted + the target's correction or bonus token) and the confidences of every drafted slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+
+@dataclass
+class StepRecord:
+    """One drafting round. ``emitted`` counts the target's own token, so ``emitted == accepted + 1``
+    except where generation stopped inside the round (EOS or max length)."""
+
+    step: int
+    proposed: int
+    verified: int
+    accepted: int
+    emitted: int
+    confidences: list[float] | None
+    draft_seconds: float
+    step_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+StepCallback = Callable[[StepRecord], None]
+
+
+@dataclass
+class GenerationTelemetry:
+    """All rounds of one call. ``prefill_tokens`` is the token the target drew after the prompt,
+    before the first drafting round."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    prefill_tokens: int = 0
+
+    @property
+    def target_forwards(self) -> int:
+        return len(self.steps) + (1 if self.prefill_tokens else 0)
+
+    @property
+    def new_tokens(self) -> int:
+        return self.prefill_tokens + sum(s.emitted for s in self.steps)
+
+    @property
+    def tau(self) -> float:
+        """Mean tokens added per verification forward (accepted + bonus), over drafting rounds."""
+        return sum(s.emitted for s in self.steps) / len(self.steps) if self.steps else 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Accepted / verified draft tokens."""
+        verified = sum(s.verified for s in self.steps)
+        return sum(s.accepted for s in self.steps) / verified if verified else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.new_tokens} new tokens in {self.target_forwards} target forwards "
+            f"({len(self.steps)} drafting rounds): tau {self.tau:.2f} tokens/round, "
+            f"acceptance {self.acceptance_rate:.1%} of verified draft tokens"
+        )
+
+    def to_dict(self) -> dict:
+        return {"prefill_tokens": self.prefill_tokens, "tau": self.tau, "steps": [s.to_dict() for s in self.steps]}

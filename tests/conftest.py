@@ -1,0 +1,52 @@
+"""Shared test fixtures: locations of the shared reference fixtures and benchmark prompts, tiny targets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import dspark_hf  # noqa: F401  (installs the generation hook)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES_DIR = Path(os.environ.get("DSPARK_FIXTURES_DIR", REPO_ROOT.parent / "shared" / "fixtures" / "deepspec"))
+EVAL_DATASETS_DIR = Path(os.environ.get("DSPARK_EVAL_DATASETS_DIR", REPO_ROOT.parent / "shared" / "eval_datasets"))
+
+
+def fixture_folders() -> list[Path]:
+    """Every sub-folder of the fixture root that holds a reference.safetensors."""
+    return sorted(p.parent for p in FIXTURES_DIR.glob("*/reference.safetensors"))
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_and_seed():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_qwen3_target(seed: int = 0):
+    """A random Qwen3 shaped like the Qwen3 fixtures' pretend target (hidden 64, 8 layers, vocab 384)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(
+        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=512, tie_word_embeddings=False,
+    )
+    return Qwen3ForCausalLM(cfg).eval()
+
+
+def tiny_gemma3_target(seed: int = 0):
+    """A random Gemma3 text model shaped like the Gemma4 fixture's pretend target (hidden 64, 8 layers, vocab 320)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    cfg = Gemma3TextConfig(
+        vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=512, sliding_window=16,
+        final_logit_softcapping=30.0, pad_token_id=0, bos_token_id=2, eos_token_id=1,
+    )
+    return Gemma3ForCausalLM(cfg).eval()
