@@ -48,6 +48,8 @@ class DSparkCandidateGenerator(CandidateGenerator):
         mask = model_kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
             raise UnsupportedUsageError("DSpark drafting does not support padded inputs; pass the unpadded sequence.")
+        if draft.config.embeddings_from_target and not draft._bound_target:
+            draft.bind_target_embeddings(target)
         self.draft = draft
         self.device = draft.device
         self.block_size = draft.config.block_size

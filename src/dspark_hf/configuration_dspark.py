@@ -50,6 +50,9 @@ class DSparkConfig(PretrainedConfig):
             and whether it also reads the sequential head's embedding of the previous token.
         num_anchors (`int`): training only: random anchors sampled per sequence.
         target_model_type (`str`, *optional*): the target's ``model_type``, for messages and export.
+        embeddings_from_target (`bool`): the draft's (frozen) input embedding and LM head are the
+            target's own: they are not saved with the draft and are bound to the target's tensors on
+            first use (:meth:`DSparkDraft.bind_target_embeddings`). The released drafts store copies.
     """
 
     model_type = "dspark"
@@ -82,6 +85,7 @@ class DSparkConfig(PretrainedConfig):
         confidence_head_with_markov: bool = True,
         num_anchors: int = 512,
         target_model_type: str | None = None,
+        embeddings_from_target: bool = False,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -127,6 +131,7 @@ class DSparkConfig(PretrainedConfig):
         self.confidence_head_with_markov = confidence_head_with_markov
         self.num_anchors = num_anchors
         self.target_model_type = target_model_type
+        self.embeddings_from_target = embeddings_from_target
         self.initializer_range = initializer_range
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)

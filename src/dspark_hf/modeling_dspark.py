@@ -235,8 +235,39 @@ class DSparkDraft(DSparkPreTrainedModel):
         # and the telemetry of the latest generate() call.
         self.verification_policy = None
         self.last_telemetry = None
+        self._bound_target = False
 
     # -- pieces used by the drafting loop and by training ------------------------------------------
+
+    _TARGET_OWNED = ("embed_tokens.weight", "lm_head.weight")
+
+    def bind_target_embeddings(self, target: nn.Module) -> None:
+        """Use the target's input embedding and LM head (frozen) as the draft's own.
+
+        Needed for drafts saved with ``embeddings_from_target``; harmless for others (it replaces their
+        copies with the target's tensors, which is what training copied in anyway). The tensors are
+        shared when device and dtype agree, else copied.
+        """
+        for mine, theirs in ((self.embed_tokens, target.get_input_embeddings()), (self.lm_head, target.get_output_embeddings())):
+            if theirs is None or theirs.weight.shape != mine.weight.shape:
+                from .errors import CompatibilityError
+
+                shape = None if theirs is None else tuple(theirs.weight.shape)
+                raise CompatibilityError(
+                    f"Cannot take the target's embeddings: draft expects {tuple(mine.weight.shape)}, target has {shape}."
+                )
+            weight = theirs.weight
+            if weight.device != mine.weight.device or weight.dtype != mine.weight.dtype:
+                weight = nn.Parameter(weight.detach().to(mine.weight.device, mine.weight.dtype), requires_grad=False)
+            mine.weight = weight
+        self._bound_target = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As transformers' ``save_pretrained``; drafts with ``embeddings_from_target`` leave the
+        target-owned embedding and LM head out of the weights file."""
+        if self.config.embeddings_from_target and kwargs.get("state_dict") is None:
+            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if k not in self._TARGET_OWNED}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens

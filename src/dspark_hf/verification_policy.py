@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UnsupportedUsageError
 from .telemetry import StepRecord
 
 
@@ -54,7 +55,7 @@ class ConfidenceThreshold(VerificationPolicy):
 
     def __init__(self, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"confidence threshold must lie in [0, 1], got {threshold}.")
+            raise UnsupportedUsageError(f"confidence threshold must lie in [0, 1], got {threshold}.")
         self.threshold = float(threshold)
 
     def verify_length(self, confidences, block_size):
@@ -81,5 +82,5 @@ def resolve_policy(spec: VerificationPolicy | str | float | None) -> Verificatio
         return ConfidenceThreshold(float(spec))
     name, _, arg = str(spec).partition(":")
     if name not in POLICIES:
-        raise ValueError(f"Unknown verification policy {name!r}; choose one of {sorted(POLICIES)}.")
+        raise UnsupportedUsageError(f"Unknown verification policy {name!r}; choose one of {sorted(POLICIES)}.")
     return POLICIES[name](float(arg)) if arg else POLICIES[name]()
