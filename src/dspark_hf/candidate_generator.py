@@ -58,6 +58,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = logits_processor
         self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
+        self.policy.setup(target, draft, generation_config)
         self.callback = getattr(generation_config, "dspark_callback", None)
         self.telemetry = GenerationTelemetry()
         draft.last_telemetry = self.telemetry

@@ -25,6 +25,10 @@ class VerificationPolicy:
 
     name = "policy"
 
+    def setup(self, target, draft, generation_config) -> None:
+        """Called once per generate() call before the first round (e.g. to find a cost profile for
+        this target and device); the default does nothing."""
+
     def verify_length(self, confidences: torch.Tensor | None, block_size: int) -> int:
         raise NotImplementedError
 
