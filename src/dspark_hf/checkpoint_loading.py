@@ -30,7 +30,8 @@ def _check_local_folder(folder: Path) -> None:
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{folder} has no config.json; it is not a draft checkpoint folder.")
     files = [p.name for p in folder.iterdir()]
-    if any(name.endswith(".safetensors") for name in files):
+    # transformers' weight names: model.safetensors, model.<variant>.safetensors, sharded with an index.
+    if any(name.startswith("model") and name.endswith((".safetensors", ".safetensors.index.json")) for name in files):
         return
     pickles = [name for name in files if name.endswith(_PICKLE_SUFFIXES)]
     if pickles:
@@ -38,7 +39,7 @@ def _check_local_folder(folder: Path) -> None:
             f"{folder} holds only pickle weights ({', '.join(sorted(pickles))}); dspark_hf loads safetensors only. "
             "Convert them with safetensors.torch.save_file and try again."
         )
-    raise CheckpointError(f"{folder} has no *.safetensors weights.")
+    raise CheckpointError(f"{folder} has no model*.safetensors weights.")
 
 
 def read_config_dict(path: str | os.PathLike, **hub_kwargs: Any) -> dict[str, Any]:
