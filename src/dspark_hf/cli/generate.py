@@ -1,0 +1,111 @@
+"""``dspark generate``: run a target with a DSpark draft on one prompt; print the text and a per-step
+summary (tokens per step, acceptance).
+
+Defaults: the embedded SmolLM2-135M-Instruct target and the draft shipped for it, so the command runs
+offline with nothing but the package installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="generate text with a target and a DSpark draft")
+    parser.add_argument("--prompt", required=True, help="the user message (the chat template is applied)")
+    parser.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--draft", help="DSpark draft: local folder or Hub id (default: the draft shipped for the embedded target)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--policy", default=None, help='verification policy, e.g. "whole" or "threshold:0.6" (default: whole block)')
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-chat-template", action="store_true", help="feed the prompt as raw text")
+    parser.add_argument("--steps", action="store_true", help="print one line per drafting round")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.set_defaults(func=run)
+
+
+def load_target(name: str | None):
+    """(model, tokenizer) for a path or Hub id, or the embedded default target."""
+    import torch
+
+    if name is None:
+        from ..embedded_target import load_default_target
+
+        return load_default_target()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..checkpoint_loading import is_local_path
+    from ..errors import CheckpointError
+
+    if is_local_path(name):
+        from pathlib import Path
+
+        if not Path(name).expanduser().is_dir():
+            raise CheckpointError(f"No target model at {name}: the folder does not exist.")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(name)
+
+
+def load_draft(name: str | None):
+    from ..modeling_dspark import DSparkDraft
+
+    if name is None:
+        from ..embedded_draft import load_default_draft
+
+        return load_default_draft()
+    return DSparkDraft.from_pretrained(name).float().eval()
+
+
+def encode_prompt(tokenizer, prompt: str, raw: bool):
+    if raw or not getattr(tokenizer, "chat_template", None):
+        return tokenizer(prompt, return_tensors="pt").input_ids
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+
+
+def format_steps(telemetry) -> str:
+    lines = ["step  verified  accepted  emitted  confidences"]
+    for s in telemetry.steps:
+        conf = " ".join(f"{c:.2f}" for c in s.confidences) if s.confidences else "-"
+        lines.append(f"{s.step:4d}  {s.verified:8d}  {s.accepted:8d}  {s.emitted:7d}  {conf}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import GenerationConfig
+
+    import dspark_hf  # noqa: F401  (installs the generation hook)
+
+    from ..errors import UnsupportedUsageError
+
+    if args.max_new_tokens < 1:
+        raise UnsupportedUsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
+    if not args.prompt.strip():
+        raise UnsupportedUsageError("--prompt is empty.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    target, tokenizer = load_target(args.target)
+    draft = load_draft(args.draft)
+    ids = encode_prompt(tokenizer, args.prompt, args.no_chat_template)
+    sampling = {"do_sample": args.temperature > 0}
+    if args.temperature > 0:
+        sampling.update(temperature=args.temperature, top_k=args.top_k or 0, top_p=args.top_p or 1.0)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, dspark_policy=args.policy, **sampling)
+    start = time.perf_counter()
+    out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
+    seconds = time.perf_counter() - start
+    telemetry = draft.last_telemetry
+    print(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    print()
+    if args.steps:
+        print(format_steps(telemetry))
+    print("tokens per step: " + " ".join(str(s.emitted) for s in telemetry.steps))
+    print(f"{telemetry.summary()}; {telemetry.new_tokens / seconds:.1f} tokens/s")
+    return 0
