@@ -17,7 +17,8 @@ import torch
 from transformers import GenerationConfig
 
 from conftest import EVAL_DATASETS_DIR
-from dspark_hf import DSparkConfig, DSparkDraft
+from dspark_hf import DSparkDraft
+from dspark_hf.draft_config import draft_config_for_target
 from test_generate_greedy_tiny import force_towards
 
 NEW_TOKENS = 64
@@ -33,17 +34,8 @@ def benchmark_prompts() -> list[str]:
 
 
 def random_smollm2_draft(target) -> DSparkDraft:
-    tcfg = target.config
     torch.manual_seed(0)
-    config = DSparkConfig(
-        backbone="qwen3", vocab_size=tcfg.vocab_size, hidden_size=tcfg.hidden_size, intermediate_size=tcfg.intermediate_size,
-        num_hidden_layers=1, num_attention_heads=tcfg.num_attention_heads, num_key_value_heads=tcfg.num_key_value_heads,
-        head_dim=tcfg.hidden_size // tcfg.num_attention_heads, rms_norm_eps=tcfg.rms_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": 100000.0}, num_target_layers=tcfg.num_hidden_layers,
-        target_layer_ids=[1, 8, 15, 22, 28], mask_token_id=tcfg.vocab_size - 1, block_size=7, markov_rank=16,
-        embeddings_from_target=True,
-    )
-    return DSparkDraft(config).eval()
+    return DSparkDraft(draft_config_for_target(target.config, num_hidden_layers=1, markov_rank=16)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revi
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-def _check_local_folder(folder: Path) -> None:
+def check_local_folder(folder: Path) -> None:
     if not folder.exists():
         raise CheckpointError(f"No draft checkpoint at {folder}: the path does not exist.")
     if not folder.is_dir():
@@ -72,7 +72,7 @@ def prepare_from_pretrained(path: str | os.PathLike, kwargs: dict[str, Any]) -> 
     kwargs = dict(kwargs)
     looks_local = is_local_path(path)
     if looks_local:
-        _check_local_folder(Path(path).expanduser() / kwargs.get("subfolder", ""))
+        check_local_folder(Path(path).expanduser() / kwargs.get("subfolder", ""))
     if kwargs.get("config") is None:
         hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         raw = read_config_dict(Path(path).expanduser() if looks_local else path, **hub_kwargs)

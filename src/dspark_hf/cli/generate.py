@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text with a target and a DSpark draft")
     parser.add_argument("--prompt", required=True, help="the user message (the chat template is applied)")
     parser.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--draft", help="DSpark draft: local folder or Hub id (default: the draft shipped for the embedded target)")
+    parser.add_argument(
+        "--draft",
+        help='DSpark draft: local folder or Hub id (default: the draft shipped for the embedded target), or "random": '
+        "an untrained draft shaped for the target, to check the pipeline (output stays exact; it is rarely accepted)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--policy", default=None, help='verification policy, e.g. "whole" or "threshold:0.6" (default: whole block)')
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -42,17 +47,20 @@ def load_target(name: str | None):
     from ..errors import CheckpointError
 
     if is_local_path(name):
-        from pathlib import Path
-
         if not Path(name).expanduser().is_dir():
             raise CheckpointError(f"No target model at {name}: the folder does not exist.")
     model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(name)
 
 
-def load_draft(name: str | None):
+def load_draft(name: str | None, target):
     from ..modeling_dspark import DSparkDraft
 
+    if name == "random":
+        from ..draft_config import draft_config_for_target
+
+        print("note: --draft random is an untrained draft; the text is exact, speculation gains nothing.")
+        return DSparkDraft(draft_config_for_target(target.config)).eval()
     if name is None:
         from ..embedded_draft import load_default_draft
 
@@ -88,11 +96,18 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedUsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
     if not args.prompt.strip():
         raise UnsupportedUsageError("--prompt is empty.")
+    # Check what can be checked before loading any weights.
+    from ..checkpoint_loading import check_local_folder, is_local_path
+    from ..verification_policy import resolve_policy
+
+    resolve_policy(args.policy)
+    if args.draft not in (None, "random") and is_local_path(args.draft):
+        check_local_folder(Path(args.draft).expanduser())
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     target, tokenizer = load_target(args.target)
-    draft = load_draft(args.draft)
+    draft = load_draft(args.draft, target)
     ids = encode_prompt(tokenizer, args.prompt, args.no_chat_template)
     sampling = {"do_sample": args.temperature > 0}
     if args.temperature > 0:

@@ -1,0 +1,37 @@
+"""`dspark generate` on the embedded SmolLM2 target: text, per-step summary, one-line errors."""
+
+import pytest
+
+from dspark_hf.cli import main
+
+
+def test_generate_prints_text_and_step_summary(capsys):
+    code = main(["generate", "--prompt", "What is the capital of France?", "--draft", "random",
+                 "--max-new-tokens", "12", "--steps", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Paris" in out
+    assert "step  verified  accepted  emitted  confidences" in out
+    assert "tokens per step: " in out and "tau " in out and "tokens/s" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["generate", "--prompt", "  ", "--draft", "random"], "--prompt is empty."),
+        (["generate", "--prompt", "hi", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0."),
+        (["generate", "--prompt", "hi", "--draft", "/nonexistent/draft"], "No draft checkpoint at /nonexistent/draft: the path does not exist."),
+        (["generate", "--prompt", "hi", "--draft", "random", "--policy", "sometimes"], "Unknown verification policy 'sometimes'"),
+    ],
+)
+def test_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dspark generate: error: ") and message in err and "\n" not in err
+
+
+def test_bad_flag_is_one_argparse_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--prompt", "hi", "--max-new-tokens", "many"])
+    assert exit_info.value.code == 2
+    assert "argument --max-new-tokens: invalid int value: 'many'" in capsys.readouterr().err
