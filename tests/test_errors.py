@@ -125,8 +125,8 @@ def test_unknown_policy_spec():
     assert "Unknown verification policy 'sometimes'" in one_line(err)
 
 
-@pytest.mark.parametrize("version", ["4.57.1", "6.0.0"])
+@pytest.mark.parametrize("version", ["4.57.1", "5.10.2", "6.0.0"])
 def test_unsupported_transformers_version(version):
     with pytest.raises(TransformersVersionError) as err:
         check_transformers_version(version)
-    assert f"needs transformers >=5.10,<6 (found {version})" in one_line(err)
+    assert f"needs transformers >=5.20,<6 (found {version})" in one_line(err)

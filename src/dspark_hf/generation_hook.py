@@ -24,8 +24,8 @@ from transformers.generation.utils import GenerationMixin
 
 from .errors import TransformersVersionError
 
-SUPPORTED_TRANSFORMERS = ">=5.10,<6"
-_MIN, _MAX = Version("5.10"), Version("6")
+SUPPORTED_TRANSFORMERS = ">=5.20,<6"
+_MIN, _MAX = Version("5.20"), Version("6")
 _PATCHED_FLAG = "_dspark_hf_original"
 
 
