@@ -86,3 +86,16 @@ def test_save_load_round_trip(folder, tmp_path):
     ref = load_file(folder / "reference.safetensors")
     ours = run_reference_protocol(again, ref)
     torch.testing.assert_close(ours["round2.corrected_logits"], ref["round2.corrected_logits"], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_released_config_round_trip(folder):
+    """Our config written back in the released layout reads back to the same draft config."""
+    import json
+
+    from dspark_hf.released_format import from_released_config, is_released_config, to_released_config
+
+    original = from_released_config(json.loads((folder / "config.json").read_text()))
+    exported = to_released_config(original)
+    assert is_released_config(exported)
+    assert from_released_config(exported).to_dict() == original.to_dict()

@@ -135,12 +135,3 @@ class DSparkConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
-
-    @property
-    def is_dflash(self) -> bool:
-        """True for the DFlash variant: no sequential head and no confidence head."""
-        return self.markov_rank == 0
-
-    @property
-    def has_confidence_head(self) -> bool:
-        return bool(self.enable_confidence_head)
