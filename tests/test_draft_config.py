@@ -12,8 +12,19 @@ def test_layer_spread_matches_released_drafts():
     assert spread_layer_ids(40) == [1, 10, 19, 28, 37]  # Qwen3-14B draft
 
 
+def tiny_target(config_cls, model_cls):
+    torch.manual_seed(0)
+    config = config_cls(vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return model_cls(config).eval()
+
+
 def test_drafts_for_tiny_targets_generate_exactly():
-    for target in (tiny_qwen3_target(), tiny_gemma3_target()):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    targets = (tiny_qwen3_target(), tiny_gemma3_target(), tiny_target(Qwen2Config, Qwen2ForCausalLM),
+               tiny_target(LlamaConfig, LlamaForCausalLM))
+    for target in targets:
         config = draft_config_for_target(target.config, num_hidden_layers=1)
         assert config.target_layer_ids == [1, 2, 3, 4, 5] and config.embeddings_from_target
         draft = DSparkDraft(config).eval()
