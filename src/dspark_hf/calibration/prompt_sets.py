@@ -1,0 +1,53 @@
+"""Benchmark prompt files (``{"turns": [...]}`` JSON lines) and the splits this package uses.
+
+The first ``MEASURE_COUNT`` prompts of each file are the measurement split (``dspark_hf.scheduling.compare``);
+calibration uses a disjoint held-out split that starts at ``HELD_OUT_START``, so STS is never fitted on
+prompts it is then measured on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import DSparkError
+
+MEASURE_COUNT = 20
+HELD_OUT_START = 40
+DEFAULT_DATASETS = ("mt-bench", "gsm8k", "humaneval")
+
+
+def datasets_dir(path: str | os.PathLike | None = None) -> Path:
+    """``path``, else ``$DSPARK_EVAL_DATASETS_DIR``, else ``shared/eval_datasets`` beside the checkout."""
+    if path is None:
+        path = os.environ.get("DSPARK_EVAL_DATASETS_DIR") or Path(__file__).resolve().parents[4] / "shared" / "eval_datasets"
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DSparkError(f"No benchmark prompt folder at {path}; pass --datasets-dir or set DSPARK_EVAL_DATASETS_DIR.")
+    return path
+
+
+def load_prompts(name: str, start: int = 0, count: int | None = None, folder: str | os.PathLike | None = None) -> list[str]:
+    """First turns of prompts ``start .. start + count - 1`` of ``<folder>/<name>.jsonl``."""
+    path = datasets_dir(folder) / f"{name}.jsonl"
+    if not path.is_file():
+        raise DSparkError(f"No prompt file {path}.")
+    prompts = []
+    with path.open() as handle:
+        for index, line in enumerate(handle):
+            if index < start or not line.strip():
+                continue
+            if count is not None and len(prompts) >= count:
+                break
+            prompts.append(json.loads(line)["turns"][0])
+    return prompts
+
+
+def encode(tokenizer, prompt: str):
+    """``[1, n]`` input ids of ``prompt`` as a single user turn (chat template when there is one)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+    return tokenizer(prompt, return_tensors="pt").input_ids

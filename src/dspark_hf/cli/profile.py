@@ -1,0 +1,89 @@
+"""``dspark profile``: measure the target's cost curve (forwards per second against tokens per forward)
+and the draft's cost per round on this machine, and store it where the hardware-aware policy finds it.
+
+The profile is keyed by model, device (GPU name, or CPU model and thread count) and dtype; run it with
+the same ``--threads``, ``--device`` and ``--dtype`` you generate with.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _tokens(text: str) -> list[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = (int(x) for x in part.split("-", 1))
+            values.update(range(lo, hi + 1))
+        elif part:
+            values.add(int(part))
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected tokens-per-forward values >= 1 such as 1-8,12,16; got {text!r}")
+    return sorted(values)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("profile", help="profile the target's cost per verification forward (for --policy hardware)")
+    parser.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--draft", help='draft whose cost per round is measured: folder, Hub id, "random", or "none" '
+                        "(default: the shipped draft for the embedded target, else a random draft of the same shape)")
+    parser.add_argument("--tokens", type=_tokens, default=None, help="tokens per forward to measure, e.g. 1-8,10,12,16,24,32 (default)")
+    parser.add_argument("--context", type=int, default=256, help="KV-cache length the forwards run on (default 256)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=9, help="timed forwards per value; the median is kept (default 9)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (part of the profile's key)")
+    parser.add_argument("--output", help="write the JSON here instead of the profile store")
+    parser.set_defaults(func=run)
+
+
+def _load_draft(name, target):
+    from ..errors import CheckpointError
+    from .generate import load_draft
+
+    if name == "none":
+        return None
+    if name is None:
+        try:
+            return load_draft(None, target)
+        except CheckpointError:
+            return load_draft("random", target)
+    return load_draft(name, target)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import dspark_hf  # noqa: F401
+
+    from ..errors import UnsupportedUsageError
+    from ..scheduling.cost_profile import save_profile
+    from ..scheduling.profiler import DEFAULT_TOKENS, profile_target
+    from .generate import load_target
+
+    if args.repeats < 1 or args.warmup < 0 or args.context < 1:
+        raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype)
+    target, _ = load_target(args.target)
+    target = target.to(device=device, dtype=dtype).eval()
+    draft = _load_draft(args.draft, target)
+    if draft is not None:
+        draft = draft.to(device=device, dtype=dtype).eval()
+    tokens = args.tokens or list(DEFAULT_TOKENS)
+    print(f"profiling on {device} ({args.dtype}, {torch.get_num_threads()} threads): B = {tokens}, "
+          f"context {args.context}, {args.warmup} warm-up + {args.repeats} timed forwards each")
+    profile = profile_target(target, draft, tokens=tokens, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
+    print("   B   ms/forward   forwards/s   tokens/s if all accepted")
+    for b, s in zip(profile.tokens, profile.target_seconds):
+        print(f"{b:4d}   {1000 * s:10.2f}   {1 / s:10.1f}   {b / s:10.1f}")
+    if draft is not None:
+        print(f"draft: {1000 * profile.draft_seconds:.2f} ms per drafting round (block {draft.config.block_size})")
+    path = save_profile(profile, args.output)
+    print(f"stored {profile.key} at {path}")
+    return 0

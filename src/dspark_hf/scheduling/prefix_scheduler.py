@@ -1,0 +1,94 @@
+"""The hardware-aware prefix scheduler (DSpark paper, Algorithm 1), as a pure function over R requests.
+
+Each request ``r`` has drafted a block with per-slot survival probabilities ``c_{r,1..gamma}`` (slot
+``j`` is accepted given slots before it were); ``a_{r,j} = prod_{i<=j} c_{r,i}`` is the probability
+that its first ``j`` drafted tokens are all accepted, so verifying ``l_r`` slots yields
+``1 + sum_{j<=l_r} a_{r,j}`` expected tokens (the ``1`` is the target's own correction or bonus
+token). One verification forward over ``B = R + sum_r l_r`` tokens takes ``1 / SPS(B)`` seconds.
+
+The scheduler admits ``(r, j)`` pairs in descending ``a_{r,j}``, one token at a time, while the expected
+throughput ``theta = tau / step_seconds(B)`` keeps rising, and STOPS at the first pair that does not
+raise it. The stop is what keeps speculative sampling lossless: ``c_{r,j}`` depends on the drafted
+tokens before slot ``j`` only, so a scheduler that stops at the first drop decides on ``x_{r,j}``
+without having looked at ``x_{r,j}``. Searching on past the drop (``global_search=True``) lets later
+confidences, which depend on ``x_{r,j}``, decide whether ``x_{r,j}`` is verified; that biases the output
+(paper, appendix A: a (0.7, 0.3) target becomes (0.85, 0.15)). ``global_search`` is therefore only
+for confidences that cannot see the current block (the paper's production variant sizes the batch
+from confidences two steps old) and for the test that demonstrates the bias.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+StepsPerSecond = Callable[[int], float]
+
+
+def cumulative_survival(confidences: Sequence[float] | torch.Tensor) -> list[float]:
+    """``a_j = prod_{i<=j} c_i`` for one block, as Python floats."""
+    out, running = [], 1.0
+    for c in (confidences.tolist() if isinstance(confidences, torch.Tensor) else confidences):
+        running *= float(c)
+        out.append(running)
+    return out
+
+
+def expected_tokens(confidences: Sequence[float] | torch.Tensor, length: int) -> float:
+    """Expected tokens a round adds when the first ``length`` drafted slots are verified."""
+    return 1.0 + sum(cumulative_survival(confidences)[:length])
+
+
+def schedule_prefixes(
+    confidences: Sequence[Sequence[float]] | torch.Tensor,
+    steps_per_second: StepsPerSecond,
+    *,
+    draft_seconds: float = 0.0,
+    max_lengths: Sequence[int] | None = None,
+    global_search: bool = False,
+) -> list[int]:
+    """Verification lengths ``[l_1 .. l_R]`` maximising expected tokens per second.
+
+    Args:
+        confidences: ``R`` rows of per-slot survival probabilities ``c_{r,j}`` (a ``[R, gamma]`` tensor or
+            nested sequences; rows may differ in length).
+        steps_per_second: ``SPS(B)``, the target's verification forwards per second at ``B`` tokens per
+            forward (e.g. :meth:`CostProfile.steps_per_second`).
+        draft_seconds: the draft's cost of one round, added to every step's time (0 = the paper's
+            formula, which counts target time only).
+        max_lengths: optional per-request caps (e.g. tokens left before ``max_length``).
+        global_search: keep scanning past the first pair that lowers throughput and return the best
+            prefix of the admission order. Lossy for confidences computed from the current block; see
+            the module docstring.
+
+    Returns:
+        ``l_r`` per request, ``0 <= l_r <= len(confidences[r])``; for ``R = 1`` this is the batch-1 policy.
+    """
+    rows = [cumulative_survival(row) for row in (confidences.tolist() if isinstance(confidences, torch.Tensor) else confidences)]
+    requests = len(rows)
+    if requests == 0:
+        return []
+    caps = [len(row) for row in rows] if max_lengths is None else [min(len(row), max(0, int(m))) for row, m in zip(rows, max_lengths)]
+    # Admission order: descending a_{r,j}; ties keep slot order (a_{r,j} never rises with j, so every
+    # request's admitted slots stay a prefix).
+    pairs = sorted(((a, r, j) for r, row in enumerate(rows) for j, a in enumerate(row[: caps[r]], start=1)), key=lambda p: (-p[0], p[2], p[1]))
+
+    def throughput(tau: float, tokens: int) -> float:
+        sps = float(steps_per_second(tokens))
+        return tau / (1.0 / sps + draft_seconds) if sps > 0 else 0.0
+
+    lengths = [0] * requests
+    tokens, tau = requests, float(requests)
+    best = throughput(tau, tokens)
+    best_lengths = list(lengths)
+    for a, r, j in pairs:
+        tokens += 1
+        tau += a
+        lengths[r] = j
+        theta = throughput(tau, tokens)
+        if theta > best:
+            best, best_lengths = theta, list(lengths)
+        elif not global_search:
+            break
+    return best_lengths
