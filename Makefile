@@ -10,7 +10,7 @@ PROMPT ?= Explain in three sentences why the sky is blue.
 # shaped for the target: the text is exact, the per-step summary shows what speculation did.
 DRAFT ?= $(if $(wildcard src/dspark_hf/default_draft/config.json),,random)
 
-.PHONY: setup run test test-slow clean
+.PHONY: setup browser run test test-slow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The demo's browser test drives Debian's Chromium (never a downloaded browser build); installed once.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/dspark generate --prompt "$(PROMPT)" --max-new-tokens 128 $(if $(DRAFT),--draft $(DRAFT),)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
