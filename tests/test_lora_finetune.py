@@ -167,7 +167,7 @@ def test_generation_with_adapted_draft_is_lossless(name):
 # -- data and the command line ----------------------------------------------------------------------
 
 TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> <|sep|> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|> {% endif %}"
 )
 
@@ -177,16 +177,17 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    specials = ["<pad>", "<|sep|>", "<unk>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
     vocab = {tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(300)])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>", unk_token="<unk>")
     tok.chat_template = TEMPLATE
     return tok
 
 
 def test_chat_records_train_on_assistant_turns_only(tmp_path):
+    """Answer tokens up to the end-of-turn token (not the separator the template adds after it)."""
     from dspark_hf.training.finetune_data import FinetuneDataError, load_finetune_examples
 
     data = tmp_path / "d.jsonl"

@@ -6,7 +6,7 @@ One JSON object per line:
 - ``{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}, ...]}``.
 
 Both go through the tokenizer's chat template; every assistant turn's tokens (as the template renders
-them after the generation prompt) are the ones trained on. Without a chat template, prompt and answer are
+them after the generation prompt, up to and including the end-of-turn token) are the ones trained on. Without a chat template, prompt and answer are
 concatenated as plain text (answer tokens trained on). Best results come from answers the target itself
 wrote for the new domain's prompts (the reference recipe regenerates them with the target).
 """
@@ -70,10 +70,15 @@ def tokenize_chat(tokenizer, messages: list[dict], where: str = "record") -> Exa
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(_render(tokenizer, messages[:i], True))
-        end = len(_render(tokenizer, messages[: i + 1], False))
-        if end > len(ids) or start > end:
-            raise FinetuneDataError(f"{where}: the chat template does not render the chat turn by turn.")
+        before = _render(tokenizer, messages[:i], True)
+        start, end = len(before), len(_render(tokenizer, messages[: i + 1], False))
+        if end > len(ids) or start > end or ids[:start] != before:
+            raise FinetuneDataError(
+                f"{where}: the chat template does not render this chat turn by turn; give one prompt and answer per line."
+            )
+        eos = tokenizer.eos_token_id  # generation stops at end-of-turn: what the template adds after it is not trained
+        if eos is not None and eos in ids[start:end]:
+            end = ids.index(eos, start, end) + 1
         mask[start:end] = [1] * (end - start)
     return Example(ids, mask)
 
