@@ -168,3 +168,14 @@ def test_cli_export_with_target_for_a_shared_embedding_draft(tmp_path):
     assert torch.equal(written["lm_head.weight"], target.lm_head.weight)
     draft.bind_target_embeddings(target)
     assert torch.equal(block_logits(DSparkDraft.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()), block_logits(draft))
+
+
+def test_cli_export_dspark_format_is_save_pretrained(tmp_path):
+    from transformers import AutoModel
+
+    folder = FIXTURES_DIR / "gemma4_dspark_vanilla"
+    assert cli_main(["export", "--draft", str(folder), "--format", "dspark", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "dspark"
+    again = AutoModel.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    original = DSparkDraft.from_pretrained(folder, dtype=torch.float32).eval()
+    assert torch.equal(block_logits(again), block_logits(original))

@@ -135,6 +135,10 @@ def test_save_load_exact_and_merge_matches(name, tmp_path):
     loaded = load_adapter(fixture_draft(name), tmp_path)
     assert torch.equal(block_logits(loaded.get_base_model()), adapted)
 
+    again = load_adapter(fixture_draft(name), tmp_path, trainable=True)  # to continue training
+    trainable = {n for n, p in again.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+
     merged = merge_adapter(loaded)
     assert type(merged) is DSparkDraft
     assert not any("lora_" in k for k in merged.state_dict())

@@ -138,7 +138,8 @@ def lora_training_step(
     For each example: the target runs once on the whole sequence (no gradient), ``tap`` (a
     :class:`~dspark_hf.target_features.TargetFeatureTap` on the draft's ``target_layer_ids``) gives its
     features; up to ``num_anchors`` anchors are drawn on answer tokens, and
-    :func:`~dspark_hf.training.block_losses.block_losses` is back-propagated (averaged over examples).
+    :func:`~dspark_hf.training.block_losses.block_losses` is back-propagated (averaged over the examples
+    that have an anchor; examples with none are skipped).
     Then gradients are clipped to ``max_grad_norm`` and the optimizer (and ``scheduler``) step.
     ``draft`` is the plain draft with LoRA layers injected (``peft_model.get_base_model()``) or any
     draft whose trainable parameters the optimizer holds. Returns the mean losses (floats).
@@ -148,26 +149,25 @@ def lora_training_step(
     device = next(draft.parameters()).device
     draft.train()
     optimizer.zero_grad(set_to_none=True)
-    totals: dict[str, float] = {}
-    used = 0
+    usable = []
     for example in examples:
-        ids = torch.as_tensor(example.input_ids, dtype=torch.long, device=device)[None]
         answer_mask = torch.as_tensor(example.assistant_mask, device=device).bool()
         anchors = sample_anchors(answer_mask, num_anchors, generator)
-        if anchors.numel() == 0:
-            continue
-        features, target_logits = _target_outputs(target, tap, ids)
-        losses = block_losses(draft, features, target_logits, ids[0], answer_mask, anchors.to(device))
-        (losses["loss"] / len(examples)).backward()
+        if anchors.numel():
+            usable.append((torch.as_tensor(example.input_ids, dtype=torch.long, device=device), answer_mask, anchors.to(device)))
+    if not usable:
+        raise LoraError("No example in this step has two consecutive answer tokens to anchor a block on.")
+    totals: dict[str, float] = {}
+    for ids, answer_mask, anchors in usable:
+        features, target_logits = _target_outputs(target, tap, ids[None])
+        losses = block_losses(draft, features, target_logits, ids, answer_mask, anchors)
+        (losses["loss"] / len(usable)).backward()
         for name, value in losses.items():
             totals[name] = totals.get(name, 0.0) + float(value.detach())
-        used += 1
-    if used == 0:
-        raise LoraError("No example in this step has two consecutive answer tokens to anchor a block on.")
     params = [p for p in draft.parameters() if p.requires_grad]
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
     draft.eval()
-    return {name: total / used for name, total in totals.items()}
+    return {name: total / len(usable) for name, total in totals.items()}
