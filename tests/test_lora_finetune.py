@@ -121,6 +121,8 @@ def test_target_modules_choose_what_is_adapted():
     assert adapted == ["fc", "layers.0.mlp.gate_proj", "layers.1.mlp.gate_proj"]
     with pytest.raises(LoraError, match="Unknown LoRA target modules"):
         lora_config(target_modules=["lm_head"])
+    with pytest.raises(LoraError, match="Cannot attach"):  # Gemma4 drafts have no v_proj (values are keys)
+        attach_adapter(fixture_draft("gemma4_dspark_vanilla"), lora_config(r=2, target_modules=["v_proj"]))
 
 
 @pytest.mark.parametrize("name", ["qwen3_dspark_vanilla", "gemma4_dspark_vanilla"])

@@ -82,7 +82,11 @@ def attach_adapter(draft: nn.Module, config=None):
     from peft import get_peft_model
 
     _check_draft(draft)
-    return get_peft_model(draft, config or lora_config())
+    try:
+        return get_peft_model(draft, config or lora_config())
+    except ValueError as err:  # e.g. none of the chosen modules exists in this draft
+        first = str(err).strip().splitlines()[0]
+        raise LoraError(f"Cannot attach the LoRA adapter to this draft: {first}") from None
 
 
 def save_adapter(peft_model, out_dir: str | Path) -> Path:
