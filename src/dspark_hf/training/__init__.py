@@ -1,0 +1,1 @@
+"""Training, fine-tuning and export of DSpark drafts."""
