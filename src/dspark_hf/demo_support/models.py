@@ -56,12 +56,21 @@ class LoadedModels:
     draft_name: str
 
 
+def random_draft(target_config):
+    """An untrained draft shaped for the target, the same weights on every call (seeded; the global
+    random state is left as it was)."""
+    from ..draft_config import draft_config_for_target
+    from ..modeling_dspark import DSparkDraft
+
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_DRAFT_SEED)
+        return DSparkDraft(draft_config_for_target(target_config)).eval()
+
+
 def load_models(target: str | None, draft: str | None) -> LoadedModels:
     """Load the pair named by :func:`resolve_names` (float32, eval mode)."""
     from ..checkpoint_loading import check_local_folder, is_local_path
     from ..cli.generate import load_draft, load_target
-    from ..modeling_dspark import DSparkDraft
-
     target, draft = resolve_names(target, draft)
     if draft not in (None, RANDOM) and is_local_path(draft):
         from pathlib import Path
@@ -69,11 +78,7 @@ def load_models(target: str | None, draft: str | None) -> LoadedModels:
         check_local_folder(Path(draft).expanduser())
     model, tokenizer = load_target(target)
     if draft == RANDOM:
-        from ..draft_config import draft_config_for_target
-
-        with torch.random.fork_rng():
-            torch.manual_seed(RANDOM_DRAFT_SEED)
-            draft_model = DSparkDraft(draft_config_for_target(model.config)).eval()
+        draft_model = random_draft(model.config)
         draft_label = "random (untrained, shaped for the target: exact text, rarely accepted)"
     else:
         draft_model = load_draft(draft, model)
