@@ -68,6 +68,12 @@ def status_html(state: str, message: str) -> str:
     return f'<div id="dspark-status-line" class="dsp-status {state}" data-state="{state}">{html.escape(message)}</div>'
 
 
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message (library errors can span many lines)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def models_line(target_name: str, draft_name: str, block_size: int | None = None) -> str:
     block = f" - block of {block_size} tokens" if block_size else ""
     return f"**Target:** {target_name} &nbsp;&nbsp; **Draft:** {draft_name}{block}"
@@ -126,8 +132,8 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
         plain_hint = "Tick \u201calso run plain decoding\u201d to compare." if not compare else "Runs after the DSpark answer."
         try:
             models = registry.get(*names)
-        except (DSparkError, OSError) as err:
-            yield page("error", f"Could not load the models: {err}", plain_placeholder=plain_hint)
+        except (DSparkError, OSError, ValueError) as err:
+            yield page("error", f"Could not load the models: {one_line(err)}", plain_placeholder=plain_hint)
             return
         try:
             ids = prompt_ids(models.tokenizer, prompt, max_prompt_tokens=max_prompt_tokens,
@@ -141,6 +147,9 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
         spec = policy_spec(policy_name, threshold, fixed_length)
         mode = "greedy" if float(temperature) <= 0 else f"sampling at temperature {float(temperature):g}"
         spec_t = Transcript(models.tokenizer)
+        profiling = " (a first run with this policy may profile the target's cost first)" if policy_name in (
+            "hardware", "online") else ""
+        yield page("running", f"Generating with DSpark ({spec}, {mode}){profiling}...", plain_placeholder=plain_hint)
         run = StreamingGeneration(models.target, ids, generation_config(max_tokens, temperature, spec),
                                   draft=models.draft, cancel=cancel)
         finished = None
@@ -163,9 +172,8 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
                 run.stop()
         if finished.error is not None:
             err = finished.error
-            text = str(err) if isinstance(err, DSparkError) else f"{type(err).__name__}: {err}"
-            yield page("error", "Generation failed: " + (text.splitlines()[0] if text else type(err).__name__),
-                       plain_placeholder=plain_hint)
+            text = one_line(err) if isinstance(err, DSparkError) else f"{type(err).__name__}: {one_line(err)}"
+            yield page("error", "Generation failed: " + text, plain_placeholder=plain_hint)
             return
         spec_t.elapsed = finished.seconds
         summary = (f"{spec_t.num_tokens} tokens in {finished.seconds:.2f} s with DSpark ({spec}, {mode}): "
@@ -196,7 +204,7 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
             if plain_done is None:
                 plain_run.stop()
         if plain_done.error is not None:
-            yield page("error", f"{summary} Plain decoding failed: {plain_done.error}")
+            yield page("error", f"{summary} Plain decoding failed: {one_line(plain_done.error)}")
             return
         plain_t.elapsed = plain_done.seconds
         if plain_done.stopped:
@@ -220,7 +228,7 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
         try:
             models = registry.get(*names)
         except (DSparkError, OSError, ValueError) as err:
-            return gr.skip(), gr.skip(), status_html("error", f"Could not load the models: {err}")
+            return gr.skip(), gr.skip(), status_html("error", f"Could not load the models: {one_line(err)}")
         line = models_line(models.target_name, models.draft_name, models.draft.config.block_size)
         return names, line, status_html("idle", "Models loaded.")
 
@@ -276,11 +284,12 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
 
         inputs = [prompt, policy, threshold, fixed_length, temperature, max_tokens, compare, names_state]
         outputs = [status, answer, plain, stats, chart, run_btn]
-        for trigger in (run_btn.click, prompt.submit):
-            trigger(arm_run, None, [run_btn, status], queue=False).then(
-                run_generation, inputs, outputs, concurrency_limit=1, concurrency_id=GENERATION_GROUP,
-                show_progress="hidden",
-            )
+        # Only the button starts a run: it is disabled until the run ends, so a session has at most one
+        # run queued or running, and its Stop event is that run's.
+        run_btn.click(arm_run, None, [run_btn, status], queue=False).then(
+            run_generation, inputs, outputs, concurrency_limit=1, concurrency_id=GENERATION_GROUP,
+            show_progress="hidden",
+        )
         stop_btn.click(stop_run, None, None, queue=False)
         load_btn.click(load_models, [target_box, draft_box], [names_state, models_md, status],
                        concurrency_limit=1, concurrency_id=GENERATION_GROUP)
