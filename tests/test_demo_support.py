@@ -279,3 +279,11 @@ def test_random_draft_is_the_same_every_time_and_leaves_the_rng_alone():
     assert torch.equal(torch.rand(3), expected_next)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_dspark_demo_refuses_a_missing_draft_in_one_line(tmp_path, capsys):
+    from dspark_hf.cli import main
+
+    assert main(["demo", "--draft", str(tmp_path / "nope"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dspark demo: error: No draft checkpoint at {tmp_path / 'nope'}: the path does not exist."]
