@@ -45,7 +45,7 @@ def served_demo():
     """The demo with the embedded target and a steered random draft, served on 127.0.0.1."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from dspark_hf.demo_support.app import build_demo, launch_demo
-    from dspark_hf.demo_support.app import generation_config
+    from dspark_hf.demo_support.handlers import generation_config
     from dspark_hf.demo_support.models import LoadedModels, ModelRegistry, random_draft
     from dspark_hf.demo_support.prompts import prompt_ids
     from dspark_hf.embedded_target import load_default_target
@@ -182,7 +182,7 @@ def test_two_sessions_are_queued_not_mixed(page, browser, served_demo, monkeypat
     """Two browser sessions ask at once: generate() never runs twice at the same time and each page
     gets the answer to its own prompt."""
     target, tokenizer = served_demo["target"], served_demo["tokenizer"]
-    from dspark_hf.demo_support.app import generation_config
+    from dspark_hf.demo_support.handlers import generation_config
     from dspark_hf.demo_support.prompts import prompt_ids
 
     prompts = ["Name three colours.", "What is the capital of France?"]
@@ -204,13 +204,13 @@ def test_two_sessions_are_queued_not_mixed(page, browser, served_demo, monkeypat
 
     monkeypatch.setattr(target, "generate", counting_generate)
     pages = [page, open_page(browser, served_demo["url"])]  # two contexts: two Gradio sessions
-    for each, prompt in zip(pages, prompts):
+    for each, prompt in zip(pages, prompts, strict=True):
         set_number(each, "dspark-max-tokens", 6)
         each.locator("#dspark-compare input").uncheck()
         each.locator("#dspark-prompt textarea").fill(prompt)
     for each in pages:
         each.locator("#dspark-generate").click()
-    for each, want in zip(pages, expected):
+    for each, want in zip(pages, expected, strict=True):
         each.wait_for_selector("#dspark-status-line[data-state=done]")
         assert page_data(each, "dspark-answer")["token_ids"] == want
     assert peak[0] == 1

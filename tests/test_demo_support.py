@@ -20,7 +20,7 @@ from transformers import AutoTokenizer
 from conftest import FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import DSparkDraft, StepRecord
 from dspark_hf.demo_support import models as demo_models
-from dspark_hf.demo_support.app import generation_config, policy_spec
+from dspark_hf.demo_support.handlers import generation_config, policy_spec
 from dspark_hf.demo_support.prompts import PromptError, prompt_ids
 from dspark_hf.demo_support.provenance import BONUS, CORRECTION, DRAFT, PLAIN, TARGET, PieceDecoder, Transcript, step_origins
 from dspark_hf.demo_support.render import answer_html, stats_html, step_chart
@@ -277,7 +277,7 @@ def test_random_draft_is_the_same_every_time_and_leaves_the_rng_alone():
     torch.manual_seed(123)
     a, b = demo_models.random_draft(target.config), demo_models.random_draft(target.config)
     assert torch.equal(torch.rand(3), expected_next)
-    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
 
 

@@ -135,7 +135,7 @@ def step_chart(transcript: Transcript | None) -> Figure:
     records = transcript.records if transcript is not None else []
     rounds = [r.step + 1 for r in records]
     width = 0.28
-    for offset, name in zip((-width, 0.0, width), ("proposed", "verified", "accepted")):
+    for offset, name in zip((-width, 0.0, width), ("proposed", "verified", "accepted"), strict=True):
         ax.bar([x + offset for x in rounds], [getattr(r, name) for r in records], width=width,
                color=COLORS[name], label=name)
     block = max((r.proposed for r in records), default=7)
