@@ -287,3 +287,66 @@ def test_dspark_demo_refuses_a_missing_draft_in_one_line(tmp_path, capsys):
     assert main(["demo", "--draft", str(tmp_path / "nope"), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dspark demo: error: No draft checkpoint at {tmp_path / 'nope'}: the path does not exist."]
+
+
+@pytest.fixture(scope="module")
+def tiny_smollm2_shaped(smollm2_tokenizer):
+    """A tiny random Llama with SmolLM2's vocabulary, so the real tokenizer and chat template apply."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      eos_token_id=smollm2_tokenizer.eos_token_id, bos_token_id=smollm2_tokenizer.bos_token_id)
+    target = LlamaForCausalLM(cfg).eval()
+    registry = demo_models.ModelRegistry()
+    registry.put(None, "random", demo_models.LoadedModels(target, smollm2_tokenizer, demo_models.random_draft(target.config),
+                                                          "tiny", "random"))
+    return registry, target
+
+
+def run_handler(handlers, session, prompt, compare=False, max_tokens=10, policy="whole"):
+    from types import SimpleNamespace
+
+    request = SimpleNamespace(session_hash=session)
+    handlers.arm(request)
+    return list(handlers.generate(prompt, policy, 0.5, 3, 0.0, max_tokens, compare, [None, "random"], request))
+
+
+def final_state(outputs):
+    return re.search(r'data-state="(\w+)">([^<]*)<', outputs[-1][0]).groups()
+
+
+def test_handler_streams_the_answer_and_compares_with_plain_decoding(tiny_smollm2_shaped, smollm2_tokenizer):
+    from dspark_hf.demo_support.handlers import DemoHandlers
+
+    registry, target = tiny_smollm2_shaped
+    handlers = DemoHandlers(registry)
+    outputs = run_handler(handlers, "s1", "Hello there", compare=True)
+    state, message = final_state(outputs)
+    assert state == "done" and "Same tokens as plain decoding" in message
+    ids = prompt_ids(smollm2_tokenizer, "Hello there")
+    plain = target.generate(ids, max_new_tokens=10, do_sample=False)[0, ids.shape[1]:].tolist()
+    answer = json.loads(html.unescape(re.search(r'data-json="([^"]*)"', outputs[-1][1]).group(1)))
+    assert answer["token_ids"] == plain
+    assert [s["emitted"] for s in answer["steps"]] == [s.emitted for s in registry.get(None, "random").draft.last_telemetry.steps]
+    assert sum(o[0].count('data-state="running"') for o in outputs) >= 2  # it streamed
+
+
+def test_handler_messages_for_bad_prompts_and_an_early_stop(tiny_smollm2_shaped):
+    from types import SimpleNamespace
+
+    from dspark_hf.demo_support.handlers import DemoHandlers
+
+    registry, _ = tiny_smollm2_shaped
+    handlers = DemoHandlers(registry, max_prompt_tokens=60)
+    assert final_state(run_handler(handlers, "s1", "  ")) == ("error", "The prompt is empty: type a question or an instruction first.")
+    state, message = final_state(run_handler(handlers, "s1", "word " * 40))
+    assert state == "error" and "The prompt is too long" in message and "at most 60" in message
+    # Stop clicked while the run waited in the queue: it ends before generating; other sessions are unaffected.
+    request = SimpleNamespace(session_hash="s2")
+    handlers.arm(request)
+    handlers.stop(SimpleNamespace(session_hash="s2"))
+    outputs = list(handlers.generate("Hi", "whole", 0.5, 3, 0.0, 10, False, [None, "random"], request))
+    assert final_state(outputs) == ("stopped", "Stopped before it started.")
+    assert final_state(run_handler(handlers, "s3", "Hi"))[0] == "done"
