@@ -305,12 +305,12 @@ def tiny_smollm2_shaped(smollm2_tokenizer):
     return registry, target
 
 
-def run_handler(handlers, session, prompt, compare=False, max_tokens=10, policy="whole"):
+def run_handler(handlers, session, prompt, compare=False, max_tokens=10, policy="whole", temperature=0.0):
     from types import SimpleNamespace
 
     request = SimpleNamespace(session_hash=session)
     handlers.arm(request)
-    return list(handlers.generate(prompt, policy, 0.5, 3, 0.0, max_tokens, compare, [None, "random"], request))
+    return list(handlers.generate(prompt, policy, 0.5, 3, temperature, max_tokens, compare, [None, "random"], request))
 
 
 def final_state(outputs):
@@ -331,6 +331,8 @@ def test_handler_streams_the_answer_and_compares_with_plain_decoding(tiny_smollm
     assert answer["token_ids"] == plain
     assert [s["emitted"] for s in answer["steps"]] == [s.emitted for s in registry.get(None, "random").draft.last_telemetry.steps]
     assert sum(o[0].count('data-state="running"') for o in outputs) >= 2  # it streamed
+    state, message = final_state(run_handler(handlers, "s1", "Hello there", policy="threshold", temperature=0.8))
+    assert state == "done" and "threshold:0.5, sampling at temperature 0.8" in message
 
 
 def test_handler_messages_for_bad_prompts_and_an_early_stop(tiny_smollm2_shaped):
