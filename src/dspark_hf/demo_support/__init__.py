@@ -7,5 +7,6 @@
 - :mod:`.models`: which target and draft to load (the shipped default draft when this build has one)
   and a small cache of loaded pairs.
 - :mod:`.render`: the answer as HTML token spans, the statistics cards, the per-step chart.
-- :mod:`.app`: the Gradio Blocks page wiring it together.
+- :mod:`.handlers`: what the page's buttons do (generate and stream, stop, load models).
+- :mod:`.app`: the Gradio Blocks page wiring it together, and how it is served.
 """
