@@ -10,7 +10,7 @@ PROMPT ?= Explain in three sentences why the sky is blue.
 # shaped for the target: the text is exact, the per-step summary shows what speculation did.
 DRAFT ?= $(if $(wildcard src/dspark_hf/default_draft/config.json),,random)
 
-.PHONY: setup browser run test test-slow clean
+.PHONY: setup browser run demo test test-slow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ browser:
 
 run: $(STAMP)
 	$(BIN)/dspark generate --prompt "$(PROMPT)" --max-new-tokens 128 $(if $(DRAFT),--draft $(DRAFT),)
+
+demo: $(STAMP)
+	$(BIN)/dspark demo
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
