@@ -62,7 +62,8 @@ class DSparkCandidateGenerator(CandidateGenerator):
         self.callback = getattr(generation_config, "dspark_callback", None)
         self.telemetry = GenerationTelemetry()
         draft.last_telemetry = self.telemetry
-        self.tap = TargetFeatureTap(target, draft.config.target_layer_ids)
+        # Drafts may say how a target layer's output becomes a feature (e.g. V4: mean over mHC streams).
+        self.tap = TargetFeatureTap(target, draft.config.target_layer_ids, reduce=getattr(draft, "target_feature", None))
         weakref.finalize(self, self.tap.close)
         self.cache = draft.new_cache()
         self.committed = 0  # positions whose context rows are in self.cache
