@@ -256,3 +256,39 @@ def load_v4_drafter_from_folder(folder: str | os.PathLike, *, dtype: torch.dtype
     model.config.dtype = dtype
     model.name_or_path = str(folder)
     return model.to(device or "cpu").eval()
+
+
+_HUB_KEYWORDS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+
+
+def load_v4_drafter(path_or_repo_id: str | os.PathLike, *model_args: Any, **kwargs: Any):
+    """``DSparkV4Draft`` from a local V4 repo folder or a Hub id (``DSparkDraft.from_pretrained`` calls this).
+
+    From the Hub, only ``config.json``, the weight index and the shards holding ``mtp.*`` are downloaded
+    (:func:`dspark_hf.hub.download.resolve_draft`). Keywords: ``dtype`` (a torch dtype, or ``"auto"`` for
+    the checkpoint's ``torch_dtype``), ``device``, and the Hub keywords ``revision``, ``token``,
+    ``cache_dir``, ``local_files_only``, ``force_download``.
+    """
+    from ..checkpoint_loading import is_local_path
+    from ..errors import UnsupportedUsageError
+
+    dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+    device = kwargs.pop("device", None)
+    hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KEYWORDS if k in kwargs}
+    kwargs.pop("use_safetensors", None)
+    if model_args or kwargs:
+        raise UnsupportedUsageError(
+            f"A DeepSeek-V4 drafter takes dtype=, device= and Hub keywords; got {sorted(kwargs) or list(model_args)}."
+        )
+    if is_local_path(path_or_repo_id):
+        folder = Path(path_or_repo_id).expanduser()
+    else:
+        from ..hub.download import resolve_draft
+
+        folder = resolve_draft(str(path_or_repo_id), **hub_kwargs).folder
+    if dtype == "auto":
+        raw = json.loads((folder / CONFIG_NAME).read_text())
+        dtype = getattr(torch, str(raw.get("dtype") or raw.get("torch_dtype") or "float32"))
+    model = load_v4_drafter_from_folder(folder, dtype=dtype, device=device)
+    model.name_or_path = str(path_or_repo_id)
+    return model
