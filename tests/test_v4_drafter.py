@@ -282,16 +282,54 @@ def test_features_are_the_target_layer_outputs_averaged_over_streams(released, t
     assert torch.equal(features[0], expected)
 
 
-def test_targets_that_cannot_roll_back_and_misfits_are_refused(released):
+COMPRESSED_LAYERS = ["sliding_attention", "compressed_sparse_attention", "heavily_compressed_attention",
+                     "compressed_sparse_attention"]
+
+
+def _compressed_target():
+    """A V4 target with CSA (rate 2) and HCA (rate 4) layers. index_topk covers every compressed entry:
+    with a smaller one, transformers' own V4 gives different logits for one-token decoding and for a
+    multi-token forward once the indexer truncates (seen with transformers 5.23.0), so no speculative
+    method could match plain decoding there."""
+    return tiny_v4_target(layer_types=COMPRESSED_LAYERS, index_topk=64,
+                          compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4})
+
+
+def test_compressed_attention_target_is_lossless(released, monkeypatch):
+    """transformers cannot crop V4's compressor state; dspark_hf swaps in rewindable cache layers
+    (dspark_hf.v4.target_cache), so rejected tokens are undone exactly, also inside partly filled
+    compression windows. Without the swap the same run diverges or fails (negative control)."""
+    target = _compressed_target()
+    ids = _prompts(2)[1]
+    plain = target.generate(ids, max_new_tokens=40, do_sample=False)
+    for wrong_every in (3, 5):
+        draft = _load(released[0])
+        _force_towards(draft, plain[0], wrong_every)
+        assert torch.equal(_speculative(target, ids, draft, "whole", 40), plain)
+        steps = draft.last_telemetry.steps
+        assert {s.accepted for s in steps[:-1]} - {0, 5}, "no round was partly accepted"
+    assert torch.equal(_speculative(target, ids, _load(released[0]), "threshold:0.5", 40), plain)
+    assert target._is_stateful  # transformers' class-level mark is left as it was
+    monkeypatch.setattr("dspark_hf.v4.target_cache.make_rewindable", lambda cache: 0)
     draft = _load(released[0])
-    ids = _prompts(1)[0]
-    compressed = tiny_v4_target(layer_types=["sliding_attention", "compressed_sparse_attention",
-                                             "heavily_compressed_attention", "sliding_attention"],
-                                compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4})
-    with pytest.raises(UnsupportedUsageError, match="cannot do that for DeepseekV4ForCausalLM") as info:
-        _speculative(compressed, ids, draft, "whole", 4)
+    _force_towards(draft, plain[0], 3)
+    try:  # transformers' own layers: the run diverges, or fails on the mis-sized cache
+        diverged = not torch.equal(_speculative(target, ids, draft, "whole", 40), plain)
+    except RuntimeError:
+        diverged = True
+    assert diverged
+
+
+def test_stateful_targets_and_misfits_are_refused(released):
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from dspark_hf.compatibility import check_target_can_roll_back
+
+    mamba = MambaForCausalLM(MambaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, state_size=4))
+    with pytest.raises(UnsupportedUsageError, match="cannot do that for MambaForCausalLM") as info:
+        check_target_can_roll_back(mamba)
     assert "\n" not in str(info.value)
-    assert compressed._is_stateful  # the class-level mark is left as it was
+    draft = _load(released[0])
     wider = tiny_v4_target(hidden_size=48)
     with pytest.raises(CompatibilityError, match="hidden size is 32, target hidden size is 48"):
-        _speculative(wider, ids, draft, "whole", 4)
+        _speculative(wider, _prompts(1)[0], draft, "whole", 4)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers.generation.candidate_generator import CandidateGenerator
 
+from .compatibility import prepare_target_cache
 from .draft_block import draw_block
 from .errors import UnsupportedUsageError
 from .modeling_dspark import DSparkDraft
@@ -48,6 +49,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         mask = model_kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
             raise UnsupportedUsageError("DSpark drafting does not support padded inputs; pass the unpadded sequence.")
+        prepare_target_cache(target, model_kwargs.get("past_key_values"))
         if draft.config.embeddings_from_target and not draft._bound_target:
             draft.bind_target_embeddings(target)
         self.draft = draft

@@ -40,22 +40,27 @@ def check_draft_fits_target(draft: nn.Module, target: nn.Module) -> None:
 def target_can_roll_back(target: nn.Module) -> bool:
     """Whether assisted decoding can cut the target's cache back after a rejection.
 
-    transformers marks such targets ``_is_stateful``. DeepSeek-V4 is marked as a whole because of its
-    compressed-attention layers (their compressor state is not rewindable); a V4 whose layers are all
-    ``sliding_attention`` keeps only sliding-window caches, which transformers rolls back.
+    transformers marks such targets ``_is_stateful``. DeepSeek-V4 is marked as a whole because the
+    compressor state of its compressed-attention layers cannot be cropped; :func:`prepare_target_cache`
+    gives those layers a rewindable cache (:mod:`dspark_hf.v4.target_cache`), so V4 targets qualify.
     """
     if not getattr(target, "_is_stateful", False):
         return True
-    tcfg = target.config.get_text_config()
-    return tcfg.model_type == "deepseek_v4" and set(tcfg.layer_types) == {"sliding_attention"}
+    return target.config.get_text_config().model_type == "deepseek_v4"
 
 
 def check_target_can_roll_back(target: nn.Module) -> None:
     if not target_can_roll_back(target):
-        tcfg = target.config.get_text_config()
-        kinds = sorted(set(getattr(tcfg, "layer_types", None) or [])) or [type(target).__name__]
         raise UnsupportedUsageError(
             f"Speculative decoding needs to cut the target's cache back after a rejected token, and transformers "
-            f"cannot do that for {type(target).__name__} with {', '.join(kinds)} layers; only sliding-window-only "
-            "DeepSeek-V4 targets are supported."
+            f"cannot do that for {type(target).__name__} (a stateful model)."
         )
+
+
+def prepare_target_cache(target: nn.Module, cache) -> None:
+    """Make the target's generation cache rewindable where transformers' is not (DeepSeek-V4's
+    compressed-attention layers); other targets' caches are left as they are."""
+    if cache is not None and target.config.get_text_config().model_type == "deepseek_v4":
+        from .v4.target_cache import make_rewindable
+
+        make_rewindable(cache)

@@ -6,7 +6,7 @@ private methods of ``GenerationMixin``, each time passing straight through unles
 
 - ``_validate_generation_mode``: checks that the draft fits the target first, so a mismatch gives our
   one-line error instead of transformers' tokenizer advice; a target transformers marks stateful is
-  refused in one line unless its cache can in fact be rolled back (sliding-window-only DeepSeek-V4);
+  refused in one line unless its cache can be made rewindable (DeepSeek-V4, see ``v4/target_cache.py``);
 - ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`.
 
 Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
