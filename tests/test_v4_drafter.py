@@ -106,13 +106,20 @@ def test_released_layout_loads_from_the_mtp_shard_only(tmp_path, monkeypatch):
     assert draft.confidence_head.proj.bias is None  # no bias in the checkpoint, none in the model
 
 
-def test_confidence_bias_and_bfloat16_loading(tmp_path):
+def test_confidence_bias_and_bfloat16_loading(tmp_path, target):
     folder = write_v4_repo(tmp_path / "repo", drafter_tensors(seed=4, confidence_bias=True))
     draft = DSparkDraft.from_pretrained(folder, dtype=torch.bfloat16)
     assert draft.confidence_head.proj.bias is not None
     assert draft.layers[0].self_attn.q_b_proj.weight.dtype == torch.bfloat16
-    # transformers keeps V4's mHC mixes, sinks and norms in float32; so does the drafter
-    assert draft.layers[0].attn_hc.fn.dtype == torch.float32 and draft.norm.weight.dtype == torch.float32
+    # transformers keeps V4's mHC mixes, sinks, router bias and norms in float32; so does the drafter
+    kept = (draft.layers[0].attn_hc.fn, draft.layers[0].self_attn.sinks, draft.layers[0].mlp.gate.e_score_correction_bias,
+            draft.norm.weight)
+    assert all(t.dtype == torch.float32 for t in kept)
+    draft.bind_target_embeddings(target)  # a float32 target: mixed dtypes must still run
+    with torch.no_grad():
+        out = draft(input_ids=torch.tensor([[5] + [NOISE_TOKEN] * 4]), context_features=torch.randn(1, 6, 3 * HIDDEN))
+    assert out.logits.shape == (1, 5, VOCAB) and bool(out.logits.isfinite().all())
+    assert draft.confidence_logits(out.last_hidden_state, torch.tensor([[5, 6, 7, 8, 9]])).shape == (1, 5)
 
 
 def test_quantised_weights_are_dequantised(tmp_path):

@@ -247,10 +247,8 @@ def load_v4_drafter_from_folder(folder: str | os.PathLike, *, dtype: torch.dtype
     dtype = dtype or torch.float32
     keep_fp32 = tuple(DSparkV4Draft._keep_in_fp32_modules_strict or ())
     for key, tensor in state.items():
-        module_path = key.rsplit(".", 1)[0].split(".")
-        floating = tensor.is_floating_point() and expected[key].is_floating_point()
-        if floating:
-            state[key] = tensor.to(torch.float32 if any(part in keep_fp32 for part in module_path) else dtype)
+        if tensor.is_floating_point() and expected[key].is_floating_point():
+            state[key] = tensor.to(torch.float32 if any(part in keep_fp32 for part in key.split(".")) else dtype)
     model.load_state_dict(state, strict=True, assign=True)
     model.rotary_emb = DeepseekV4RotaryEmbedding(config)  # non-persistent buffers: computed, not loaded
     model.config.dtype = dtype
