@@ -193,7 +193,8 @@ def _bound(folder: Path, target) -> DSparkV4Draft:
 
 def test_context_cache_and_sliding_window(released, target):
     """Context fed in two calls through the cache equals one call; context rows older than the window
-    (8) do not change the block, rows inside it do."""
+    (8) do not change the block, rows inside it do; shifting every position leaves the block unchanged,
+    moving the block away from its context does not."""
     draft = _bound(released[0], target)
     gen = torch.Generator().manual_seed(0)
     n, window = 20, draft.config.sliding_window
@@ -211,8 +212,13 @@ def test_context_cache_and_sliding_window(released, target):
         recent[:, n - 1] += 1.0
         out_old = draft(input_ids=block, context_features=old, position_ids=positions)
         out_recent = draft(input_ids=block, context_features=recent, position_ids=positions)
+        shifted = draft(input_ids=block, context_features=features, position_ids=positions + 37)
+        block_moved = draft(input_ids=block, context_features=features, position_ids=torch.cat([positions[:, :n], positions[:, n:] + 3], 1))
     assert torch.allclose(out_old.logits, whole.logits, atol=1e-5, rtol=0)
     assert (out_recent.logits - whole.logits).abs().max() > 1e-3
+    # RoPE on queries, keys and (undone at the query position) values: only relative positions matter
+    assert torch.allclose(shifted.logits, whole.logits, atol=1e-4, rtol=0)
+    assert (block_moved.logits - whole.logits).abs().max() > 1e-3
 
 
 # -- generation ---------------------------------------------------------------------------------------

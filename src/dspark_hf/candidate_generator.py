@@ -13,6 +13,14 @@ transformers' ``_assisted_decoding`` calls :meth:`get_candidates` before each ta
 5. telemetry: the round's counts go to ``draft.last_telemetry`` and the callback.
 
 The first call returns no candidates, so that the target's prefill runs first and its features exist.
+
+What it needs from a draft (:class:`DSparkDraft`, or the DeepSeek-V4 drafter ``dspark_hf.v4.DSparkV4Draft``):
+``config.{block_size, mask_token_id, target_layer_ids, embeddings_from_target}``,
+``bind_target_embeddings(target)``, ``new_cache()``, a forward taking ``input_ids``,
+``context_features``, ``position_ids``, ``past_key_values`` and returning ``last_hidden_state`` and
+``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`.draft_block`), and optionally
+``target_feature``: how one target layer's output becomes that layer's feature. The target's cache is
+made rewindable first where transformers' is not (:func:`.compatibility.prepare_target_cache`).
 """
 
 from __future__ import annotations
