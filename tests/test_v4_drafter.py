@@ -120,6 +120,10 @@ def test_confidence_bias_and_bfloat16_loading(tmp_path, target):
         out = draft(input_ids=torch.tensor([[5] + [NOISE_TOKEN] * 4]), context_features=torch.randn(1, 6, 3 * HIDDEN))
     assert out.logits.shape == (1, 5, VOCAB) and bool(out.logits.isfinite().all())
     assert draft.confidence_logits(out.last_hidden_state, torch.tensor([[5, 6, 7, 8, 9]])).shape == (1, 5)
+    auto = DSparkDraft.from_pretrained(folder, dtype="auto")  # the config's torch_dtype: bfloat16
+    assert auto.layers[1].mlp.experts.gate_up_proj.dtype == torch.bfloat16
+    with pytest.raises(UnsupportedUsageError, match="device_map"):
+        DSparkDraft.from_pretrained(folder, device_map="auto")
 
 
 def test_quantised_weights_are_dequantised(tmp_path):
