@@ -304,11 +304,11 @@ COMPRESSED_LAYERS = ["sliding_attention", "compressed_sparse_attention", "heavil
 
 
 def _compressed_target():
-    """A V4 target with CSA (rate 2) and HCA (rate 4) layers. index_topk covers every compressed entry:
-    with a smaller one, transformers' own V4 gives different logits for one-token decoding and for a
-    multi-token forward once the indexer truncates (seen with transformers 5.23.0), so no speculative
-    method could match plain decoding there."""
-    return tiny_v4_target(layer_types=COMPRESSED_LAYERS, index_topk=64,
+    """A V4 target with CSA (rate 2) and HCA (rate 4) layers whose indexer keeps 4 entries, fewer than
+    the sequences produce, so its top-k selection matters. 16 indexer heads: with 2 heads the ReLU
+    scores often tie exactly, and transformers' top-k then breaks ties differently for one-token
+    decoding and for a multi-token forward (seen with 5.23.0), which no speculative method can match."""
+    return tiny_v4_target(layer_types=COMPRESSED_LAYERS, index_topk=4, index_n_heads=16, index_head_dim=32,
                           compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 4})
 
 
