@@ -21,6 +21,8 @@ from safetensors.torch import save_file
 from conftest import FIXTURES_DIR
 from dspark_hf import DSparkDraft
 from hub_server import LoopbackHub
+from v4_repo import RAW_CONFIG as V4_CONFIG
+from v4_repo import drafter_tensors, write_v4_repo
 
 WORKER = Path(__file__).with_name("hub_worker.py")
 WRITER_TOKEN = "hf_test_writer"
@@ -49,18 +51,19 @@ def _fixture_files(name: str) -> dict[str, bytes]:
 
 
 def _v4_repo(tmp: Path) -> tuple[dict[str, bytes], dict[str, float]]:
-    """A V4-style repo: config (model_type deepseek_v4), a weight index and four shards; the mtp.*
-    tensors sit in shards 3 and 4 only (shard 3 also holds target tensors)."""
+    """A V4 repo (tests/v4_repo.py: tiny V4 config with its dspark_* keys, a drafter in the released
+    mtp.* layout) sharded in four: the mtp.* tensors sit in shards 3 and 4 only (shard 3 also holds
+    target tensors). Also written, differently sharded, as a local folder ``tmp / "v4_local"``."""
+    drafter = drafter_tensors(seed=3)
+    write_v4_repo(tmp / "v4_local", drafter)
     g = torch.Generator().manual_seed(0)
+    stage0 = {k: v for k, v in drafter.items() if k.startswith("mtp.0.")}
     shards = {
         "model-00001-of-00004.safetensors": {"embed.weight": torch.randn(64, 16, generator=g),
                                               "layers.0.attn.wq_a.weight": torch.randn(8, 16, generator=g)},
         "model-00002-of-00004.safetensors": {"layers.1.attn.wq_a.weight": torch.randn(8, 16, generator=g)},
-        "model-00003-of-00004.safetensors": {"layers.2.ffn.gate.weight": torch.randn(4, 16, generator=g),
-                                              "mtp.0.e_proj.weight": torch.randn(16, 16, generator=g),
-                                              "mtp.0.norm.weight": torch.randn(16, generator=g)},
-        "model-00004-of-00004.safetensors": {"mtp.1.attn.wq_a.weight": torch.randn(8, 16, generator=g),
-                                              "mtp.2.ffn.experts.0.w1.weight": torch.randn(8, 16, generator=g),
+        "model-00003-of-00004.safetensors": {"layers.2.ffn.gate.weight": torch.randn(4, 16, generator=g), **stage0},
+        "model-00004-of-00004.safetensors": {**{k: v for k, v in drafter.items() if k not in stage0},
                                               "head.weight": torch.randn(64, 16, generator=g)},
     }
     files: dict[str, bytes] = {}
@@ -70,8 +73,7 @@ def _v4_repo(tmp: Path) -> tuple[dict[str, bytes], dict[str, float]]:
         files[shard] = (tmp / shard).read_bytes()
         weight_map.update({name: shard for name in tensors})
     files["model.safetensors.index.json"] = json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}).encode()
-    files["config.json"] = json.dumps({"architectures": ["DeepseekV4ForCausalLM"], "model_type": "deepseek_v4",
-                                       "hidden_size": 16, "num_hidden_layers": 3, "vocab_size": 64}).encode()
+    files["config.json"] = json.dumps(V4_CONFIG).encode()
     files["README.md"] = b"# V4\n"
     sums = {name: float(t.double().sum()) for tensors in shards.values() for name, t in tensors.items() if name.startswith("mtp.")}
     return files, sums
@@ -100,6 +102,7 @@ def hub(tmp_path_factory):
     server.add_repo(NO_CONFIG, {"README.md": b"# nothing here\n"})
     server.first_pinned_commit = first
     server.v4_sums = v4_sums
+    server.v4_local = tmp / "v4_local"
     server.cache = tmp_path_factory.mktemp("hf_cache")
     yield server
     server.close()
@@ -147,6 +150,7 @@ def online(hub):
         "sharded": {"op": "load", "repo_id": SHARDED},
         "v4": {"op": "v4_state_dict", "repo_id": V4},
         "v4_as_draft": {"op": "load", "repo_id": V4},
+        "v4_from_pretrained": {"op": "from_pretrained", "repo_id": V4},
         "unknown_repo": {"op": "resolve", "repo_id": "deepseek-ai/no_such_draft"},
         "gated": {"op": "resolve", "repo_id": GATED},
         "private_wrong_token": {"op": "resolve", "repo_id": PRIVATE, "token": "hf_reader_without_rights"},
@@ -195,7 +199,22 @@ def test_v4_repo_fetches_only_the_shards_holding_mtp(hub, online):
     assert r["sums"] == pytest.approx(hub.v4_sums, rel=1e-12)
     assert set(hub.fetched(V4)) == {"config.json", "model.safetensors.index.json",
                                     "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}
-    _fails(results["v4_as_draft"], "CheckpointError", "DeepSeek-V4 drafter")
+
+
+def test_v4_drafter_loads_end_to_end_from_the_hub(hub, online):
+    """load_draft and DSparkDraft.from_pretrained on a V4 Hub id give the drafter, equal to the one the
+    same tensors give from a local folder, with only the mtp shards downloaded."""
+    from dspark_hf.v4 import load_v4_drafter_from_folder
+
+    results, _ = online
+    local = load_v4_drafter_from_folder(hub.v4_local)
+    local_sum = float(sum(v.double().sum() for v in local.state_dict().values()))
+    loaded = _ok(results["v4_as_draft"])
+    assert loaded["checksum"] == local_sum and loaded["n_params"] == sum(v.numel() for v in local.state_dict().values())
+    assert loaded["policy"] == "ConfidenceThreshold(0.5)"  # the registry's recommendation for V4
+    assert _ok(results["v4_from_pretrained"])["checksum"] == local_sum
+    assert set(hub.fetched(V4)) == {"config.json", "model.safetensors.index.json",
+                                    "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"}
 
 
 def test_every_hub_error_is_one_clear_line(hub, online):
@@ -230,7 +249,8 @@ def test_offline_cache_as_the_client_laid_it_out(hub, online):
          {"op": "resolve", "repo_id": SHARDED},
          {"op": "v4_state_dict", "repo_id": V4},
          {"op": "resolve", "repo_id": "deepseek-ai/dspark_qwen3_8b_block7"},
-         {"op": "resolve", "repo_id": GATED}],
+         {"op": "resolve", "repo_id": GATED},
+         {"op": "load", "repo_id": V4}],
         endpoint=hub.endpoint, cache=hub.cache, offline=True,
     )
     assert len(hub.requests) == before  # nothing went to the network
@@ -240,6 +260,7 @@ def test_offline_cache_as_the_client_laid_it_out(hub, online):
     assert _ok(offline[3])["sums"] == pytest.approx(hub.v4_sums, rel=1e-12)
     _fails(offline[4], "OfflineNotCachedError", "HF_HUB_OFFLINE=1", "deepseek-ai/dspark_qwen3_8b_block7")
     _fails(offline[5], "OfflineNotCachedError", "HF_HUB_OFFLINE=1")
+    assert _ok(offline[6])["checksum"] == results["v4_as_draft"]["checksum"]
 
 
 @pytest.mark.slow  # about 25 s: the client retries a refused connection 5 times with backoff before giving up

@@ -13,6 +13,14 @@ transformers' ``_assisted_decoding`` calls :meth:`get_candidates` before each ta
 5. telemetry: the round's counts go to ``draft.last_telemetry`` and the callback.
 
 The first call returns no candidates, so that the target's prefill runs first and its features exist.
+
+What it needs from a draft (:class:`DSparkDraft`, or the DeepSeek-V4 drafter ``dspark_hf.v4.DSparkV4Draft``):
+``config.{block_size, mask_token_id, target_layer_ids, embeddings_from_target}``,
+``bind_target_embeddings(target)``, ``new_cache()``, a forward taking ``input_ids``,
+``context_features``, ``position_ids``, ``past_key_values`` and returning ``last_hidden_state`` and
+``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`.draft_block`), and optionally
+``target_feature``: how one target layer's output becomes that layer's feature. The target's cache is
+made rewindable first where transformers' is not (:func:`.compatibility.prepare_target_cache`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 import torch
 from transformers.generation.candidate_generator import CandidateGenerator
 
+from .compatibility import prepare_target_cache
 from .draft_block import draw_block
 from .errors import UnsupportedUsageError
 from .modeling_dspark import DSparkDraft
@@ -48,6 +57,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         mask = model_kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
             raise UnsupportedUsageError("DSpark drafting does not support padded inputs; pass the unpadded sequence.")
+        prepare_target_cache(target, model_kwargs.get("past_key_values"))
         if draft.config.embeddings_from_target and not draft._bound_target:
             draft.bind_target_embeddings(target)
         self.draft = draft
@@ -62,7 +72,8 @@ class DSparkCandidateGenerator(CandidateGenerator):
         self.callback = getattr(generation_config, "dspark_callback", None)
         self.telemetry = GenerationTelemetry()
         draft.last_telemetry = self.telemetry
-        self.tap = TargetFeatureTap(target, draft.config.target_layer_ids)
+        # Drafts may say how a target layer's output becomes a feature (e.g. V4: mean over mHC streams).
+        self.tap = TargetFeatureTap(target, draft.config.target_layer_ids, reduce=getattr(draft, "target_feature", None))
         weakref.finalize(self, self.tap.close)
         self.cache = draft.new_cache()
         self.committed = 0  # positions whose context rows are in self.cache

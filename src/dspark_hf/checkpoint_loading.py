@@ -5,6 +5,8 @@
 - A released-layout ``config.json`` (``Qwen3DSparkModel`` / ``Gemma4DSparkModel``) is translated into a
   :class:`DSparkConfig` and passed to transformers as ``config=``.
 - Weights are loaded from safetensors only (``use_safetensors=True``): nothing here unpickles.
+- A DeepSeek-V4 repo (``model_type: deepseek_v4``, the drafter is its ``mtp.*`` tensors) is recognised
+  by :func:`is_v4_repo`; :mod:`dspark_hf.v4` loads it instead of transformers.
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ def is_local_path(path: str | os.PathLike) -> bool:
     """A path that exists, or that cannot be a Hub id (``owner/name`` has exactly one slash)."""
     text = str(path)
     return Path(text).expanduser().exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
+
+
+def is_v4_repo(path: str | os.PathLike, kwargs: dict[str, Any]) -> bool:
+    """Whether ``path`` (local folder or Hub id) is a DeepSeek-V4 repo, whose drafter is ``mtp.*``."""
+    from .v4.checkpoint import is_v4_config
+
+    if kwargs.get("config") is not None:
+        return False
+    if is_local_path(path):
+        folder = Path(path).expanduser() / kwargs.get("subfolder", "")
+        if not (folder / "config.json").is_file():
+            return False  # prepare_from_pretrained reports what is wrong with the folder
+        return is_v4_config(read_config_dict(folder))
+    return is_v4_config(read_config_dict(path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}))
 
 
 def prepare_from_pretrained(path: str | os.PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ private methods of ``GenerationMixin``, each time passing straight through unles
 :class:`DSparkDraft`:
 
 - ``_validate_generation_mode``: checks that the draft fits the target first, so a mismatch gives our
-  one-line error instead of transformers' tokenizer advice;
+  one-line error instead of transformers' tokenizer advice; a target transformers marks stateful is
+  refused in one line unless its cache can be made rewindable (DeepSeek-V4, see ``v4/target_cache.py``);
 - ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`.
 
 Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
@@ -14,6 +15,7 @@ original code unchanged. Versions of transformers without the generator hooks ge
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -46,9 +48,27 @@ def check_transformers_version(version: str | None = None) -> None:
 
 
 def _is_dspark(model) -> bool:
+    """A DSpark draft: :class:`DSparkDraft`, or a DeepSeek-V4 drafter (:class:`DSparkV4Draft`)."""
     from .modeling_dspark import DSparkDraft
+    from .v4.modeling import DSparkV4Draft
 
-    return isinstance(model, DSparkDraft)
+    return isinstance(model, (DSparkDraft, DSparkV4Draft))
+
+
+@contextlib.contextmanager
+def _rollback_checked(target):
+    """Lift transformers' blanket ``_is_stateful`` refusal for a target whose cache can be rolled back."""
+    from .compatibility import check_target_can_roll_back
+
+    if not getattr(target, "_is_stateful", False):
+        yield
+        return
+    check_target_can_roll_back(target)
+    target._is_stateful = False  # instance attribute shadowing the class's, removed right after
+    try:
+        yield
+    finally:
+        del target._is_stateful
 
 
 def install_generation_hook() -> None:
@@ -86,6 +106,8 @@ def install_generation_hook() -> None:
             from .compatibility import check_draft_fits_target
 
             check_draft_fits_target(assistant, self)
+            with _rollback_checked(self):
+                return original_validate(self, *args, **kwargs)
         return original_validate(self, *args, **kwargs)
 
     setattr(_get_candidate_generator, _PATCHED_FLAG, original_get)

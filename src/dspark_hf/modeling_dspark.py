@@ -349,9 +349,15 @@ class DSparkDraft(DSparkPreTrainedModel):
         """Load a draft saved by this library or released by DeepSeek (local folder or Hub id).
 
         Released folders (``architectures: Qwen3DSparkModel / Gemma4DSparkModel``) are recognised from
-        their config.json with no extra step. Only safetensors weights are read.
+        their config.json with no extra step. A DeepSeek-V4 repo gives its drafter, a
+        :class:`~dspark_hf.v4.DSparkV4Draft` (only the ``mtp.*`` shards are downloaded and read). Only
+        safetensors weights are read.
         """
-        from .checkpoint_loading import prepare_from_pretrained
+        from .checkpoint_loading import is_v4_repo, prepare_from_pretrained
 
+        if is_v4_repo(pretrained_model_name_or_path, kwargs):
+            from .v4.checkpoint import load_v4_drafter
+
+            return load_v4_drafter(pretrained_model_name_or_path, *model_args, **kwargs)
         kwargs = prepare_from_pretrained(pretrained_model_name_or_path, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)

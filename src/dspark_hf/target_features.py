@@ -4,6 +4,8 @@
 output) on any decoder-only transformers model whose decoder layers can be reached, and keeps the
 output of each hooked layer from the target's latest forward pass. These are the layers' own outputs,
 ``hidden_states[l + 1]`` in transformers' terms, never a normed final state, even for the last layer.
+A draft whose target's layers output something else than ``[B, S, H]`` (DeepSeek-V4: one row per
+hyper-connection stream) gives the tap its ``target_feature`` function to turn an output into ``[B, S, H]``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class TargetFeatureTap:
     remove the hooks (the candidate generator does this when it is released).
     """
 
-    def __init__(self, target: nn.Module, layer_ids: list[int]) -> None:
+    def __init__(self, target: nn.Module, layer_ids: list[int], reduce=None) -> None:
         self.layer_ids = list(layer_ids)
+        self._reduce = reduce
         self._latest: dict[int, torch.Tensor] = {}
         layers = find_decoder_layers(target)
         self._handles = []
@@ -46,9 +49,11 @@ class TargetFeatureTap:
 
     def _recorder(self, layer_id: int):
         latest = self._latest
+        reduce = self._reduce
 
         def record(module, args, output):
-            latest[layer_id] = (output[0] if isinstance(output, (tuple, list)) else output).detach()
+            output = (output[0] if isinstance(output, (tuple, list)) else output).detach()
+            latest[layer_id] = output if reduce is None else reduce(output)
 
         return record
 

@@ -247,7 +247,9 @@ def resolve_draft(repo_id: str, *, target_config: Any = None, **hub_kwargs: Any)
 
 
 def load_draft(repo_id: str, *, target_config: Any = None, **kwargs: Any):
-    """``DSparkDraft`` from a Hub id through :func:`resolve_draft` (DSpark / DFlash drafts).
+    """The draft in a Hub repo through :func:`resolve_draft`: a ``DSparkDraft`` (DSpark / DFlash drafts),
+    or for a DeepSeek-V4 repo its drafter, a :class:`~dspark_hf.v4.DSparkV4Draft` (only the ``mtp.*``
+    shards are downloaded).
 
     Hub keywords (``revision``, ``token``, ``cache_dir``, ``local_files_only``, ``force_download``) go
     to the download; the rest (``dtype``, ...) to ``DSparkDraft.from_pretrained`` on the local folder.
@@ -260,11 +262,12 @@ def load_draft(repo_id: str, *, target_config: Any = None, **kwargs: Any):
     hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "token", "cache_dir", "local_files_only", "force_download") if k in kwargs}
     resolved = resolve_draft(repo_id, target_config=target_config, **hub_kwargs)
     if resolved.kind == "deepseek_v4":
-        raise CheckpointError(
-            f"{repo_id} holds a DeepSeek-V4 drafter (mtp.* inside the target): load it with "
-            "dspark_hf.hub.download.load_v4_drafter_state_dict; DSparkDraft cannot run it."
-        )
-    draft = DSparkDraft.from_pretrained(str(resolved.folder), **kwargs)
+        from ..v4.checkpoint import load_v4_drafter
+
+        draft = load_v4_drafter(resolved.folder, **kwargs)
+        draft.name_or_path = repo_id
+    else:
+        draft = DSparkDraft.from_pretrained(str(resolved.folder), **kwargs)
     entry = lookup(repo_id)
     if entry is not None and draft.verification_policy is None:
         draft.verification_policy = resolve_policy(entry.recommended_policy)
