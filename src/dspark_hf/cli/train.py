@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on GPU")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--draft-from-checkpoint", metavar="CHECKPOINT",
+                   help="only save the draft of this checkpoint (OUTPUT_DIR/checkpoints/checkpoint-N) to OUTPUT_DIR/draft")
     sd = p.add_argument_group("self-distillation")
     sd.add_argument("--self-distill", action="store_true", help="regenerate the answers with the target first")
     sd.add_argument("--max-new-tokens", type=int, default=192)
@@ -70,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from .generate import load_target
 
     target, tokenizer = load_target(args.target)
+    if args.draft_from_checkpoint:
+        from ..training.trainer import draft_from_checkpoint, save_draft
+
+        path = save_draft(draft_from_checkpoint(target, args.draft_from_checkpoint), Path(args.output_dir) / "draft", args.save_dtype)
+        print(f"Draft of {args.draft_from_checkpoint} saved to {path}")
+        return 0
     accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
     out = Path(args.output_dir)
     data = Path(args.data)

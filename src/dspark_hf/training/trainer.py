@@ -252,3 +252,17 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+def draft_from_checkpoint(target, checkpoint: str | Path) -> DSparkDraft:
+    """The draft of a training checkpoint (``OUTPUT_DIR/checkpoints/checkpoint-N``), bound to ``target``;
+    the run's ``train_config.json`` (next to ``checkpoints/``) gives its shape."""
+    from safetensors.torch import load_file
+
+    checkpoint = Path(checkpoint)
+    stored = json.loads((checkpoint.parent.parent / "train_config.json").read_text())
+    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
+    draft = build_draft(target, cfg)
+    state = load_file(str(checkpoint / "draft.safetensors"))
+    draft.load_state_dict(state, strict=False)
+    return draft.eval()
