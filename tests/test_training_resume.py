@@ -81,7 +81,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     """`dspark train` killed (SIGKILL) after its first checkpoint, rerun: same final weights as a run
     that was never interrupted."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    steps = 400
+    steps = 40
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli(tmp_path, killed, steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

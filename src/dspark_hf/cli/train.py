@@ -71,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import Trainer, TrainConfig
     from .generate import load_target
 
+    from ..training.data import DataError
+
+    if not args.draft_from_checkpoint and not Path(args.data).is_file():
+        raise DataError(f"Training data file not found: {args.data}")
+    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs"):
+        if getattr(args, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     target, tokenizer = load_target(args.target)
     if args.draft_from_checkpoint:
         from ..training.trainer import draft_from_checkpoint, save_draft
