@@ -53,4 +53,4 @@ def test_confidence_target_is_detached_and_dflash_has_no_confidence_term():
     assert draft.grad is None and conf.grad is not None
     no_conf = dspark_losses(draft, torch.randn(1, 2, 6), torch.tensor([[1, 2]]), torch.ones(1, 2, dtype=torch.bool), None)
     assert no_conf.confidence is None
-    assert math.isclose(float(no_conf.total), 0.1 * float(no_conf.ce) + 0.9 * float(no_conf.l1), rel_tol=1e-6)
+    assert math.isclose(no_conf.total.item(), 0.1 * no_conf.ce.item() + 0.9 * no_conf.l1.item(), rel_tol=1e-6)

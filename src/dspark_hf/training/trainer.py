@@ -6,8 +6,8 @@ by ``seed``, the epoch and the sequence index). Two runs with the same data and 
 same sequences and anchors whatever their method or head, and a run resumed from a checkpoint continues
 exactly where the killed one was.
 
-Multi-process training goes through accelerate (``accelerate launch``, DDP; ``--use_fsdp`` through
-accelerate's own configuration): each optimizer step takes ``batch_size * num_processes`` sequences, and
+Multi-process training goes through accelerate (``accelerate launch``, DDP; on CPU with
+``ACCELERATE_USE_CPU=1`` and the gloo backend): each optimizer step takes ``batch_size * num_processes`` sequences, and
 process ``p`` handles every ``num_processes``-th of them; gradients are averaged by DDP.
 """
 
@@ -236,6 +236,7 @@ class Trainer:
                 acc.wait_for_everyone()
             if cfg.stop_after is not None and done >= cfg.stop_after:
                 bar.close()
+                self.online.close()
                 return acc.unwrap_model(self.objective).draft
         bar.close()
         draft = acc.unwrap_model(self.objective).draft
