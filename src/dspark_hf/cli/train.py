@@ -1,0 +1,147 @@
+"""``dspark train``: train a DSpark (or DFlash-variant) draft for any transformers causal LM target.
+
+    dspark train --data prompts.jsonl --self-distill --output-dir runs/smollm2 \
+        [--target PATH_OR_HUB_ID] [--method dspark|dflash] [--markov-head vanilla|gated|rnn] ...
+
+Data: JSON Lines of prompts or chats, or plain text (see :mod:`dspark_hf.training.data`). With
+``--self-distill`` the target first answers the prompts itself (written to
+``OUTPUT_DIR/distilled.jsonl``, resumable). ``--feature-cache DIR`` keeps the target's features so that
+later epochs (and other runs on the same data) skip the target forward. A rerun with the same
+``--output-dir`` resumes from the newest checkpoint. Several processes: ``accelerate launch -m
+dspark_hf.cli train ...`` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a DSpark draft for a target", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="training data: .jsonl (prompts, chats, text, token ids) or .txt")
+    p.add_argument("--output-dir", required=True, help="checkpoints, logs and the trained draft (OUTPUT_DIR/draft)")
+    p.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--method", choices=["dspark", "dflash"], default="dspark",
+                   help="dflash: the same draft with markov_rank 0, no sequential and no confidence head")
+    p.add_argument("--markov-head", choices=["vanilla", "gated", "rnn"], default="vanilla")
+    p.add_argument("--markov-rank", type=int, default=64)
+    p.add_argument("--num-layers", type=int, default=2, help="draft decoder layers")
+    p.add_argument("--block-size", type=int, default=7, help="gamma: slots per drafted block")
+    p.add_argument("--target-layer-ids", help="comma-separated target layers to read (default: 5 spread over the depth)")
+    p.add_argument("--num-anchors", type=int, default=64, help="blocks per sequence and step")
+    p.add_argument("--max-length", type=int, default=512, help="cut sequences to this many tokens")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per optimizer step and process")
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--warmup-ratio", type=float, default=0.04)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
+    p.add_argument("--feature-cache", help="folder of a sharded safetensors cache of the target's features")
+    p.add_argument("--prepare-only", action="store_true", help="self-distill and fill the feature cache, then stop")
+    p.add_argument("--save-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--draft-from-checkpoint", metavar="CHECKPOINT",
+                   help="only save the draft of this checkpoint (OUTPUT_DIR/checkpoints/checkpoint-N) to OUTPUT_DIR/draft")
+    sd = p.add_argument_group("self-distillation")
+    sd.add_argument("--self-distill", action="store_true", help="regenerate the answers with the target first")
+    sd.add_argument("--max-new-tokens", type=int, default=192)
+    sd.add_argument("--max-prompt-tokens", type=int, default=256)
+    sd.add_argument("--distill-batch-size", type=int, default=16)
+    sd.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); else sampled")
+    sd.add_argument("--top-p", type=float, default=0.8)
+    sd.add_argument("--top-k", type=int, default=20)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from accelerate import Accelerator
+
+    from ..training.data import load_examples
+    from ..training.self_distill import SamplingConfig, self_distill
+    from ..training.trainer import Trainer, TrainConfig
+    from .generate import load_target
+
+    from ..training.data import DataError
+
+    if not args.draft_from_checkpoint and not Path(args.data).is_file():
+        raise DataError(f"Training data file not found: {args.data}")
+    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs"):
+        if getattr(args, name) < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    target, tokenizer = load_target(args.target)
+    if args.draft_from_checkpoint:
+        from ..training.trainer import draft_from_checkpoint, save_draft
+
+        path = save_draft(draft_from_checkpoint(target, args.draft_from_checkpoint), Path(args.output_dir) / "draft", args.save_dtype)
+        print(f"Draft of {args.draft_from_checkpoint} saved to {path}")
+        return 0
+    accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
+    out = Path(args.output_dir)
+    data = Path(args.data)
+    layer_ids = [int(x) for x in args.target_layer_ids.split(",")] if args.target_layer_ids else None
+    if args.self_distill:
+        distilled = out / "distilled.jsonl"
+        if accelerator.is_main_process:
+            sampling = SamplingConfig(
+                max_new_tokens=args.max_new_tokens,
+                do_sample=args.temperature > 0,
+                temperature=args.temperature or 1.0,
+                top_p=args.top_p,
+                top_k=args.top_k,
+                batch_size=args.distill_batch_size,
+                max_prompt_tokens=args.max_prompt_tokens,
+            )
+            cache, cache_layers = None, None
+            if args.feature_cache:
+                from ..draft_config import draft_config_for_target
+                from ..training.target_outputs import FeatureCache
+
+                cache_layers = draft_config_for_target(target.config, target_layer_ids=layer_ids).target_layer_ids
+                cache = FeatureCache(args.feature_cache, cache_layers)
+            self_distill(target.to(accelerator.device), tokenizer, data, distilled, sampling, seed=args.seed,
+                         feature_cache=cache, layer_ids=cache_layers)
+        accelerator.wait_for_everyone()
+        data = distilled
+    examples = load_examples(tokenizer, data, max_length=args.max_length)
+    cfg = TrainConfig(
+        output_dir=str(out),
+        method=args.method,
+        markov_head=args.markov_head,
+        markov_rank=args.markov_rank,
+        num_hidden_layers=args.num_layers,
+        block_size=args.block_size,
+        target_layer_ids=layer_ids,
+        num_anchors=args.num_anchors,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        save_every=args.save_every,
+        feature_cache=args.feature_cache,
+        save_dtype=args.save_dtype,
+        bf16=not args.no_bf16,
+        progress=not args.no_progress,
+        extra={"data": str(data), "target": args.target or "embedded SmolLM2-135M-Instruct"},
+    )
+    trainer = Trainer(target, examples, cfg, accelerator=accelerator)
+    if args.prepare_only:
+        trainer.fill_cache()
+        accelerator.print(f"{len(trainer.examples)} sequences ready (feature cache: {args.feature_cache or 'none'}).")
+        return 0
+    trainer.train()
+    accelerator.print(f"Trained draft saved to {out / 'draft'}")
+    return 0

@@ -1,0 +1,71 @@
+"""The DSpark training losses (DeepSpec recipe), per slot weighted by ``w_k = exp(-k / 4)`` and cut at
+the first invalid slot:
+
+- ``0.1 * CE(corrected logits, true next token)``;
+- ``0.9 * || softmax(corrected) - softmax(target) ||_1``;
+- ``1.0 * BCE(sigmoid(confidence), 1 - TV(draft, target))`` with the target ``1 - TV`` detached
+  (``TV = L1 / 2``); only when the draft has a confidence head.
+
+"Corrected" logits are the base logits plus the sequential head's bias for the true previous token
+(teacher forcing); the DFlash variant has no head, so they are the base logits. Each term is the
+weighted mean over valid slots (sum of ``w_k`` over valid slots as the denominator).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+CE_WEIGHT, L1_WEIGHT, CONFIDENCE_WEIGHT = 0.1, 0.9, 1.0
+
+
+def slot_weights(gamma: int, decay: float = 4.0) -> torch.Tensor:
+    """``exp(-k / decay)`` for ``k = 0 .. gamma - 1``."""
+    return torch.exp(-torch.arange(gamma, dtype=torch.float32) / decay)
+
+
+@dataclass
+class LossParts:
+    total: torch.Tensor
+    ce: torch.Tensor
+    l1: torch.Tensor
+    confidence: torch.Tensor | None
+    accuracy: torch.Tensor  # greedy top-1 agreement with the label over valid slots (a metric)
+
+
+def dspark_losses(
+    corrected_logits: torch.Tensor,
+    target_logits: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    confidence_logits: torch.Tensor | None,
+    decay: float = 4.0,
+) -> LossParts:
+    """Losses of ``[N, gamma, V]`` draft (corrected) and target logits, ``labels`` / ``valid``
+    ``[N, gamma]`` and optional pre-sigmoid ``confidence_logits`` ``[N, gamma]``."""
+    gamma = labels.shape[1]
+    weights = slot_weights(gamma, decay).to(corrected_logits.device)[None, :] * valid.float()
+    denom = weights.sum().clamp_min(1e-8)
+    draft_logp = F.log_softmax(corrected_logits.float(), dim=-1)
+    ce = F.nll_loss(draft_logp.flatten(0, 1), labels.clamp_min(0).flatten(), reduction="none").view_as(weights)
+    ce = (ce * weights).sum() / denom
+    target_p = F.softmax(target_logits.float(), dim=-1)
+    l1_per_slot = (draft_logp.exp() - target_p).abs().sum(-1)
+    l1 = (l1_per_slot * weights).sum() / denom
+    total = CE_WEIGHT * ce + L1_WEIGHT * l1
+    confidence = None
+    if confidence_logits is not None:
+        survive = (1.0 - 0.5 * l1_per_slot).detach().clamp(0.0, 1.0)
+        bce = F.binary_cross_entropy_with_logits(confidence_logits.float(), survive, reduction="none")
+        confidence = (bce * weights).sum() / denom
+        total = total + CONFIDENCE_WEIGHT * confidence
+    with torch.no_grad():
+        hits = (corrected_logits.argmax(-1) == labels).float() * valid.float()
+        accuracy = hits.sum() / valid.float().sum().clamp_min(1.0)
+    return LossParts(total=total, ce=ce, l1=l1, confidence=confidence, accuracy=accuracy)
+
+
+assert math.isclose(float(slot_weights(5)[4]), math.exp(-1.0), rel_tol=1e-6)

@@ -1,0 +1,269 @@
+"""The training loop: a DSpark (or DFlash-variant) draft trained against a frozen target.
+
+Everything that decides what a step sees is derived from ``seed`` and the step number: the epoch's
+order of sequences (a permutation seeded by ``seed`` and the epoch) and each sequence's anchors (seeded
+by ``seed``, the epoch and the sequence index). Two runs with the same data and seed therefore see the
+same sequences and anchors whatever their method or head, and a run resumed from a checkpoint continues
+exactly where the killed one was.
+
+Multi-process training goes through accelerate (``accelerate launch``, DDP; on CPU with
+``ACCELERATE_USE_CPU=1`` and the gloo backend): each optimizer step takes ``batch_size * num_processes`` sequences, and
+process ``p`` handles every ``num_processes``-th of them; gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..draft_config import draft_config_for_target
+from ..errors import DSparkError
+from ..modeling_dspark import DSparkDraft
+from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import Example
+from .draft_objective import DraftObjective
+from .packing import pack_blocks, sample_anchors, valid_anchors
+from .target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
+
+METHODS = ("dspark", "dflash")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (defaults: the reference recipe, scaled down where it is per-run)."""
+
+    output_dir: str
+    method: str = "dspark"
+    markov_head: str = "vanilla"
+    markov_rank: int = 64
+    num_hidden_layers: int = 2
+    block_size: int = 7
+    target_layer_ids: list[int] | None = None
+    num_anchors: int = 64
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 4
+    learning_rate: float = 6e-4
+    warmup_ratio: float = 0.04
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    feature_cache: str | None = None
+    save_dtype: str = "float32"
+    bf16: bool = True  # autocast on GPU only
+    stop_after: int | None = None  # end the run after this step, as a kill would (tests)
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise DSparkError(f"--method must be one of {METHODS}, got {self.method!r}.")
+
+
+def build_draft(target, cfg: TrainConfig) -> DSparkDraft:
+    """A freshly initialised draft for ``target`` (seeded by ``cfg.seed``) sharing its frozen embedding
+    and LM head. DFlash: no sequential head and no confidence head."""
+    rank = 0 if cfg.method == "dflash" else cfg.markov_rank
+    config = draft_config_for_target(
+        target.config,
+        num_hidden_layers=cfg.num_hidden_layers,
+        block_size=cfg.block_size,
+        target_layer_ids=cfg.target_layer_ids,
+        markov_rank=rank,
+        markov_head_type=cfg.markov_head,
+        enable_confidence_head=rank > 0,
+    )
+    config.num_anchors = cfg.num_anchors
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        draft = DSparkDraft(config)
+    target.requires_grad_(False)
+    draft.bind_target_embeddings(target)
+    return draft
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def anchor_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
+
+
+def save_draft(draft: DSparkDraft, directory: str | Path, dtype: str = "float32") -> Path:
+    """Save the trained draft (without the target-owned embedding and LM head) in ``dtype``."""
+    directory = Path(directory)
+    owned = set(draft._TARGET_OWNED) if draft.config.embeddings_from_target else set()
+    state = {k: v.detach().to("cpu", getattr(torch, dtype)).contiguous() for k, v in draft.state_dict().items() if k not in owned}
+    draft.save_pretrained(directory, state_dict=state)
+    return directory
+
+
+class Trainer:
+    """Runs :class:`TrainConfig` on ``examples`` against ``target``; :meth:`train` returns the draft."""
+
+    def __init__(self, target, examples: list[Example], cfg: TrainConfig, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision="bf16" if (cfg.bf16 and torch.cuda.is_available()) else "no"
+        )
+        self.target = target.to(self.accelerator.device).eval()
+        self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
+        if not self.examples:
+            raise DSparkError("No training sequence has two consecutive assistant tokens to anchor a block on.")
+        self.draft = build_draft(self.target, cfg).to(self.accelerator.device)
+        self.layer_ids = self.draft.config.target_layer_ids
+        world = self.accelerator.num_processes
+        self.global_batch = cfg.batch_size * world
+        self.steps_per_epoch = len(self.examples) // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise DSparkError(
+                f"{len(self.examples)} sequences are fewer than one global batch ({self.global_batch}); lower --batch-size."
+            )
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        params = [p for p in self.draft.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        from transformers import get_cosine_schedule_with_warmup
+
+        self.scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, math.ceil(cfg.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.objective, self.optimizer = self.accelerator.prepare(DraftObjective(self.draft), self.optimizer)
+        self.online = OnlineTargetOutputs(self.target, self.layer_ids)
+        self.cache = FeatureCache(cfg.feature_cache, self.layer_ids) if cfg.feature_cache else None
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    def outputs_for(self, index: int):
+        ids = self.examples[index].input_ids
+        if self.cache is not None and self.cache.has(ids):
+            return self.cache.get(ids)
+        return self.online(ids)
+
+    def fill_cache(self) -> None:
+        """Compute the feature cache for every sequence (main process), so all epochs read it."""
+        if self.cache is None:
+            return
+        if self.accelerator.is_main_process:
+            self.cache.fill(self.online, [e.input_ids for e in self.examples], progress=self.cfg.progress)
+        self.accelerator.wait_for_everyone()
+        self.cache.refresh()
+
+    def step_indices(self, step: int) -> list[int]:
+        """The sequences this process trains on at ``step``."""
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        order = epoch_order(len(self.examples), self.cfg.seed, epoch)
+        chosen = order[in_epoch * self.global_batch : (in_epoch + 1) * self.global_batch].tolist()
+        acc = self.accelerator
+        return chosen[acc.process_index :: acc.num_processes]
+
+    def packed_sequence(self, step: int, index: int):
+        example = self.examples[index]
+        ids = torch.tensor(example.input_ids)
+        mask = torch.tensor(example.assistant_mask)
+        epoch = step // self.steps_per_epoch
+        anchors = sample_anchors(mask, self.cfg.num_anchors, anchor_generator(self.cfg.seed, epoch, index))
+        cfg = self.draft.config
+        return pack_blocks(ids, mask, anchors, cfg.block_size, cfg.mask_token_id)
+
+    # -- loop ---------------------------------------------------------------------------------------
+
+    def train(self) -> DSparkDraft:
+        cfg, acc = self.cfg, self.accelerator
+        out = Path(cfg.output_dir)
+        ckpt_dir = out / "checkpoints"
+        start = 0
+        latest = latest_checkpoint(ckpt_dir)
+        if latest is not None:
+            start = load_checkpoint(latest, acc.unwrap_model(self.objective).draft, self.optimizer, self.scheduler)
+            acc.print(f"Resuming from {latest} (step {start} of {self.total_steps}).")
+        self.fill_cache()
+        log_path = out / "train_log.jsonl"
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        bar = tqdm(
+            total=self.total_steps, initial=start, desc=f"train {cfg.method}", unit="step",
+            disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True,
+        )
+        tokens, t0 = 0, time.perf_counter()
+        for step in range(start, self.total_steps):
+            indices = self.step_indices(step)
+            totals = {"loss": 0.0, "ce": 0.0, "l1": 0.0, "conf": 0.0, "acc": 0.0}
+            self.objective.train()
+            for j, index in enumerate(indices):
+                outputs = self.outputs_for(index)
+                packed = self.packed_sequence(step, index)
+                with torch.no_grad():
+                    tgt = target_logits(self.target, outputs.final_hidden[packed.target_positions].to(acc.device))
+                sync = j == len(indices) - 1
+                context = acc.no_sync(self.objective) if not sync else _null()
+                with context, acc.autocast():
+                    parts = self.objective(outputs.features, packed, tgt)
+                    acc.backward(parts.total / len(indices))
+                tokens += len(self.examples[index].input_ids)
+                totals["loss"] += float(parts.total.detach()) / len(indices)
+                totals["ce"] += float(parts.ce.detach()) / len(indices)
+                totals["l1"] += float(parts.l1.detach()) / len(indices)
+                totals["conf"] += float(parts.confidence.detach()) / len(indices) if parts.confidence is not None else 0.0
+                totals["acc"] += float(parts.accuracy) / len(indices)
+            if cfg.grad_clip:
+                acc.clip_grad_norm_(self.objective.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            elapsed = time.perf_counter() - t0
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals['loss']:.3f}", acc=f"{totals['acc']:.2f}", tok_s=f"{tokens * acc.num_processes / elapsed:.0f}")
+            if acc.is_main_process:
+                with log_path.open("a") as log:
+                    log.write(json.dumps({"step": done, "lr": self.scheduler.get_last_lr()[0], **totals, "elapsed_s": round(elapsed, 2)}) + "\n")
+            if done % cfg.save_every == 0 or done == self.total_steps:
+                if acc.is_main_process:
+                    save_checkpoint(ckpt_dir, done, acc.unwrap_model(self.objective).draft, self.optimizer, self.scheduler,
+                                    keep=cfg.keep_checkpoints)
+                acc.wait_for_everyone()
+            if cfg.stop_after is not None and done >= cfg.stop_after:
+                bar.close()
+                self.online.close()
+                return acc.unwrap_model(self.objective).draft
+        bar.close()
+        draft = acc.unwrap_model(self.objective).draft
+        if acc.is_main_process:
+            save_draft(draft, out / "draft", cfg.save_dtype)
+        acc.wait_for_everyone()
+        self.online.close()
+        return draft
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def draft_from_checkpoint(target, checkpoint: str | Path) -> DSparkDraft:
+    """The draft of a training checkpoint (``OUTPUT_DIR/checkpoints/checkpoint-N``), bound to ``target``;
+    the run's ``train_config.json`` (next to ``checkpoints/``) gives its shape."""
+    from safetensors.torch import load_file
+
+    checkpoint = Path(checkpoint)
+    stored = json.loads((checkpoint.parent.parent / "train_config.json").read_text())
+    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
+    draft = build_draft(target, cfg)
+    state = load_file(str(checkpoint / "draft.safetensors"))
+    draft.load_state_dict(state, strict=False)
+    return draft.eval()

@@ -1,0 +1,78 @@
+"""Training data: record shapes, assistant masks through the chat template, self-distillation with the
+feature cache filled from the generation forwards."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from dspark_hf.embedded_target import default_target_dir
+from dspark_hf.training.data import DataError, load_examples, read_records, tokenize_record
+from dspark_hf.training.self_distill import SamplingConfig, self_distill
+from dspark_hf.training.target_outputs import FeatureCache, OnlineTargetOutputs
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(default_target_dir())
+
+
+def test_chat_mask_covers_assistant_content_and_end_of_turn_only(tokenizer):
+    record = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"},
+                           {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}]}
+    ex = tokenize_record(tokenizer, record)
+    trained = [tokenizer.decode([t]) for t, m in zip(ex.input_ids, ex.assistant_mask) if m]
+    assert "".join(trained) == "Hello there<|im_end|>Goodbye<|im_end|>"
+
+
+def test_prompt_response_text_and_token_records(tokenizer, tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "Hi", "response": "Hello"},
+        {"text": "plain text is trained everywhere"},
+        {"input_ids": [1, 2, 3, 4], "assistant_mask": [0, 1, 1, 1]},
+    ]))
+    a, b, c = load_examples(tokenizer, path)
+    assert tokenizer.decode([t for t, m in zip(a.input_ids, a.assistant_mask) if m]) == "Hello<|im_end|>"
+    assert all(b.assistant_mask) and c.input_ids == [1, 2, 3, 4]
+    txt = tmp_path / "d.txt"
+    txt.write_text("first doc\n\nsecond doc\n")
+    assert [r["text"] for r in read_records(txt)] == ["first doc", "second doc"]
+
+
+def test_prompts_without_answers_ask_for_self_distillation(tokenizer, tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "Hi"}) + "\n")
+    with pytest.raises(DataError, match="--self-distill"):
+        load_examples(tokenizer, path)
+
+
+def test_self_distillation_writes_target_tokens_and_caches_generation_features(tokenizer, tmp_path):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    target = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)).eval()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Hi", "What is two plus two?", "Tell me a story."]))
+    cache = FeatureCache(tmp_path / "cache", [0, 1], dtype=torch.float32)
+    out = self_distill(target, tokenizer, prompts, tmp_path / "d.jsonl", SamplingConfig(max_new_tokens=6, batch_size=3),
+                       feature_cache=cache, layer_ids=[0, 1])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == [0, 1, 2]
+    online = OnlineTargetOutputs(target, [0, 1])
+    for line in lines:
+        ids = line["input_ids"]
+        prompt_len = len(tokenizer.apply_chat_template(line["messages"][:1], add_generation_prompt=True, return_dict=True)["input_ids"])
+        assert line["assistant_mask"] == [0] * prompt_len + [1] * (len(ids) - prompt_len)
+        # greedy: the answer is the target's own continuation
+        expected = target.generate(torch.tensor([ids[:prompt_len]]), max_new_tokens=len(ids) - prompt_len, do_sample=False)
+        assert expected[0].tolist() == ids
+        cached, fresh = cache.get(ids), online(ids)
+        # left-padded batched forwards vs one unpadded forward: float32, atol 1e-4; last position not stored
+        torch.testing.assert_close(cached.features[:-1], fresh.features[:-1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(cached.final_hidden[:-1], fresh.final_hidden[:-1], atol=1e-4, rtol=1e-4)
+    # rerunning skips what is done
+    self_distill(target, tokenizer, prompts, out, SamplingConfig(max_new_tokens=6, batch_size=3))
+    assert len(out.read_text().splitlines()) == 3

@@ -1,0 +1,102 @@
+"""Checkpoints resume exactly: a run stopped after a checkpoint and resumed ends with the same weights
+(torch.equal) as an uninterrupted run; same seed => same data order and anchors for either method."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
+from dspark_hf.training.trainer import Trainer, TrainConfig
+
+from training_tiny import tiny_examples, tiny_target
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _config(out, **kw):
+    base = dict(output_dir=str(out), num_anchors=3, batch_size=2, max_steps=6, save_every=2, block_size=4,
+                markov_rank=8, target_layer_ids=[0, 2], progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _train(out, **kw):
+    torch.set_num_threads(1)
+    return Trainer(tiny_target(), tiny_examples(), _config(out, **kw)).train()
+
+
+@pytest.mark.parametrize("method", ["dspark", "dflash"])
+def test_stopped_then_resumed_run_ends_with_identical_weights(method, tmp_path):
+    straight = trainable_state(_train(tmp_path / "straight", method=method))
+    _train(tmp_path / "resumed", method=method, stop_after=3)  # checkpoint at 2, stopped during 3 -> redone
+    assert latest_checkpoint(tmp_path / "resumed" / "checkpoints").name == "checkpoint-2"
+    resumed = trainable_state(_train(tmp_path / "resumed", method=method))
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    init = trainable_state(_train(tmp_path / "zero", method=method, max_steps=1, learning_rate=0.0))
+    assert any(not torch.equal(init[n], straight[n]) for n in straight)  # training really moved the weights
+
+
+def test_same_seed_gives_the_same_batches_and_anchors_for_both_methods(tmp_path):
+    torch.set_num_threads(1)
+    runs = [Trainer(tiny_target(), tiny_examples(), _config(tmp_path / m, method=m)) for m in ("dspark", "dflash")]
+    for step in range(6):
+        a, b = (r.step_indices(step) for r in runs)
+        assert a == b
+        for index in a:
+            assert torch.equal(runs[0].packed_sequence(step, index).anchors, runs[1].packed_sequence(step, index).anchors)
+    other = Trainer(tiny_target(), tiny_examples(), _config(tmp_path / "s1", seed=1))
+    assert [other.step_indices(s) for s in range(6)] != [runs[0].step_indices(s) for s in range(6)]
+
+
+def _cli(tmp_path, out, steps):
+    data = tmp_path / "data.jsonl"
+    if not data.exists():
+        import json
+
+        data.write_text("".join(json.dumps({"input_ids": e.input_ids, "assistant_mask": e.assistant_mask}) + "\n"
+                                for e in tiny_examples()))
+        target = tiny_target()
+        target.save_pretrained(tmp_path / "target")
+        from transformers import PreTrainedTokenizerFast
+        from tokenizers import Tokenizer, models
+
+        PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")),
+                                unk_token="<unk>").save_pretrained(tmp_path / "target")
+    return [sys.executable, "-m", "dspark_hf.cli", "train", "--target", str(tmp_path / "target"), "--data", str(data),
+            "--output-dir", str(out), "--max-steps", str(steps), "--save-every", "2", "--batch-size", "2",
+            "--num-anchors", "3", "--block-size", "4", "--markov-rank", "8", "--target-layer-ids", "0,2",
+            "--threads", "1", "--no-progress"]
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """`dspark train` killed (SIGKILL) after its first checkpoint, rerun: same final weights as a run
+    that was never interrupted."""
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    steps = 40
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(tmp_path, killed, steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while latest_checkpoint(killed / "checkpoints") is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    stopped_at = int(latest_checkpoint(killed / "checkpoints").name.split("-")[1])
+    assert stopped_at < steps and not (killed / "draft").exists()
+    resumed = subprocess.run(_cli(tmp_path, killed, steps), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Resuming from" in resumed.stdout + resumed.stderr
+    straight = subprocess.run(_cli(tmp_path, tmp_path / "straight", steps), env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a = load_file(str(killed / "draft" / "model.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "draft" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

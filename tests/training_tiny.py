@@ -1,0 +1,28 @@
+"""Tiny random targets and data for the training tests (seconds on one CPU thread)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from dspark_hf.training.data import Example
+
+
+def tiny_target(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, eos_token_id=95, bos_token_id=1, pad_token_id=0,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_examples(count: int = 12, seed: int = 1) -> list[Example]:
+    """Sequences of 18-29 tokens: an 8-token 'prompt' then 'assistant' tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    examples = []
+    for i in range(count):
+        length = 18 + i % 12
+        ids = torch.randint(2, 94, (length,), generator=generator).tolist()
+        examples.append(Example(ids, [0] * 8 + [1] * (length - 8)))
+    return examples
