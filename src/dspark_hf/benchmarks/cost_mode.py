@@ -111,6 +111,7 @@ class ForcedProposals:
             return self
         original = self.draft.forward
         self._original = original
+        self._own = self.draft.__dict__.get("forward")  # an instance-level forward installed by someone else
 
         def forward(*args, **kwargs):
             out = original(*args, **kwargs)
@@ -123,7 +124,10 @@ class ForcedProposals:
 
     def remove(self) -> None:
         if self._original is not None:
-            self.draft.__dict__.pop("forward", None)
+            if self._own is None:
+                self.draft.__dict__.pop("forward", None)
+            else:
+                self.draft.forward = self._own
             self._original = None
 
     def _force(self, logits: torch.Tensor, position_ids: torch.Tensor, q_len: int) -> None:

@@ -57,6 +57,8 @@ def _row(suite: str, dataset: str, method, rows: list[PromptResult], plain: list
     forwards = sum(r.run.target_forwards for r in rows)
     tps = metrics.spread(metrics.tokens_per_second(t, s) for t, s in pairs)
     speedup = metrics.spread(metrics.paired_speedups(pairs, plain_pairs))
+    # DSpark: one entry per slot of the block; other methods: up to the longest proposal seen
+    depth = method.draft.config.block_size if isinstance(method, DSpark) else None
     calibration = None
     if isinstance(method, DSpark) and method.has_confidence_head:
         calibration = {"raw": metrics.calibration(steps)}
@@ -81,8 +83,8 @@ def _row(suite: str, dataset: str, method, rows: list[PromptResult], plain: list
         "tau": metrics.tau(steps) if steps else (1.0 if method.kind == "plain" else None),
         "acceptance_rate": metrics.acceptance_rate(steps),
         "verified_ratio": metrics.verified_ratio(steps),
-        "per_slot_acceptance": metrics.per_slot_acceptance(steps),
-        "per_slot_conditional": metrics.per_slot_conditional(steps),
+        "per_slot_acceptance": metrics.per_slot_acceptance(steps, depth),
+        "per_slot_conditional": metrics.per_slot_conditional(steps, depth),
         "identical": (mismatches == 0) if greedy else None,
         "mismatches": mismatches if greedy else None,
         "calibration": calibration,

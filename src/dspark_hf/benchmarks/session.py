@@ -92,16 +92,17 @@ def run_suite(suite: Suite, generation_config, *, repeats: int = 1, warmup: int 
                     torch.manual_seed(seed * 1_000_003 + index)
                     runs[method.id].append(method.run(suite.target, ids, generation_config))
             reference = runs[suite.plain.id][0]
-            for method in columns:
-                chosen = _median_run(runs[method.id])
-                ttfts = [r.first_token_seconds for r in runs[method.id] if r.first_token_seconds is not None]
-                results.append(PromptResult(dataset, index, method.id, chosen, statistics.median(ttfts) if ttfts else None))
-                if greedy and method is not suite.plain:
+            if greedy:
+                for method in suite.methods:
                     for run in runs[method.id]:
                         mismatch = check_identity(dataset, index, method.id, reference.output, run.output, run.prompt_length)
                         if mismatch is not None:
                             mismatches.append(mismatch)
                             break
+            for method in columns:
+                chosen = _median_run(runs[method.id])
+                ttfts = [r.first_token_seconds for r in runs[method.id] if r.first_token_seconds is not None]
+                results.append(PromptResult(dataset, index, method.id, chosen, statistics.median(ttfts) if ttfts else None))
                 for run in runs[method.id]:
                     if run is not chosen:
                         run.output = run.output[:, :0]  # keep memory flat: only the median run is kept whole
