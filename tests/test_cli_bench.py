@@ -92,13 +92,14 @@ def test_cli_cost_mode_writes_its_report(tmp_path):
     (["--limit", "0"], "--limit must be at least 1"),
     (["--policies", "bogus"], "Unknown verification policy 'bogus'"),
     (["--temperature", "hot"], "invalid float value: 'hot'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--datasets", "no-such-set"], "No prompt file"),
     (["--cost-mode", "--target-shape", "llama-70b"], "Unknown --target-shape 'llama-70b'"),
     (["--cost-mode", "--lengths", "0-9"], "--lengths go up to the block size 7"),
     (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--dtype", "float64"], "cuda"),
 ])
 def test_bad_flags_give_one_clear_line(tmp_path, capsys, args, message):
-    with pytest.raises(SystemExit) if args[0] in ("--temperature", "--dtype") else _no_raise():
+    with pytest.raises(SystemExit) if args[0] in ("--temperature", "--dtype", "--no-such-flag") else _no_raise():
         code = _bench(tmp_path, *args)
         assert code == 2
     err = capsys.readouterr().err.strip()
@@ -122,3 +123,34 @@ def test_real_smollm2_with_random_draft(tmp_path):
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [r["method"] for r in report["results"]] == ["plain", "dspark[random]:whole"]
     assert all(r["identical"] for r in report["results"]) and report["files"]["plots"] == []
+
+
+def test_python_api_with_pair_sampling_and_settings_restored(tiny_target_dir):
+    """bench_prompts with an assistant-model pair and sampling; the draft's policy, online estimates and
+    torch's thread count are as before afterwards."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dspark_hf.benchmarks.runner import bench_prompts
+    from dspark_hf.cli.generate import load_draft
+
+    target = AutoModelForCausalLM.from_pretrained(tiny_target_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_target_dir)
+    assistant = AutoModelForCausalLM.from_pretrained(tiny_target_dir).eval()
+    draft = load_draft("random", target)
+    draft.verification_policy = "threshold:0.3"
+    assert "_dspark_acceptance_estimator" not in vars(draft)
+    torch.set_num_threads(2)
+    try:
+        report = bench_prompts(
+            target, tokenizer, {"random": draft}, {"two": ["Hello there.", "Count to five."]}, policies=["whole", "online:whole"],
+            max_new_tokens=5, temperature=0.8, pair=(target, tokenizer, assistant, "tiny-assistant"), warmup=0, progress=False,
+        )
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert draft.verification_policy == "threshold:0.3" and "_dspark_acceptance_estimator" not in vars(draft)
+    assert [s["name"].endswith("(baseline pair)") for s in report["suites"]] == [False, True]
+    pair_rows = [r for r in report["results"] if r["suite"] == report["suites"][1]["name"]]
+    assert [r["method"] for r in pair_rows] == ["plain", "assisted:tiny-assistant", "prompt-lookup:10"]
+    assert all(r["identical"] is None for r in report["results"])  # sampling: no identity check
+    assert report["settings"]["baseline_pair"] == "tiny-assistant"

@@ -26,16 +26,31 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def _one_line_error(parser: argparse.ArgumentParser):
     def error(message: str):
-        print(f"dspark bench: error: {message}", file=sys.stderr)
+        print(f"dspark bench: error: {message} (see dspark bench --help)", file=sys.stderr)
         raise SystemExit(2)
 
     return error
+
+
+def _refusing_unknown(parser: argparse.ArgumentParser):
+    """``parse_known_args`` that reports unknown flags itself, in one line, instead of passing them up
+    to the top-level parser (which would print its usage first)."""
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = original(args, namespace)
+        if extras:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    return parse_known_args
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="measure acceptance, speed and calibration against baselines",
                                    description=__doc__.split("\n\n")[0])
     parser.error = _one_line_error(parser)
+    parser.parse_known_args = _refusing_unknown(parser)
     parser.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--draft", action="append", default=None,
                         help='DSpark or DFlash draft: folder, Hub id or "random"; repeat for several (default: the shipped draft)')
