@@ -104,7 +104,7 @@ class ForcedProposals:
         self._original = None
 
     def select(self, input_ids: torch.Tensor) -> None:
-        self.current = self.continuations[tuple(input_ids[0].tolist())]
+        self.current = self.continuations[tuple(input_ids[0].tolist())].to(next(self.draft.parameters()).device)
 
     def install(self) -> "ForcedProposals":
         if self._original is not None:
@@ -131,14 +131,18 @@ class ForcedProposals:
             self._original = None
 
     def _force(self, logits: torch.Tensor, position_ids: torch.Tensor, q_len: int) -> None:
-        positions = position_ids[0, -q_len:].tolist()
-        vocab = logits.shape[-1]
+        """On the logits' device, with no host synchronisation: slot ``k`` at position ``p`` gets
+        ``continuation[p + 1]`` (``k < length``) or that token plus one (``k >= length``)."""
+        device = logits.device
         continuation = self.current
+        if continuation.device != device:
+            continuation = self.current = continuation.to(device)
+        following = (position_ids[0, -q_len:].to(device) + 1).clamp(max=continuation.shape[0] - 1)
+        right = continuation[following]
+        slots = torch.arange(q_len, device=device)
+        tokens = torch.where(slots < self.length, right, (right + 1) % logits.shape[-1])
         logits.fill_(-self.BIG)
-        for k, pos in enumerate(positions):
-            right = int(continuation[pos + 1]) if pos + 1 < continuation.shape[0] else 0
-            token = right if k < self.length else (right + 1) % vocab
-            logits[0, k, token] = self.BIG
+        logits[0, slots, tokens] = self.BIG
 
 
 class ForcedDSpark(DSpark):
