@@ -23,7 +23,7 @@ def test_tau_is_exactly_L_plus_1(cost_report):
     rows = cost_report["cost"]["results"]
     assert [(r["policy"], r["length"]) for r in rows] == [("fixed:L", L) for L in LENGTHS] + [("whole", L) for L in LENGTHS]
     for r in rows:
-        assert r["tau"] == r["length"] + 1 == r["ideal_speedup"]
+        assert r["tau"] == r["tau_all_rounds"] == r["length"] + 1 == r["ideal_speedup"]
         assert r["tau_exact"] and r["identical"]
         assert r["rounds"] == 2 * 16 // (r["length"] + 1)
         assert r["speedup"]["median"] > 0
@@ -75,3 +75,11 @@ def test_profiler_writes_operator_tables(tmp_path):
     assert len(tables) == 2  # plain and the forced method
     text = (tmp_path / tables[1].split("/")[-1]).read_text()
     assert "forced L=2" in text and "Self CPU" in text
+
+
+def test_a_last_round_cut_by_the_budget_is_left_out_of_tau():
+    report = bench_cost(target_shape="tiny", lengths=[3], prompt_length=6, prompts=1, max_new_tokens=7, repeats=1,
+                        warmup=0, progress=False)
+    (row,) = report["cost"]["results"]
+    # 6 tokens after the prefill: one round of 4, then a round cut to 2
+    assert (row["tau"], row["tau_all_rounds"], row["rounds"], row["tau_exact"]) == (4.0, 3.0, 2, True)

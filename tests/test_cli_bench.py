@@ -21,7 +21,7 @@ ROW_KEYS = {
     "mismatches", "calibration",
 }
 SPREAD_KEYS = {"median", "q25", "q75", "min", "max", "n"}
-COST_ROW_KEYS = {"method", "policy", "policy_spec", "length", "tau", "tau_exact", "ideal_speedup", "speedup", "efficiency",
+COST_ROW_KEYS = {"method", "policy", "policy_spec", "length", "tau", "tau_all_rounds", "tau_exact", "ideal_speedup", "speedup", "efficiency",
                  "tokens_per_second", "round_seconds", "draft_seconds_per_round", "verified_ratio", "rounds", "identical"}
 PLOTS = {"acceptance_per_slot.png", "tau_per_dataset.png", "speedup_per_method.png"}
 

@@ -202,6 +202,7 @@ def cost_results(suite_result, methods: list[ForcedDSpark]) -> list[dict]:
     for method in methods:
         mine = [r for r in suite_result.results if r.method == method.id]
         steps = [s for r in mine for s in r.run.steps]
+        full = [s for r in mine for s in r.run.steps[:-1]]  # each call's last round may be cut by the budget
         pairs = [(r.run.new_tokens, r.run.seconds) for r in mine]
         speedup = metrics.spread(metrics.paired_speedups(pairs, plain_pairs)) or {}
         ideal = method.length + 1
@@ -211,7 +212,8 @@ def cost_results(suite_result, methods: list[ForcedDSpark]) -> list[dict]:
             "policy": method.policy_template,
             "policy_spec": method.policy_spec,
             "length": method.length,
-            "tau": metrics.tau(steps),
+            "tau": metrics.tau(full) if full else metrics.tau(steps),
+            "tau_all_rounds": metrics.tau(steps),
             "tau_exact": all(tau_is_exact(r.run.steps, method.length) for r in mine),
             "ideal_speedup": ideal,
             "speedup": {**speedup, "aggregate": metrics.aggregate_speedup(pairs, plain_pairs)},

@@ -245,6 +245,13 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.runner import print_flags, write_outputs
 
     _check_common(args)
+    if not args.no_plots:
+        import importlib.util
+
+        from ..errors import DSparkError
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise DSparkError("the plots need matplotlib: pip install 'dspark-hf[bench]' (or matplotlib), or pass --no-plots.")
     report = run_cost_mode(args) if args.cost_mode else run_prompt_mode(args)
     files = write_outputs(report, args.out, plots=not args.no_plots)
     print(markdown(report))
