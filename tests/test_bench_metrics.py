@@ -86,3 +86,12 @@ def test_pass_order_rotates_and_alternates():
     assert pass_order(cols, 0, 0) == ["plain", "a", "b"]
     assert pass_order(cols, 1, 0) == ["a", "b", "plain"]
     assert pass_order(cols, 0, 1) == ["plain", "b", "a"]  # rotated by one, then reversed
+
+
+def test_json_has_no_nan(tmp_path):
+    import json
+
+    from dspark_hf.benchmarks.report import write_json
+
+    path = write_json({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}}, tmp_path / "r.json")
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "c": {"d": 2}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -133,10 +134,21 @@ def build_report(suite_results: list[SuiteResult], *, settings: dict, machine: d
     }
 
 
+def _finite(value):
+    """The report with every NaN or infinity replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(report: dict, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
     return path
 
 

@@ -64,7 +64,7 @@ def bench_prompts(
         if prompt_lookup_tokens:
             methods.append(PromptLookup(prompt_lookup_tokens))
         for name, draft in drafts.items():
-            for policy in policies:
+            for policy in dict.fromkeys(policies):
                 methods.append(DSpark(draft, name, policy))
         suites = [Suite(
             target_name, target, methods,
@@ -130,7 +130,8 @@ def bench_cost(
         ids = cost_mode.random_prompts(target.config.vocab_size, prompts, prompt_length, seed, _device_of(target))
         forced = cost_mode.ForcedProposals(draft).install()
         try:
-            methods = [cost_mode.ForcedDSpark(draft, draft_name, forced, length, policy) for policy in policies for length in lengths]
+            methods = [cost_mode.ForcedDSpark(draft, draft_name, forced, length, policy)
+                       for policy in dict.fromkeys(policies) for length in dict.fromkeys(lengths)]
             cost_mode.precompute_continuations(target, ids, config, forced)
             suite = Suite("cost", target, methods, {"random": ids}, warmup_ids=ids[0])
             result = run_suite(suite, config, repeats=repeats, warmup=warmup, seed=seed, greedy=True, progress=progress)

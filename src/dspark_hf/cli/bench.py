@@ -159,8 +159,12 @@ def _load_drafts(names: list[str | None], target):
     for name in names:
         if name not in (None, "random") and is_local_path(name):
             check_local_folder(Path(name).expanduser())
-        label = name if name in (None, "random") else Path(name).name if is_local_path(name) else name
-        drafts[label or "default"] = load_draft(name, target)
+        label = (name if name in (None, "random") else Path(name).name if is_local_path(name) else name) or "default"
+        unique, n = label, 1
+        while unique in drafts:  # the same draft named twice still gets its own rows
+            n += 1
+            unique = f"{label}#{n}"
+        drafts[unique] = load_draft(name, target)
     return drafts
 
 
@@ -175,9 +179,7 @@ def run_prompt_mode(args) -> dict:
     from ..errors import UnsupportedUsageError
     from .generate import load_target
 
-    policies = _policies(args.policies or "whole", cost=False)
-    if "whole" not in policies:
-        policies.insert(0, "whole")
+    policies = list(dict.fromkeys(["whole", *_policies(args.policies or "whole", cost=False)]))
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}
     if not baselines <= {"prompt-lookup", "none"}:
         raise UnsupportedUsageError(f"--baselines takes prompt-lookup or none; got {args.baselines!r}.")
