@@ -154,3 +154,11 @@ def test_python_api_with_pair_sampling_and_settings_restored(tiny_target_dir):
     assert [r["method"] for r in pair_rows] == ["plain", "assisted:tiny-assistant", "prompt-lookup:10"]
     assert all(r["identical"] is None for r in report["results"])  # sampling: no identity check
     assert report["settings"]["baseline_pair"] == "tiny-assistant"
+
+
+def test_every_written_key_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text()
+    for key in TOP_KEYS | MACHINE_KEYS | ROW_KEYS | SPREAD_KEYS | COST_ROW_KEYS | {"aggregate", "tau_all_rounds", "cost"}:
+        assert f"`{key}`" in doc or f'"{key}"' in doc, key

@@ -23,10 +23,22 @@ def _pyplot():
     return plt
 
 
+def _label(report: dict, row: dict) -> str:
+    """The method's label, with its suite (target) when the report has several."""
+    return row["label"] if len(report.get("suites", [])) <= 1 else f"{row['label']} [{row['suite']}]"
+
+
 def _pooled_rows(report: dict) -> list[dict]:
-    rows = report["results"]
-    pooled = [r for r in rows if r["dataset"] == "all"]
-    return pooled or rows
+    """Per suite, its pooled "all" rows, or its rows when it ran one dataset."""
+    out = []
+    for suite in dict.fromkeys(r["suite"] for r in report["results"]):
+        rows = [r for r in report["results"] if r["suite"] == suite]
+        out += [r for r in rows if r["dataset"] == "all"] or rows
+    return out
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,21 +53,24 @@ def _save(fig, path: Path) -> Path:
 
 def acceptance_per_slot(report: dict, path: Path) -> Path:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(9.0, 4.0))
     drew = False
     for r in _pooled_rows(report):
         values = r["per_slot_acceptance"]
         if not values:
             continue
         ks = [k + 1 for k, v in enumerate(values) if v is not None]
-        ax.plot(ks, [v for v in values if v is not None], marker="o", label=f"{r['label']} ({r['dataset']})", linewidth=1.2)
+        ax.plot(ks, [v for v in values if v is not None], marker="o", label=f"{_label(report, r)} ({r['dataset']})", linewidth=1.2)
         drew = True
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("slot k")
     ax.set_ylabel("acceptance (survival to slot k)")
     ax.set_ylim(0, 1.02)
     ax.set_title("Per-slot acceptance")
     if drew:
-        ax.legend(fontsize=7)
+        _legend_outside(ax)
     else:
         ax.text(0.5, 0.5, "no drafting rounds", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path)
@@ -78,19 +93,19 @@ def _grouped_bars(ax, datasets, methods, value, errors=None):
 def _index(report: dict):
     rows = report["results"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys((r["method"], r["label"]) for r in rows))
-    by = {(r["dataset"], r["method"]): r for r in rows}
+    methods = list(dict.fromkeys(((r["suite"], r["method"]), _label(report, r)) for r in rows))
+    by = {(r["dataset"], (r["suite"], r["method"])): r for r in rows}
     return datasets, methods, by
 
 
 def tau_per_dataset(report: dict, path: Path) -> Path:
     plt = _pyplot()
     datasets, methods, by = _index(report)
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
     _grouped_bars(ax, datasets, methods, lambda d, m: (by.get((d, m)) or {}).get("tau") or 0.0)
     ax.set_ylabel("tau (tokens per verification round)")
     ax.set_title("tau per dataset")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -106,12 +121,12 @@ def speedup_per_method(report: dict, path: Path) -> Path:
         v = value(d, m)
         return (s.get("q25", v) or v, s.get("q75", v) or v)
 
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
     _grouped_bars(ax, datasets, methods, value, errors)
     ax.axhline(1.0, color="0.4", linewidth=0.8, linestyle="--")
     ax.set_ylabel("speed-up over plain generate (median, IQR)")
     ax.set_title("Speed-up per method")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     return _save(fig, path)
 
 
