@@ -31,3 +31,16 @@ def test_dspark_and_dflash_rows():
     assert rows["dspark[vanilla]:threshold:0.5"]["verified_ratio"] <= 1.0
     assert rows["dflash[dflash]:whole"]["calibration"] is None
     assert rows["plain"]["tau"] == 1.0 and rows["plain"]["rounds"] == 0
+
+
+def test_card_figures_from_a_report():
+    from dspark_hf.benchmarks.report import card_figures
+
+    report = {"machine": {"device_name": "cpu-X-1threads"}, "created": "2026-11-23T05:00:00Z", "results": [
+        {"method": "plain", "kind": "plain", "dataset": "gsm8k", "tau": 1.0},
+        {"method": "dspark[d]:whole", "kind": "dspark", "dataset": "gsm8k", "tau": 3.5, "acceptance_rate": 0.4,
+         "speedup": {"median": 1.8}, "rounds": 12},
+    ]}
+    (figure,) = card_figures(report, "dspark[d]:whole")
+    assert (figure.benchmark, figure.tau, figure.acceptance_rate, figure.speedup, figure.rounds) == ("gsm8k", 3.5, 0.4, 1.8, 12)
+    assert figure.source == "dspark bench, cpu-X-1threads, 2026-11-23"

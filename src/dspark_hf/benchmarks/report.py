@@ -236,3 +236,18 @@ def _cost_markdown(report: dict) -> str:
     if c.get("profiles"):
         lines += ["", "Profiler tables: " + ", ".join(c["profiles"])]
     return "\n".join(lines) + "\n"
+
+
+def card_figures(report: dict, method: str) -> list:
+    """The rows of ``method`` (a method id of a prompt-mode report) as model-card figures
+    (:class:`dspark_hf.hub.cards.MeasuredFigure`), one per dataset, with the machine as source."""
+    from ..hub.cards import MeasuredFigure
+
+    m = report["machine"]
+    source = f"dspark bench, {m['device_name']}, {report['created'][:10]}"
+    figures = []
+    for r in report["results"]:
+        if r["method"] == method and r["tau"] is not None and r["kind"] != "plain":
+            figures.append(MeasuredFigure(r["dataset"], r["tau"], r["acceptance_rate"], (r["speedup"] or {}).get("median"),
+                                          r["rounds"], source))
+    return figures
