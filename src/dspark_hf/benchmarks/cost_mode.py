@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -183,13 +182,6 @@ def tau_is_exact(steps, length: int) -> bool:
     if not steps:
         return False
     return all(s.emitted == length + 1 for s in steps[:-1]) and 1 <= steps[-1].emitted <= length + 1
-
-
-@dataclass
-class CostRow:
-    policy: str
-    length: int
-    rows: list  # PromptResult of this method
 
 
 def cost_results(suite_result, methods: list[ForcedDSpark]) -> list[dict]:
