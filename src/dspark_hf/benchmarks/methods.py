@@ -1,0 +1,118 @@
+"""What ``dspark bench`` measures: one class per decoding method, each running one timed ``generate``.
+
+Every method runs on a target with a shared :class:`~transformers.GenerationConfig` (same token budget,
+temperature and stopping rules), so outputs and timings are comparable:
+
+- :class:`Plain`: ``target.generate`` with no assistant (the reference for speed and identity);
+- :class:`PromptLookup`: transformers' prompt lookup decoding (``prompt_lookup_num_tokens``);
+- :class:`AssistantModel`: transformers' assisted generation with a separate small model that shares
+  the target's tokenizer;
+- :class:`DSpark`: a DSpark draft under one verification policy (``dspark_policy``); the policy
+  instance is resolved once and reused across prompts, so online policies keep learning as they would.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .rounds import recording_rounds
+from .timing import TimedRun, timed_generate
+
+
+class Method:
+    """Base: ``id`` (unique key in the report), ``kind``, ``label`` (table text), :meth:`run`."""
+
+    kind = "method"
+
+    def __init__(self, id: str, label: str | None = None) -> None:
+        self.id = id
+        self.label = label or id
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "label": self.label}
+
+
+class Plain(Method):
+    kind = "plain"
+
+    def __init__(self, id: str = "plain") -> None:
+        super().__init__(id, "plain generate")
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        return timed_generate(target, input_ids, generation_config)
+
+
+class PromptLookup(Method):
+    kind = "prompt_lookup"
+
+    def __init__(self, num_tokens: int = 10, id: str | None = None) -> None:
+        super().__init__(id or f"prompt-lookup:{num_tokens}", f"prompt lookup ({num_tokens})")
+        self.num_tokens = int(num_tokens)
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        config = copy.deepcopy(generation_config)
+        config.prompt_lookup_num_tokens = self.num_tokens
+        with recording_rounds(target) as records:
+            result = timed_generate(target, input_ids, config)
+        result.steps = list(records)
+        return result
+
+    def describe(self) -> dict:
+        return {**super().describe(), "prompt_lookup_num_tokens": self.num_tokens}
+
+
+class AssistantModel(Method):
+    kind = "assisted"
+
+    def __init__(self, assistant, name: str, id: str | None = None) -> None:
+        super().__init__(id or f"assisted:{name}", f"assisted ({name})")
+        self.assistant = assistant
+        self.name = name
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        with recording_rounds(target) as records:
+            result = timed_generate(target, input_ids, generation_config, assistant_model=self.assistant)
+        result.steps = list(records)
+        return result
+
+    def describe(self) -> dict:
+        return {**super().describe(), "assistant": self.name}
+
+
+class DSpark(Method):
+    kind = "dspark"
+
+    def __init__(self, draft, draft_name: str, policy: str, id: str | None = None) -> None:
+        from ..verification_policy import resolve_policy
+
+        variant = "dflash" if draft.config.markov_rank == 0 else "dspark"
+        super().__init__(id or f"{variant}[{draft_name}]:{policy}", f"{variant} {draft_name} / {policy}")
+        self.draft = draft
+        self.draft_name = draft_name
+        self.policy_spec = policy
+        self.policy = resolve_policy(policy)
+        self.variant = variant
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        config = copy.deepcopy(generation_config)
+        config.dspark_policy = self.policy
+        result = timed_generate(target, input_ids, config, assistant_model=self.draft)
+        result.steps = list(self.draft.last_telemetry.steps)
+        return result
+
+    @property
+    def has_confidence_head(self) -> bool:
+        return self.draft.confidence_head is not None
+
+    def temperatures(self):
+        from ..calibration.temperatures import draft_temperatures
+
+        return draft_temperatures(self.draft)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "kind": self.kind, "variant": self.variant, "draft": self.draft_name,
+                "policy": self.policy_spec, "block_size": self.draft.config.block_size,
+                "markov_rank": self.draft.config.markov_rank, "confidence_head": self.has_confidence_head}
