@@ -10,7 +10,7 @@ PROMPT ?= Explain in three sentences why the sky is blue.
 # shaped for the target: the text is exact, the per-step summary shows what speculation did.
 DRAFT ?= $(if $(wildcard src/dspark_hf/default_draft/config.json),,random)
 
-.PHONY: setup browser run demo test test-slow clean
+.PHONY: setup browser run demo bench bench-cost test test-slow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dspark demo
+
+bench: $(STAMP)
+	$(BIN)/dspark bench $(if $(DRAFT),--draft $(DRAFT),) --out dspark_bench
+
+bench-cost: $(STAMP)
+	$(BIN)/dspark bench --cost-mode --out dspark_bench_cost
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
