@@ -1,6 +1,7 @@
 """LoRA fine-tuning of a draft (peft): training changes only the adapter, the adapter round-trips
 through disk exactly, merging gives the unmerged outputs, and generation with the adapted draft stays
-lossless. Tiny random targets and the released-format fixture drafts; float32 throughout.
+lossless. Tiny random targets and the released-format fixture drafts; float32 throughout. The packing
+and losses it trains with are the trainer's own (tests/test_training_packing.py, test_training_losses.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from transformers import GenerationConfig
 
 from conftest import FIXTURES_DIR, tiny_gemma3_target, tiny_qwen3_target
 from dspark_hf import DSparkDraft
-from dspark_hf.target_features import TargetFeatureTap
-from dspark_hf.training.block_losses import block_losses, packed_blocks, sample_anchors
-from dspark_hf.training.finetune_data import Example
+from dspark_hf.training.data import DataError, Example, load_examples
 from dspark_hf.training.lora import (
     LoraError, attach_adapter, load_adapter, lora_config, lora_training_step, merge_adapter, save_adapter,
 )
+from dspark_hf.training.target_outputs import OnlineTargetOutputs
 
 MERGE_ATOL = 1e-5  # merged W + s*B@A against W x + s*B(A x), float32
 TARGETS = {"qwen3_dspark_vanilla": tiny_qwen3_target, "qwen3_dspark_rnn": tiny_qwen3_target,
@@ -50,47 +50,12 @@ def train_adapter(draft, target, steps: int = 4, dropout: float = 0.1):
     peft_model = attach_adapter(draft, lora_config(r=4, alpha=8, dropout=dropout))
     model = peft_model.get_base_model()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    tap = TargetFeatureTap(target, model.config.target_layer_ids)
+    outputs = OnlineTargetOutputs(target, model.config.target_layer_ids)
     gen = torch.Generator().manual_seed(0)
-    history = [lora_training_step(model, target, tap, random_examples(), optimizer, num_anchors=8, generator=gen)
+    history = [lora_training_step(model, target, outputs, random_examples(), optimizer, num_anchors=8, generator=gen)
                for _ in range(steps)]
-    tap.close()
+    outputs.close()
     return peft_model, history
-
-
-def test_packed_blocks_equal_one_decoding_round_each():
-    """Each packed block's logits equal a separate draft call with the context before its anchor."""
-    draft = fixture_draft("qwen3_dspark_rnn")
-    gen = torch.Generator().manual_seed(0)
-    seq = torch.randint(5, 300, (30,), generator=gen)
-    features = torch.randn(1, 30, draft.fc.in_features, generator=gen)
-    anchors = torch.tensor([0, 4, 17, 27])
-    gamma = draft.config.block_size
-    block_ids, positions, mask = packed_blocks(seq, anchors, gamma, draft.config.mask_token_id)
-    with torch.no_grad():
-        packed = draft(input_ids=block_ids, context_features=features, attention_mask=mask,
-                       position_ids=torch.cat([torch.arange(30), positions])[None]).logits.view(len(anchors), gamma, -1)
-        for i, a in enumerate(anchors.tolist()):
-            one = draft(input_ids=block_ids[:, i * gamma:(i + 1) * gamma], context_features=features[:, :a]).logits
-            torch.testing.assert_close(packed[i], one[0], atol=1e-5, rtol=0)
-
-
-def test_anchors_and_cut_at_first_invalid_slot():
-    mask = torch.tensor([0, 0, 1, 1, 1, 0, 1, 1])
-    assert sample_anchors(mask, 10).tolist() == [2, 3, 6]
-    draft = fixture_draft("qwen3_dspark_vanilla")
-    seq = torch.randint(5, 300, (8,))
-    features = torch.randn(1, 8, draft.fc.in_features)
-    logits = torch.randn(1, 8, draft.config.vocab_size)
-    # Anchor 3: slot 0 predicts x_4 (answer), slot 1 predicts x_5 (prompt): only slot 0 counts, so
-    # changing the target's logits at later positions changes nothing.
-    base = block_losses(draft, features, logits, seq, mask, torch.tensor([3]))
-    changed = logits.clone()
-    changed[0, 4:] += torch.randn_like(changed[0, 4:]) * 5
-    again = block_losses(draft, features, changed, seq, mask, torch.tensor([3]))
-    assert torch.equal(base["loss"], again["loss"])
-    changed[0, 3] += torch.randn_like(changed[0, 3]) * 5
-    assert not torch.equal(base["loss"], block_losses(draft, features, changed, seq, mask, torch.tensor([3]))["loss"])
 
 
 def test_training_changes_outputs_and_only_the_adapter():
@@ -148,6 +113,17 @@ def test_save_load_exact_and_merge_matches(name, tmp_path):
     assert set(merged.state_dict()) == set(fixture_draft(name).state_dict())
 
 
+def test_a_step_without_any_anchor_is_refused():
+    target = tiny_qwen3_target()
+    model = attach_adapter(fixture_draft("qwen3_dspark_vanilla"), lora_config(r=2)).get_base_model()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    outputs = OnlineTargetOutputs(target, model.config.target_layer_ids)
+    lonely = [Example(list(range(5, 15)), [0, 1] * 5)]  # no two consecutive answer tokens
+    with pytest.raises(LoraError, match="two consecutive answer tokens"):
+        lora_training_step(model, target, outputs, lonely, optimizer)
+    outputs.close()
+
+
 def test_export_refuses_an_unmerged_adapter(tmp_path):
     from dspark_hf.training.export import ExportError, export_deepspec
 
@@ -194,8 +170,6 @@ def tiny_tokenizer():
 
 def test_chat_records_train_on_assistant_turns_only(tmp_path):
     """Answer tokens up to the end-of-turn token (not the separator the template adds after it)."""
-    from dspark_hf.training.finetune_data import FinetuneDataError, load_finetune_examples
-
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in [
         {"prompt": "w1 w2", "answer": "w3 w4 w5"},
@@ -203,13 +177,13 @@ def test_chat_records_train_on_assistant_turns_only(tmp_path):
                       {"role": "user", "content": "w9"}, {"role": "assistant", "content": "w10 w11"}]},
     ]) + "\n")
     tok = tiny_tokenizer()
-    first, second = load_finetune_examples(tok, data)
+    first, second = load_examples(tok, data, max_length=1024)
     assert tok.convert_ids_to_tokens([t for t, m in zip(first.input_ids, first.assistant_mask) if m]) == ["w3", "w4", "w5", "<|end|>"]
     trained = tok.convert_ids_to_tokens([t for t, m in zip(second.input_ids, second.assistant_mask) if m])
     assert trained == ["w7", "w8", "<|end|>", "w10", "w11", "<|end|>"]
     data.write_text(json.dumps({"prompt": "w1"}) + "\n")
-    with pytest.raises(FinetuneDataError, match="without an answer"):
-        load_finetune_examples(tok, data)
+    with pytest.raises(DataError, match="without an answer"):
+        load_examples(tok, data)
 
 
 def test_cli_finetune_lora_end_to_end(tmp_path, capsys):

@@ -41,6 +41,13 @@ def test_prompt_response_text_and_token_records(tokenizer, tmp_path):
     assert [r["text"] for r in read_records(txt)] == ["first doc", "second doc"]
 
 
+def test_a_prompt_answer_may_be_named_response_answer_or_completion(tokenizer, tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"prompt": "Hi", key: "Hello"}) + "\n" for key in ("response", "answer", "completion")))
+    a, b, c = load_examples(tokenizer, path)
+    assert a == b == c and tokenizer.decode([t for t, m in zip(a.input_ids, a.assistant_mask) if m]) == "Hello<|im_end|>"
+
+
 def test_prompts_without_answers_ask_for_self_distillation(tokenizer, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Hi"}) + "\n")

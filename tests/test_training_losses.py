@@ -54,3 +54,33 @@ def test_confidence_target_is_detached_and_dflash_has_no_confidence_term():
     no_conf = dspark_losses(draft, torch.randn(1, 2, 6), torch.tensor([[1, 2]]), torch.ones(1, 2, dtype=torch.bool), None)
     assert no_conf.confidence is None
     assert math.isclose(no_conf.total.item(), 0.1 * no_conf.ce.item() + 0.9 * no_conf.l1.item(), rel_tol=1e-6)
+
+
+def test_draft_objective_imitates_the_target_only_up_to_the_first_invalid_slot():
+    """Through DraftObjective, with target logits gathered at ``packed.target_positions`` as training
+    does: anchor 3's slot 0 predicts x_4 (answer), slot 1 predicts x_5 (prompt), so only the target's
+    distribution at position 3 counts; changing it at positions 4.. changes nothing (exact float32)."""
+    from conftest import FIXTURES_DIR
+    from dspark_hf import DSparkDraft
+    from dspark_hf.training.draft_objective import DraftObjective
+    from dspark_hf.training.packing import pack_blocks
+
+    torch.manual_seed(0)
+    draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
+    objective = DraftObjective(draft)
+    mask = torch.tensor([0, 0, 1, 1, 1, 0, 1, 1])
+    ids = torch.randint(5, 300, (8,))
+    features = torch.randn(8, draft.fc.in_features)
+    packed = pack_blocks(ids, mask, torch.tensor([3]), draft.config.block_size, draft.config.mask_token_id)
+    logits = torch.randn(8, draft.config.vocab_size)
+
+    def loss(per_position):
+        with torch.no_grad():
+            return objective(features, packed, per_position[packed.target_positions]).total
+
+    base = loss(logits)
+    changed = logits.clone()
+    changed[4:] += torch.randn_like(changed[4:]) * 5
+    assert torch.equal(base, loss(changed))
+    changed[3] += torch.randn_like(changed[3]) * 5
+    assert not torch.equal(base, loss(changed))

@@ -3,9 +3,10 @@
     dspark finetune --lora --draft DRAFT --target TARGET --data domain.jsonl --out ADAPTER_DIR \\
         [--r 16 --alpha 32 --dropout 0.05 --target-modules q_proj,k_proj,...,fc] [--merge-into DIR]
 
-The target runs online on every sequence (its features and logits are the training signal); only the
-adapter's weights train, with the reference losses (0.1 CE + 0.9 L1 + 1.0 confidence BCE, slot weights
-exp(-k/4)), AdamW and a cosine schedule with warm-up. The adapter is written in peft's format
+The data is read by ``dspark train``'s loader (:func:`dspark_hf.training.data.load_examples`). The
+target runs online on every sequence (its features and logits are the training signal); only the
+adapter's weights train, with the trainer's packing and losses (0.1 CE + 0.9 L1 + 1.0 confidence BCE,
+slot weights exp(-k/4)), AdamW and a cosine schedule with warm-up. The adapter is written in peft's format
 (safetensors); ``--merge-into`` also writes the merged draft in dspark_hf's format. Full training of a
 draft is ``dspark train``.
 """
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (the only fine-tuning mode)")
     parser.add_argument("--draft", required=True, help="the draft to adapt: folder or Hub id (either format)")
     parser.add_argument("--target", help="its target: folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--data", required=True, help='JSON Lines: {"prompt", "answer"} or {"messages": [...]} per line')
+    parser.add_argument("--data", required=True, help='JSON Lines: {"prompt", "answer"} or {"messages": [...]} per line (any record dspark train reads)')
     parser.add_argument("--out", required=True, help="folder for the adapter (adapter_config.json, adapter_model.safetensors)")
     parser.add_argument("--adapter", help="continue training this saved adapter instead of a new one")
     parser.add_argument("--r", type=int, default=16, help="LoRA rank (default 16)")
@@ -72,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     import dspark_hf  # noqa: F401
 
     from ..modeling_dspark import DSparkDraft
-    from ..target_features import TargetFeatureTap
-    from ..training.finetune_data import load_finetune_examples
+    from ..training.data import load_examples
     from ..training.lora import attach_adapter, load_adapter, lora_training_step, merge_adapter, save_adapter
+    from ..training.target_outputs import OnlineTargetOutputs
     from .generate import load_target
 
     _check_args(args)
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     target, tokenizer = load_target(args.target)
     target.to(device)
-    examples = load_finetune_examples(tokenizer, args.data, args.max_length)
+    examples = load_examples(tokenizer, args.data, args.max_length)
     draft = DSparkDraft.from_pretrained(args.draft, dtype=torch.float32).to(device).eval()
     if draft.config.embeddings_from_target:
         draft.bind_target_embeddings(target)
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(args.warmup * total_steps), total_steps)
     generator = torch.Generator().manual_seed(args.seed)
-    tap = TargetFeatureTap(target, draft.config.target_layer_ids)
+    target_outputs = OnlineTargetOutputs(target, draft.config.target_layer_ids)
     print(f"{len(examples)} sequences, {total_steps} steps of {args.batch_size}; {_trainable(model)}")
     history = []
     order: list[int] = []
@@ -111,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
             batch = [examples[i] for i in order[: args.batch_size]]
             del order[: args.batch_size]
             losses = lora_training_step(
-                model, target, tap, batch, optimizer, scheduler=scheduler, num_anchors=args.num_anchors, generator=generator
+                model, target, target_outputs, batch, optimizer, scheduler=scheduler, num_anchors=args.num_anchors, generator=generator
             )
             history.append({"step": step + 1, **{k: round(v, 5) for k, v in losses.items()}})
             if step == 0 or (step + 1) % 10 == 0 or step + 1 == total_steps:
                 print(f"step {step + 1}/{total_steps}  " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     finally:
-        tap.close()
+        target_outputs.close()
     out = save_adapter(peft_model, args.out)
     (out / "finetune_log.json").write_text(json.dumps({
         "draft": args.draft, "target": args.target, "data": args.data, "sequences": len(examples),

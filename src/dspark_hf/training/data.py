@@ -3,7 +3,7 @@
 Accepted records (one JSON object per line):
 
 - ``{"prompt": "..."}`` — a single user turn with no answer yet (needs self-distillation);
-  ``{"prompt": "...", "response": "..."}`` (or ``"completion"``) — a turn and its answer;
+  ``{"prompt": "...", "response": "..."}`` (or ``"answer"`` / ``"completion"``) — a turn and its answer;
 - ``{"messages": [{"role": ..., "content": ...}, ...]}`` — a chat; assistant turns are trained on, and a
   chat that ends on a user turn needs self-distillation;
 - ``{"input_ids": [...], "assistant_mask": [...]}`` — already tokenized (what self-distillation writes,
@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DSparkError
+
+
+ANSWER_KEYS = ("response", "answer", "completion")  # the names a prompt record may give its answer
 
 
 class DataError(DSparkError, ValueError):
@@ -62,7 +65,7 @@ def record_messages(record: dict) -> list[dict] | None:
         return list(record["messages"])
     if "prompt" in record:
         messages = [{"role": "user", "content": record["prompt"]}]
-        answer = record.get("response", record.get("completion"))
+        answer = next((record[key] for key in ANSWER_KEYS if key in record), None)
         if answer is not None:
             messages.append({"role": "assistant", "content": answer})
         return messages
@@ -130,9 +133,12 @@ def load_examples(tokenizer, path: str | Path, max_length: int | None = None, mi
     ``min_trained`` trained tokens are dropped. Records that still need an answer raise: run
     self-distillation first."""
     examples = []
-    for record in read_records(path):
+    for number, record in enumerate(read_records(path), 1):
         if needs_answer(record):
-            raise DataError(f"{path} holds prompts without answers; run with --self-distill to generate them.")
+            raise DataError(
+                f"{path}: record {number} is a prompt without an answer; add the answers (ideally the target's "
+                "own) or let the target write them with dspark train --self-distill."
+            )
         example = tokenize_record(tokenizer, record)
         if max_length:
             example = Example(example.input_ids[:max_length], example.assistant_mask[:max_length])

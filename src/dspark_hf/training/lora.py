@@ -9,8 +9,8 @@ merged into the weights for export or shipping.
 
 - :func:`lora_config` / :func:`attach_adapter`: a fresh, trainable adapter (a ``peft.PeftModel``);
 - :func:`save_adapter`, :func:`load_adapter`, :func:`merge_adapter`;
-- :func:`lora_training_step`: one optimizer step of the reference losses on a few sequences, with the
-  target's features computed online (see :mod:`dspark_hf.training.block_losses`).
+- :func:`lora_training_step`: one optimizer step of the reference losses on a few sequences, built from
+  the trainer's pieces (:mod:`.target_outputs`, :mod:`.packing`, :mod:`.draft_objective`).
 
 ``generate`` needs the draft itself: pass ``peft_model.get_base_model()`` (the draft, with the LoRA
 layers in place) as ``assistant_model``, or the merged draft.
@@ -118,16 +118,10 @@ def merge_adapter(peft_model) -> nn.Module:
     return peft_model.merge_and_unload()
 
 
-@torch.no_grad()
-def _target_outputs(target: nn.Module, tap, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = target(input_ids=input_ids).logits
-    return tap.features(), logits
-
-
 def lora_training_step(
     draft: nn.Module,
     target: nn.Module,
-    tap,
+    target_outputs,
     examples: Sequence,
     optimizer: torch.optim.Optimizer,
     *,
@@ -136,38 +130,49 @@ def lora_training_step(
     max_grad_norm: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One optimizer step of the reference losses over ``examples`` (objects with ``input_ids`` and
-    ``assistant_mask``, lists or tensors of one sequence, e.g. :class:`~dspark_hf.training.finetune_data.Example`).
+    """One optimizer step of the reference losses over ``examples``
+    (:class:`~dspark_hf.training.data.Example`: ``input_ids`` and ``assistant_mask`` of one sequence).
 
-    For each example: the target runs once on the whole sequence (no gradient), ``tap`` (a
-    :class:`~dspark_hf.target_features.TargetFeatureTap` on the draft's ``target_layer_ids``) gives its
-    features; up to ``num_anchors`` anchors are drawn on answer tokens, and
-    :func:`~dspark_hf.training.block_losses.block_losses` is back-propagated (averaged over the examples
-    that have an anchor; examples with none are skipped).
+    Exactly the trainer's per-sequence step: ``target_outputs`` (an
+    :class:`~dspark_hf.training.target_outputs.OnlineTargetOutputs` on the draft's ``target_layer_ids``,
+    or any callable ``input_ids -> TargetOutputs``) gives the target's features and final hidden state;
+    up to ``num_anchors`` anchors are drawn on answer tokens (:func:`~.packing.sample_anchors`) and packed
+    (:func:`~.packing.pack_blocks`); :func:`~.target_outputs.target_logits` rebuilds the target's
+    distributions at the slots' positions; :class:`~.draft_objective.DraftObjective` gives the losses,
+    back-propagated averaged over the examples that have an anchor (examples with none are skipped).
     Then gradients are clipped to ``max_grad_norm`` and the optimizer (and ``scheduler``) step.
     ``draft`` is the plain draft with LoRA layers injected (``peft_model.get_base_model()``) or any
-    draft whose trainable parameters the optimizer holds. Returns the mean losses (floats).
+    draft whose trainable parameters the optimizer holds. Returns the mean ``loss``, ``ce``, ``l1``,
+    ``conf`` (0 without a confidence head) and ``acc`` (greedy top-1 agreement) as floats.
     """
-    from .block_losses import block_losses, sample_anchors
+    from .draft_objective import DraftObjective
+    from .packing import pack_blocks, sample_anchors
+    from .target_outputs import target_logits
 
-    device = next(draft.parameters()).device
-    draft.train()
-    optimizer.zero_grad(set_to_none=True)
+    cfg = draft.config
     usable = []
     for example in examples:
-        answer_mask = torch.as_tensor(example.assistant_mask, device=device).bool()
+        ids = torch.as_tensor(example.input_ids, dtype=torch.long).cpu()
+        answer_mask = torch.as_tensor(example.assistant_mask, dtype=torch.long).cpu()
         anchors = sample_anchors(answer_mask, num_anchors, generator)
         if anchors.numel():
-            usable.append((torch.as_tensor(example.input_ids, dtype=torch.long, device=device), answer_mask, anchors.to(device)))
+            usable.append((ids, pack_blocks(ids, answer_mask, anchors, cfg.block_size, cfg.mask_token_id)))
     if not usable:
         raise LoraError("No example in this step has two consecutive answer tokens to anchor a block on.")
-    totals: dict[str, float] = {}
-    for ids, answer_mask, anchors in usable:
-        features, target_logits = _target_outputs(target, tap, ids[None])
-        losses = block_losses(draft, features, target_logits, ids, answer_mask, anchors)
-        (losses["loss"] / len(usable)).backward()
-        for name, value in losses.items():
-            totals[name] = totals.get(name, 0.0) + float(value.detach())
+    objective = DraftObjective(draft).train()
+    optimizer.zero_grad(set_to_none=True)
+    totals = {"loss": 0.0, "ce": 0.0, "l1": 0.0, "conf": 0.0, "acc": 0.0}
+    for ids, packed in usable:
+        outputs = target_outputs(ids.tolist())
+        with torch.no_grad():
+            soft_labels = target_logits(target, outputs.final_hidden[packed.target_positions.to(outputs.final_hidden.device)])
+        parts = objective(outputs.features, packed, soft_labels)
+        (parts.total / len(usable)).backward()
+        totals["loss"] += float(parts.total.detach())
+        totals["ce"] += float(parts.ce.detach())
+        totals["l1"] += float(parts.l1.detach())
+        totals["conf"] += float(parts.confidence.detach()) if parts.confidence is not None else 0.0
+        totals["acc"] += float(parts.accuracy)
     params = [p for p in draft.parameters() if p.requires_grad]
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
