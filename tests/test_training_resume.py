@@ -100,3 +100,10 @@ def test_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     a = load_file(str(killed / "draft" / "model.safetensors"))
     b = load_file(str(tmp_path / "straight" / "draft" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("head,param", [("gated", "markov_head.gate_proj.weight"), ("rnn", "markov_head.joint_proj.weight")])
+def test_gated_and_rnn_heads_train(head, param, tmp_path):
+    init = trainable_state(_train(tmp_path / "zero", markov_head=head, max_steps=1, learning_rate=0.0))
+    trained = trainable_state(_train(tmp_path / "run", markov_head=head, max_steps=2))
+    assert param in trained and not torch.equal(init[param], trained[param])

@@ -104,6 +104,10 @@ def save_draft(draft: DSparkDraft, directory: str | Path, dtype: str = "float32"
     owned = set(draft._TARGET_OWNED) if draft.config.embeddings_from_target else set()
     state = {k: v.detach().to("cpu", getattr(torch, dtype)).contiguous() for k, v in draft.state_dict().items() if k not in owned}
     draft.save_pretrained(directory, state_dict=state)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = dtype  # the weights' dtype (transformers writes the in-memory model's)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return directory
 
 
