@@ -6,8 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dspark-installed
 PROMPT ?= Explain in three sentences why the sky is blue.
-# Until a trained draft ships in src/dspark_hf/default_draft/, the main job uses an untrained draft
-# shaped for the target: the text is exact, the per-step summary shows what speculation did.
+# The main job uses the draft shipped in src/dspark_hf/default_draft/; a build without it falls back to
+# an untrained draft shaped for the target (the text is still exact).
 DRAFT ?= $(if $(wildcard src/dspark_hf/default_draft/config.json),,random)
 
 .PHONY: setup browser run demo bench bench-cost test test-slow clean

@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on GPU")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--export", choices=["deepspec"], default=None,
+                   help="also write the trained draft in the released DeepSpec layout to OUTPUT_DIR/deepspec "
+                        "(Qwen3 and Gemma4 targets; loadable by vLLM's dspark method and the reference evaluator)")
     p.add_argument("--draft-from-checkpoint", metavar="CHECKPOINT",
                    help="only save the draft of this checkpoint (OUTPUT_DIR/checkpoints/checkpoint-N) to OUTPUT_DIR/draft")
     sd = p.add_argument_group("self-distillation")
@@ -85,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         path = save_draft(draft_from_checkpoint(target, args.draft_from_checkpoint), Path(args.output_dir) / "draft", args.save_dtype)
         print(f"Draft of {args.draft_from_checkpoint} saved to {path}")
         return 0
+    if args.export == "deepspec":  # refuse before training, not after it
+        from ..draft_config import draft_config_for_target
+        from ..training.export import released_architecture
+
+        released_architecture(draft_config_for_target(target.config))
     accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
     out = Path(args.output_dir)
     data = Path(args.data)
@@ -144,4 +152,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     trainer.train()
     accelerator.print(f"Trained draft saved to {out / 'draft'}")
+    if args.export == "deepspec" and accelerator.is_main_process:
+        _export_deepspec(out / "draft", target, out / "deepspec")
     return 0
+
+
+def _export_deepspec(draft_dir: Path, target, destination: Path) -> None:
+    """Write the saved draft in the released layout (bf16, with the target's embedding and LM head)."""
+    from ..modeling_dspark import DSparkDraft
+    from ..training.export import export_deepspec
+
+    draft = DSparkDraft.from_pretrained(draft_dir)
+    export_deepspec(draft, destination, target=target)
+    print(f"DeepSpec-layout export written to {destination}")
