@@ -230,6 +230,9 @@ class DSparkDraft(DSparkPreTrainedModel):
         if config.enable_confidence_head:
             width = config.hidden_size + (config.markov_rank if config.confidence_head_with_markov else 0)
             self.confidence_head = ConfidenceHead(width)
+        if config.embeddings_from_target:
+            # Saved without the target's embedding and LM head (bound at first use): not "missing".
+            self._keys_to_ignore_on_load_missing = [r"^embed_tokens\.weight$", r"^lm_head\.weight$"]
         self.post_init()
         # Default verification policy for generate() calls that set none (see verification_policy.py),
         # and the telemetry of the latest generate() call.
