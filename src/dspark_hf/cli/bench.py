@@ -88,21 +88,15 @@ def register(subparsers) -> None:
 
 def _int_list(text: str) -> list[int]:
     from ..errors import UnsupportedUsageError
+    from .int_ranges import parse_int_ranges
 
-    values: set[int] = set()
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                values.update(range(lo, hi + 1))
-            elif part:
-                values.add(int(part))
+        values = parse_int_ranges(text)
     except ValueError:
         raise UnsupportedUsageError(f"--lengths takes whole numbers such as 0-7 or 0,2,4; got {text!r}.") from None
     if not values or min(values) < 0:
         raise UnsupportedUsageError(f"--lengths takes whole numbers >= 0 such as 0-7; got {text!r}.")
-    return sorted(values)
+    return values
 
 
 def _check_common(args) -> None:

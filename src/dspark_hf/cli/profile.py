@@ -11,17 +11,12 @@ import argparse
 
 
 def _tokens(text: str) -> list[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = (int(x) for x in part.split("-", 1))
-            values.update(range(lo, hi + 1))
-        elif part:
-            values.add(int(part))
+    from .int_ranges import parse_int_ranges
+
+    values = parse_int_ranges(text)  # a ValueError becomes argparse's one-line "invalid _tokens value"
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected tokens-per-forward values >= 1 such as 1-8,12,16; got {text!r}")
-    return sorted(values)
+    return values
 
 
 def register(subparsers) -> None:
