@@ -155,6 +155,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _commit_for_read(self, repo_id: str, revision: str, head: bool) -> tuple[Repo, str] | None:
+        """The readable repo and the commit ``revision`` names, or None once the error is sent."""
+        repo = self._repo_for_read(repo_id, head)
+        if repo is None:
+            return None
+        sha = repo.resolve(revision)
+        if sha is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+            return None
+        return repo, sha
+
     def _repo_for_read(self, repo_id: str, head: bool) -> Repo | None:
         hub = self.server_hub
         repo = hub.repos.get(repo_id)
@@ -241,12 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) >= 5 and parts[1] == "api" and parts[2] == "models":
             repo_id = f"{parts[3]}/{parts[4]}"
             revision = "/".join(parts[6:]) if len(parts) > 6 and parts[5] == "revision" else "main"
-            repo = self._repo_for_read(repo_id, head)
-            if repo is None:
+            found = self._commit_for_read(repo_id, revision, head)
+            if found is None:
                 return
-            sha = repo.resolve(revision)
-            if sha is None:
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+            repo, sha = found
             siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.commits[sha].items())]
             info = {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.readers is not None,
                     "gated": "auto" if repo.gated else False, "disabled": False, "siblings": siblings, "tags": []}
@@ -254,12 +263,10 @@ class _Handler(BaseHTTPRequestHandler):
         # /{owner}/{name}/resolve/{revision}/{path...}
         if len(parts) >= 6 and parts[3] == "resolve":
             repo_id, revision, filename = f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:])
-            repo = self._repo_for_read(repo_id, head)
-            if repo is None:
+            found = self._commit_for_read(repo_id, revision, head)
+            if found is None:
                 return
-            sha = repo.resolve(revision)
-            if sha is None:
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+            repo, sha = found
             data = repo.commits[sha].get(filename)
             if data is None:
                 return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", head)

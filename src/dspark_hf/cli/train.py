@@ -150,18 +150,12 @@ def run(args: argparse.Namespace) -> int:
         trainer.fill_cache()
         accelerator.print(f"{len(trainer.examples)} sequences ready (feature cache: {args.feature_cache or 'none'}).")
         return 0
-    trainer.train()
+    draft = trainer.train()
     accelerator.print(f"Trained draft saved to {out / 'draft'}")
     if args.export == "deepspec" and accelerator.is_main_process:
-        _export_deepspec(out / "draft", target, out / "deepspec")
+        from ..training.export import export_deepspec
+
+        # The released layout: bf16, with the target's embedding and LM head.
+        export_deepspec(draft, out / "deepspec", target=target)
+        print(f"DeepSpec-layout export written to {out / 'deepspec'}")
     return 0
-
-
-def _export_deepspec(draft_dir: Path, target, destination: Path) -> None:
-    """Write the saved draft in the released layout (bf16, with the target's embedding and LM head)."""
-    from ..modeling_dspark import DSparkDraft
-    from ..training.export import export_deepspec
-
-    draft = DSparkDraft.from_pretrained(draft_dir)
-    export_deepspec(draft, destination, target=target)
-    print(f"DeepSpec-layout export written to {destination}")
