@@ -17,6 +17,7 @@ import torch
 
 from . import metrics
 from .methods import DSpark
+from .policy_comparison import compare_policies, markdown_section
 from .session import PromptResult, SuiteResult
 
 SCHEMA = "dspark-bench/1"
@@ -112,10 +113,12 @@ def summarise(suite_results: list[SuiteResult], greedy: bool) -> list[dict]:
 
 
 def build_report(suite_results: list[SuiteResult], *, settings: dict, machine: dict, command: str, greedy: bool) -> dict:
+    """The prompt-mode report; with at least one ``fixed:L`` policy measured it also carries
+    ``policy_comparison`` (:mod:`.policy_comparison`)."""
     rows = summarise(suite_results, greedy)
     mismatches = [m.to_dict() for sr in suite_results for m in sr.mismatches]
     flags = [f"GREEDY MISMATCH: {m.describe()}" for sr in suite_results for m in sr.mismatches]
-    return {
+    report = {
         "schema": SCHEMA,
         "mode": "prompts",
         "created": now_utc(),
@@ -132,6 +135,10 @@ def build_report(suite_results: list[SuiteResult], *, settings: dict, machine: d
         "flags": flags,
         "files": {},
     }
+    comparison = compare_policies(report)
+    if comparison:
+        report["policy_comparison"] = comparison
+    return report
 
 
 def _finite(value):
@@ -212,6 +219,8 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {r['dataset']} | {r['label']} | {raw['n']} | {_f(raw['ece'], '{:.4f}')} | {_f(raw['auroc'], '{:.3f}')} | "
                              f"{_f(after.get('ece'), '{:.4f}')} | {_f(after.get('auroc'), '{:.3f}')} |")
         lines.append("")
+    if report.get("policy_comparison"):
+        lines.append(markdown_section(report["policy_comparison"]))
     return "\n".join(lines)
 
 
