@@ -14,8 +14,9 @@ from ..calibration.prompt_sets import encode, load_prompts
 from ..errors import DSparkError
 
 
-def load_prompt_set(spec: str, limit: int | None = None, folder: str | None = None) -> tuple[str, list[str]]:
-    """``(name, first turns)`` of at most ``limit`` prompts from a set name or a ``.jsonl`` path."""
+def load_prompt_set(spec: str, limit: int | None = None, folder: str | None = None, start: int = 0) -> tuple[str, list[str]]:
+    """``(name, first turns)`` of at most ``limit`` prompts, from the one at index ``start`` (0-based, in
+    file order), of a set name or a ``.jsonl`` path."""
     path = Path(spec).expanduser()
     if spec.endswith(".jsonl") or path.is_file():
         if not path.is_file():
@@ -24,11 +25,11 @@ def load_prompt_set(spec: str, limit: int | None = None, folder: str | None = No
     else:
         name = spec
     try:
-        prompts = load_prompts(name, 0, limit, folder)
+        prompts = load_prompts(name, start, limit, folder)
     except (KeyError, IndexError, ValueError, TypeError) as err:
         raise DSparkError(f"Prompt set {spec!r} is not JSON Lines of {{\"turns\": [...]}} ({type(err).__name__}: {err}).") from None
     if not prompts:
-        raise DSparkError(f"Prompt set {spec!r} has no prompts.")
+        raise DSparkError(f"Prompt set {spec!r} has no prompts" + (f" from index {start}." if start else "."))
     return name, prompts
 
 

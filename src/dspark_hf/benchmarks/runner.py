@@ -49,13 +49,16 @@ def bench_prompts(
     warmup: int = 1,
     seed: int = 0,
     threads: int | None = 1,
+    start: int = 0,
     target_name: str = "target",
     command: str = "",
     progress: bool = True,
 ) -> dict:
     """Measure every draft under every policy, prompt lookup (unless ``prompt_lookup_tokens`` is
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
-    generation on that pair, each next to plain generation of its own target."""
+    generation on that pair, each next to plain generation of its own target. ``start``: the file index
+    of each set's first prompt (``--start``), used for prompt indices and per-prompt seeds. With a
+    ``fixed:L`` policy among ``policies`` the report carries ``policy_comparison``."""
     greedy = temperature <= 0
     config = generation_config(max_new_tokens, temperature)
     with preserved_settings(drafts.values(), threads=threads):
@@ -69,7 +72,7 @@ def bench_prompts(
         suites = [Suite(
             target_name, target, methods,
             {name: encode_prompts(tokenizer, prompts, device) for name, prompts in prompt_sets.items()},
-            warmup_ids=encode_prompts(tokenizer, ["Say hello."], device)[0],
+            warmup_ids=encode_prompts(tokenizer, ["Say hello."], device)[0], first_index=start,
         )]
         if pair is not None:
             pair_target, pair_tokenizer, assistant, assistant_name = pair
@@ -81,12 +84,12 @@ def bench_prompts(
                 f"{pair_target.config._name_or_path and Path(str(pair_target.config._name_or_path)).name or 'pair'} (baseline pair)",
                 pair_target, pair_methods,
                 {name: encode_prompts(pair_tokenizer, prompts, pair_device) for name, prompts in prompt_sets.items()},
-                warmup_ids=encode_prompts(pair_tokenizer, ["Say hello."], pair_device)[0],
+                warmup_ids=encode_prompts(pair_tokenizer, ["Say hello."], pair_device)[0], first_index=start,
             ))
         results = [run_suite(s, config, repeats=repeats, warmup=warmup, seed=seed, greedy=greedy, progress=progress) for s in suites]
         machine = report_mod.machine_info(device, next(target.parameters()).dtype)
     settings = {
-        "max_new_tokens": max_new_tokens, "temperature": temperature, "limit": max(len(p) for p in prompt_sets.values()),
+        "max_new_tokens": max_new_tokens, "temperature": temperature, "start": start, "limit": max(len(p) for p in prompt_sets.values()),
         "datasets": list(prompt_sets), "policies": list(policies), "drafts": list(drafts),
         "prompt_lookup_num_tokens": prompt_lookup_tokens, "baseline_pair": pair[3] if pair else None,
         "repeats": repeats, "warmup": warmup, "seed": seed, "threads": threads,

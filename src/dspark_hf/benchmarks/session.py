@@ -9,8 +9,9 @@ For a :class:`Suite` (one target, its methods, its encoded prompts):
 3. each method keeps, per prompt, its median-time run (time to first token: median over passes);
 4. with greedy decoding, every output is compared with plain generation's (:mod:`.identity`).
 
-Before each call the random seed is set from ``seed`` and the prompt, so sampled runs of the same
-prompt draw from the same stream.
+Before each call the random seed is set from ``seed`` and the prompt's index in its file, so sampled
+runs of the same prompt draw from the same stream. Prompt indices in results and mismatches count in
+file order: ``first_index`` (``--start``) plus the position in the list.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .timing import TimedRun
 
 @dataclass
 class Suite:
-    """``prompts``: dataset name -> list of ``[1, n]`` input ids on the target's device."""
+    """``prompts``: dataset name -> list of ``[1, n]`` input ids on the target's device; ``first_index``:
+    the file index of each list's first prompt."""
 
     name: str
     target: object
@@ -36,6 +38,7 @@ class Suite:
     prompts: dict[str, list[torch.Tensor]]
     warmup_ids: torch.Tensor | None = None
     plain: Method = field(default_factory=Plain)
+    first_index: int = 0
 
 
 @dataclass
@@ -86,23 +89,24 @@ def run_suite(suite: Suite, generation_config, *, repeats: int = 1, warmup: int 
     done = 0
     for dataset, prompts in suite.prompts.items():
         for index, ids in enumerate(prompts):
+            number = suite.first_index + index
             runs: dict[str, list[TimedRun]] = {m.id: [] for m in columns}
             for repeat in range(repeats):
                 for method in pass_order(columns, index, repeat):
-                    torch.manual_seed(seed * 1_000_003 + index)
+                    torch.manual_seed(seed * 1_000_003 + number)
                     runs[method.id].append(method.run(suite.target, ids, generation_config))
             reference = runs[suite.plain.id][0]
             if greedy:
                 for method in suite.methods:
                     for run in runs[method.id]:
-                        mismatch = check_identity(dataset, index, method.id, reference.output, run.output, run.prompt_length)
+                        mismatch = check_identity(dataset, number, method.id, reference.output, run.output, run.prompt_length)
                         if mismatch is not None:
                             mismatches.append(mismatch)
                             break
             for method in columns:
                 chosen = _median_run(runs[method.id])
                 ttfts = [r.first_token_seconds for r in runs[method.id] if r.first_token_seconds is not None]
-                results.append(PromptResult(dataset, index, method.id, chosen, statistics.median(ttfts) if ttfts else None))
+                results.append(PromptResult(dataset, number, method.id, chosen, statistics.median(ttfts) if ttfts else None))
                 for run in runs[method.id]:
                     if run is not chosen:
                         run.output = run.output[:, :0]  # keep memory flat: only the median run is kept whole

@@ -1,8 +1,11 @@
 """Benchmark prompt files (``{"turns": [...]}`` JSON lines) and the splits this package uses.
 
-The first ``MEASURE_COUNT`` prompts of each file are the measurement split (``dspark_hf.scheduling.compare``);
-calibration uses a disjoint held-out split that starts at ``HELD_OUT_START``, so STS is never fitted on
-prompts it is then measured on.
+Prompt indices count lines of the file from 0. The measurement split is the first ``MEASURE_COUNT``
+prompts, 0-19 (``dspark bench`` measures prompts ``--start`` .. ``--start + --limit - 1``, by default
+0-9; the policy comparison, ``dspark bench --policies all --limit 20``, 0-19). Calibration
+(``dspark calibrate``) uses the disjoint held-out split from ``HELD_OUT_START``: prompts 40-59 by
+default, so STS is never fitted on prompts it is then measured on. A bench run whose ``--start`` and
+``--limit`` reach index 40 measures calibration prompts.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 DTYPES = ("float32", "bfloat16", "float16")
+ALL_POLICIES = "all"
 
 
 def _one_line_error(parser: argparse.ArgumentParser):
@@ -57,11 +58,14 @@ def register(subparsers) -> None:
     parser.add_argument("--datasets", default="mt-bench,gsm8k,humaneval",
                         help="comma-separated prompt sets: names in --datasets-dir or paths to .jsonl files")
     parser.add_argument("--datasets-dir", default=None, help="folder of <name>.jsonl (default: $DSPARK_EVAL_DATASETS_DIR or ../shared/eval_datasets)")
-    parser.add_argument("--limit", type=int, default=10, help="prompts per set, from the first (default 10)")
+    parser.add_argument("--limit", type=int, default=10, help="prompts per set, from --start (default 10)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="index of the first prompt of each set (default 0; dspark calibrate's held-out split starts at 40)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="new tokens per prompt (default 128; cost mode 64)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy, checked token for token against plain generation (default)")
     parser.add_argument("--policies", default=None, help='comma-separated verification policies, e.g. "whole,threshold:0.5,hardware" '
-                        '(whole is always measured; cost mode default "fixed:L", where L stands for the forced length)')
+                        '(whole is always measured); "all": whole, fixed:1..block-1, threshold:0.5, survival:0.5, hardware, online, '
+                        'compared with the best fixed length; cost mode default "fixed:L", where L stands for the forced length')
     parser.add_argument("--baselines", default="prompt-lookup", help='comma-separated extra baselines: "prompt-lookup" (default) or "none"')
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="prompt_lookup_num_tokens (default 10)")
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
@@ -102,7 +106,7 @@ def _int_list(text: str) -> list[int]:
 def _check_common(args) -> None:
     from ..errors import UnsupportedUsageError
 
-    for flag, value, least in (("--limit", args.limit, 1), ("--repeats", 1 if args.repeats is None else args.repeats, 1), ("--warmup", args.warmup, 0),
+    for flag, value, least in (("--limit", args.limit, 1), ("--start", args.start, 0), ("--repeats", 1 if args.repeats is None else args.repeats, 1), ("--warmup", args.warmup, 0),
                                ("--threads", args.threads, 1), ("--prompt-lookup-tokens", args.prompt_lookup_tokens, 1),
                                ("--prompts", args.prompts, 1), ("--prompt-length", args.prompt_length, 1), ("--block-size", args.block_size, 1)):
         if value < least:
@@ -136,9 +140,29 @@ def _policies(text: str, cost: bool) -> list[str]:
     specs = [s.strip() for s in text.split(",") if s.strip()]
     if not specs:
         raise UnsupportedUsageError("--policies is empty.")
+    if cost and ALL_POLICIES in specs:
+        raise UnsupportedUsageError("--policies all is for prompt mode; cost mode takes specs such as fixed:L,whole.")
     for spec in specs:
-        resolve_policy(spec.replace(":L", ":0") if cost else spec)
+        if spec != ALL_POLICIES:
+            resolve_policy(spec.replace(":L", ":0") if cost else spec)
     return specs
+
+
+def expand_policies(specs: list[str], drafts: dict) -> list[str]:
+    """``whole`` first, then ``specs`` with ``all`` replaced by the comparison's list
+    (:func:`dspark_hf.benchmarks.policy_comparison.comparison_policies`) for the block size of the first
+    DSpark draft (``markov_rank > 0``; the first draft when all are DFlash); duplicates dropped."""
+    from ..benchmarks.policy_comparison import comparison_policies
+
+    out = ["whole"]
+    for spec in specs:
+        if spec == ALL_POLICIES:
+            models = list(drafts.values())
+            first = next((d for d in models if d.config.markov_rank > 0), models[0])
+            out += comparison_policies(first.config.block_size)
+        else:
+            out.append(spec)
+    return list(dict.fromkeys(out))
 
 
 def _command(argv=None) -> str:
@@ -173,14 +197,14 @@ def run_prompt_mode(args) -> dict:
     from ..errors import UnsupportedUsageError
     from .generate import load_target
 
-    policies = list(dict.fromkeys(["whole", *_policies(args.policies or "whole", cost=False)]))
+    specs = _policies(args.policies or "whole", cost=False)
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}
     if not baselines <= {"prompt-lookup", "none"}:
         raise UnsupportedUsageError(f"--baselines takes prompt-lookup or none; got {args.baselines!r}.")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     if not names:
         raise UnsupportedUsageError("--datasets is empty.")
-    prompt_sets = dict(load_prompt_set(n, args.limit, args.datasets_dir) for n in names)
+    prompt_sets = dict(load_prompt_set(n, args.limit, args.datasets_dir, start=args.start) for n in names)
     for name in args.draft or []:
         if name != "random" and is_local_path(name):
             check_local_folder(Path(name).expanduser())
@@ -188,6 +212,7 @@ def run_prompt_mode(args) -> dict:
     target, tokenizer = load_target(args.target)
     target = target.to(device=device, dtype=dtype)
     drafts = {k: v.to(device=device, dtype=dtype) for k, v in _load_drafts(args.draft or [None], target).items()}
+    policies = expand_policies(specs, drafts)
     pair = None
     if args.baseline_pair:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -202,7 +227,7 @@ def run_prompt_mode(args) -> dict:
         return bench_prompts(
             target, tokenizer, drafts, prompt_sets, policies=policies, max_new_tokens=args.max_new_tokens or 128,
             temperature=args.temperature, prompt_lookup_tokens=args.prompt_lookup_tokens if "prompt-lookup" in baselines else None,
-            pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads,
+            pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads, start=args.start,
             target_name=args.target or "SmolLM2-135M-Instruct (embedded)", command=_command(),
         )
 
