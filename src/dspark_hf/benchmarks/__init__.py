@@ -12,6 +12,7 @@ One small module per job:
   calibration (through :mod:`dspark_hf.calibration.metrics`);
 - :mod:`.identity`: the greedy identity check against plain generation;
 - :mod:`.report`: the JSON file (schema in ``docs/benchmarks.md``) and the markdown table;
+- :mod:`.policy_comparison`: the report's verification policies against the best fixed length;
 - :mod:`.plots`: the PNG figures;
 - :mod:`.cost_mode`: loop overhead apart from draft quality, on random-weight targets with forced
   acceptance patterns;

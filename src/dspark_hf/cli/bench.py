@@ -5,6 +5,9 @@ draft work too), prompt sets (JSON Lines with a ``turns`` list; first turn, chat
 under every ``--policies`` spec (whole-block verification always included), prompt lookup decoding,
 and with ``--baseline-pair qwen-coder`` transformers' assisted generation on the Qwen2.5-Coder
 1.5B / 0.5B pair; every method is measured next to plain ``generate`` in the same process.
+``--policies all`` measures every fixed verification length and the adaptive policies, and the
+report then compares each adaptive policy with the best fixed length (the policy comparison,
+:mod:`dspark_hf.benchmarks.policy_comparison`). ``--start`` skips the first prompts of each set.
 
 Cost mode (``--cost-mode``): a random-weight target of a named shape and a draft forced to accept
 exactly ``L`` tokens per round while paying its real cost: speed-up against ``L`` next to the ideal
