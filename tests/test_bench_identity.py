@@ -49,3 +49,12 @@ def test_a_broken_output_is_flagged_in_the_report():
     assert rows["plain-again"]["identical"] is True
     assert len(report["flags"]) == 2 and all(f.startswith("GREEDY MISMATCH: broken") for f in report["flags"])
     assert "**NO (2)**" in markdown(report)
+
+
+def test_prompt_indices_count_from_first_index():
+    """With ``--start 5`` the first measured prompt is prompt 5 of its file, in mismatches and results."""
+    target = tiny_qwen3_target()
+    prompts = [torch.randint(5, 300, (1, 6), generator=torch.Generator().manual_seed(0))]
+    suite = Suite("tiny", target, [BrokenPlain()], {"random": prompts}, first_index=5)
+    result = run_suite(suite, GenerationConfig(max_new_tokens=3, do_sample=False), warmup=0, progress=False)
+    assert [m.prompt_index for m in result.mismatches] == [5] and {r.prompt_index for r in result.results} == {5}
