@@ -89,3 +89,11 @@ def test_bench_policies_all_end_to_end(tiny_target_dir, tmp_path, monkeypatch, c
     md = (out / "bench.md").read_text()
     assert "## Verification policies against the best fixed length" in md and "| hardware |" in md
     assert "goal met" in capsys.readouterr().out
+
+
+def test_plot_colours_stay_distinct_past_ten_methods():
+    from dspark_hf.benchmarks.plots import method_colours
+
+    for count in (3, 13, 25):
+        colours = method_colours(count)
+        assert len(colours) == count and len(set(colours)) == count

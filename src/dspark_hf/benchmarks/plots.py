@@ -55,12 +55,12 @@ def acceptance_per_slot(report: dict, path: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.0, 4.0))
     drew = False
-    for r in _pooled_rows(report):
+    rows = [r for r in _pooled_rows(report) if r["per_slot_acceptance"]]
+    for r, colour in zip(rows, method_colours(len(rows))):
         values = r["per_slot_acceptance"]
-        if not values:
-            continue
         ks = [k + 1 for k, v in enumerate(values) if v is not None]
-        ax.plot(ks, [v for v in values if v is not None], marker="o", label=f"{_label(report, r)} ({r['dataset']})", linewidth=1.2)
+        ax.plot(ks, [v for v in values if v is not None], marker="o", label=f"{_label(report, r)} ({r['dataset']})", linewidth=1.2,
+                color=colour)
         drew = True
     from matplotlib.ticker import MaxNLocator
 
@@ -76,8 +76,21 @@ def acceptance_per_slot(report: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def method_colours(count: int) -> list:
+    """``count`` distinct colours: matplotlib's tab10 up to 10 methods, tab20 up to 20, then a
+    continuous map (``--policies all`` measures 13 methods or more)."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["turbo"](i / (count - 1)) for i in range(count)]
+
+
 def _grouped_bars(ax, datasets, methods, value, errors=None):
     width = 0.8 / max(1, len(methods))
+    colours = method_colours(len(methods))
     for j, (mid, label) in enumerate(methods):
         xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(datasets))]
         ys = [value(d, mid) for d in datasets]
@@ -85,7 +98,7 @@ def _grouped_bars(ax, datasets, methods, value, errors=None):
         if errors is not None:
             lo_hi = [errors(d, mid) for d in datasets]
             yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, lo_hi)], [max(0.0, hi - y) for y, (_, hi) in zip(ys, lo_hi)]]
-        ax.bar(xs, ys, width=width, label=label, yerr=yerr, capsize=2 if yerr else 0)
+        ax.bar(xs, ys, width=width, label=label, yerr=yerr, capsize=2 if yerr else 0, color=colours[j])
     ax.set_xticks(range(len(datasets)))
     ax.set_xticklabels(datasets, fontsize=8)
 
