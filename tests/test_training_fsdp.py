@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from dspark_hf.errors import CheckpointError
 from dspark_hf.modeling_dspark import DSparkDraft
 from dspark_hf.training.checkpointing import trainable_state
-from dspark_hf.training.trainer import Trainer, TrainConfig
+from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
 
 from training_tiny import tiny_examples, tiny_target
 
@@ -90,6 +90,8 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float) -> None:
     assert (checkpoint / "sharded" / ".metadata").is_file()
     in_checkpoint = load_file(str(checkpoint / "draft.safetensors"))
     assert all(torch.equal(in_checkpoint[n], straight0[n]) for n in straight0)
+    from_checkpoint = trainable_state(draft_from_checkpoint(tiny_target(), checkpoint))  # --draft-from-checkpoint
+    assert all(torch.equal(from_checkpoint[n], straight0[n]) for n in straight0)
 
     # One process, same global batch: the same training up to float32 summation order.
     init, single = _single_process_run(tmp_path / "single")

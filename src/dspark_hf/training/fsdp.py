@@ -54,12 +54,16 @@ def check_fsdp_setup(accelerator) -> None:
             raise DSparkError(f"dspark train supports FSDP2 only: launch with --fsdp_version 2 (got fsdp_version {version}).")
         return
     if fsdp_requested():
-        mode = str(accelerator.distributed_type).split(".")[-1]
+        from accelerate.utils import DistributedType
+
+        n = accelerator.num_processes
+        got = {DistributedType.NO: "a single process with no distribution",
+               DistributedType.MULTI_CPU: f"DDP across {n} CPU processes"}.get(accelerator.distributed_type)
+        got = got or f"{str(accelerator.distributed_type).split('.')[-1]} with {n} process(es)"
         raise DSparkError(
-            f"FSDP was requested but accelerate {accelerate.__version__} set up {mode} with {accelerator.num_processes} "
-            "process(es): it runs FSDP only across several GPU (or other accelerator) processes "
-            "(accelerate launch --use_fsdp --fsdp_version 2 --num_processes N, N >= 2); on CPU use DDP "
-            "(ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...)."
+            f"FSDP was requested but accelerate {accelerate.__version__} set up {got}: it runs FSDP only across "
+            "several GPU (or other accelerator) processes (accelerate launch --use_fsdp --fsdp_version 2 "
+            "--num_processes N, N >= 2); on CPU use DDP (ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...)."
         )
 
 
@@ -115,8 +119,7 @@ def save_sharded(folder: str | Path, objective: torch.nn.Module, optimizer: torc
 
 
 def load_sharded(folder: str | Path, objective: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Restore what :func:`save_sharded` wrote into ``objective`` and ``optimizer`` (collective; the
-    process count may differ from the saving run's, torch.distributed.checkpoint reshards)."""
+    """Restore what :func:`save_sharded` wrote into ``objective`` and ``optimizer`` (collective)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
