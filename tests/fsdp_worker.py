@@ -5,6 +5,8 @@ In one process group it runs three trainings of the tiny target's draft (6 steps
 is step 2) and then rerun by a fresh Trainer from that checkpoint. Each rank writes its full initial
 and final trainable weights and what FSDP did to the draft (``facts{rank}.json``).
 
+``--bf16``: bf16 mixed precision (accelerate's FSDP policy plus autocast).
+
 ``--force-cpu-fsdp``: accelerate 1.15 enables FSDP only for accelerator devices and keeps CPU
 processes in DDP mode (MULTI_CPU) even under ``--use_fsdp``. torch's FSDP2 itself runs on CPU with
 gloo, so the test switches accelerate's state to FSDP with the plugin ``--use_fsdp`` configured
@@ -37,12 +39,14 @@ out = Path(sys.argv[1])
 def new_accelerator() -> Accelerator:
     """One Accelerator per Trainer, as in a real run (accelerate's FSDP gradient clipping looks the
     model up among all the models an Accelerator prepared; the process-wide state is shared)."""
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = Accelerator(mixed_precision="bf16" if "--bf16" in sys.argv else "no")
     if "--force-cpu-fsdp" in sys.argv and accelerator.distributed_type != DistributedType.FSDP:
         assert accelerator.distributed_type == DistributedType.MULTI_CPU, accelerator.distributed_type
         # What AcceleratorState.__init__ does when it enables FSDP (accelerate/state.py).
         accelerator.state.distributed_type = DistributedType.FSDP
         accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin()
+        if accelerator.mixed_precision != "no":
+            accelerator.state.fsdp_plugin.set_mixed_precision(accelerator.mixed_precision)
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
     return accelerator
 
@@ -71,6 +75,8 @@ facts = {
     "fc_full_shape": list(draft.fc.weight.shape),
     "embedding_shared_with_target": draft.embed_tokens.weight is straight.target.get_input_embeddings().weight,
     "lm_head_shared_with_target": draft.lm_head.weight is straight.target.get_output_embeddings().weight,
+    "mixed_precision_policy": str(accelerator.state.fsdp_plugin.mixed_precision_policy),
+    "trainable_dtypes": sorted({str(p.dtype) for p in draft.parameters() if p.requires_grad}),
     "frozen_not_sharded": not any(isinstance(p, DTensor) for p in draft.parameters() if not p.requires_grad),
 }
 save_file(trainable_state(straight.train()), str(out / f"straight{rank}.safetensors"))

@@ -38,15 +38,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_fsdp_worker(out: Path, cpu: bool) -> None:
+def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     if cpu:
         env["ACCELERATE_USE_CPU"] = "1"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
-           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(HERE / "fsdp_worker.py"), str(out)]
-    result = subprocess.run(cmd + (["--force-cpu-fsdp"] if cpu else []), env=env, capture_output=True, text=True, timeout=600)
+           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no",
+           "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(HERE / "fsdp_worker.py"), str(out)]
+    cmd += (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else [])
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -54,19 +55,19 @@ def _single_process_run(out: Path) -> tuple[dict, dict]:
     """The same 6 steps in one process with the same global batch (2 processes x 2 sequences)."""
     torch.set_num_threads(1)
     cfg = TrainConfig(output_dir=str(out), num_anchors=3, batch_size=4, max_steps=6, save_every=100, block_size=4,
-                      markov_rank=8, target_layer_ids=[0, 2], progress=False)
+                      markov_rank=8, target_layer_ids=[0, 2], progress=False, bf16=False)
     trainer = Trainer(tiny_target(), tiny_examples(), cfg)
     init = {k: v.clone() for k, v in trainable_state(trainer.draft).items()}  # CPU: not views of the live weights
     return init, trainable_state(trainer.train())
 
 
-def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float) -> None:
+def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bool = True) -> list[dict]:
     facts = [json.loads((tmp_path / f"facts{r}.json").read_text()) for r in (0, 1)]
     for f in facts:
         assert f["distributed_type"] == "DistributedType.FSDP" and f["world"] == 2
         assert f["trainable_are_dtensors"] and f["fc_full_shape"] == [32, 64] and f["fc_local_shape"] == [16, 64]
         assert f["frozen_not_sharded"] and f["embedding_shared_with_target"] and f["lm_head_shared_with_target"]
-        assert f["stopped_checkpoints"] == ["checkpoint-2"]
+        assert f["stopped_checkpoints"] == ["checkpoint-2"] and f["trainable_dtypes"] == ["torch.float32"]
 
     def load(name):
         return [load_file(str(tmp_path / f"{name}{r}.safetensors")) for r in (0, 1)]
@@ -93,11 +94,16 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float) -> None:
     from_checkpoint = trainable_state(draft_from_checkpoint(tiny_target(), checkpoint))  # --draft-from-checkpoint
     assert all(torch.equal(from_checkpoint[n], straight0[n]) for n in straight0)
 
+    for name in straight0:
+        assert torch.isfinite(straight0[name]).all(), name
+    if not single_process:
+        return facts
     # One process, same global batch: the same training up to float32 summation order.
     init, single = _single_process_run(tmp_path / "single")
     assert all(torch.equal(init[n], init0[n]) for n in init)
     for name in single:
         assert torch.allclose(single[name], straight0[name], rtol=0, atol=atol), (name, (single[name] - straight0[name]).abs().max())
+    return facts
 
 
 def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
@@ -108,6 +114,18 @@ def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
                       markov_rank=8, target_layer_ids=[0, 2], progress=False)
     with pytest.raises(CheckpointError, match="written under FSDP"):
         Trainer(tiny_target(), tiny_examples(), cfg).train()
+
+
+@pytest.mark.slow
+def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
+    """bf16 as on GPUs: accelerate's FSDP policy (bf16 compute and gradient reduction, float32 master
+    weights) plus autocast, with forward inputs and outputs left uncast so the target's logits and the
+    losses stay float32. Ranks agree and stop/resume stays bit-exact; no single-process comparison
+    (one CPU process trains in float32)."""
+    _launch_fsdp_worker(tmp_path, cpu=True, bf16=True)
+    facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False)
+    policy = facts[0]["mixed_precision_policy"]
+    assert "param_dtype=torch.bfloat16" in policy and "cast_forward_inputs=False" in policy and "output_dtype=None" in policy
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP without the CPU switch needs two CUDA GPUs (NCCL); none here")

@@ -20,6 +20,7 @@ like): with ``--use_fsdp`` on CPU it silently runs DDP, with one process no dist
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def configure_fsdp_plugin(accelerator, draft) -> None:
     embedding and LM head are ignored (not sharded), decoder layers are wrapped one by one unless
     the launch chose a wrap policy, and ``cpu_ram_efficient_loading`` is off (it moves the model to
     the meta device, which would take the shared target tensors with it; every process builds the
-    same seeded draft anyway)."""
+    same seeded draft anyway). Under mixed precision, forward inputs and outputs are not cast (see below)."""
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
     plugin = accelerator.state.fsdp_plugin
@@ -83,6 +84,11 @@ def configure_fsdp_plugin(accelerator, draft) -> None:
         plugin.auto_wrap_policy = transformer_auto_wrap_policy
         plugin.transformer_cls_names_to_wrap = [WRAPPED_LAYER]
     plugin.cpu_ram_efficient_loading = False
+    policy = plugin.mixed_precision_policy
+    if getattr(policy, "cast_forward_inputs", False):
+        # Mixed precision: leave inputs and outputs as they are (the target's logits and the losses
+        # stay float32); autocast, which accelerate turns on as well, runs the matmuls in bf16.
+        plugin.mixed_precision_policy = dataclasses.replace(policy, cast_forward_inputs=False, output_dtype=None)
 
 
 def trainable_names(module: torch.nn.Module, prefix: str = "draft.") -> list[str]:
