@@ -142,7 +142,7 @@ class Trainer:
         self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
         if not self.examples:
             raise DSparkError("No training sequence has two consecutive assistant tokens to anchor a block on.")
-        self.draft = build_draft(self.target, cfg).to(self.accelerator.device)
+        self.draft = self._new_draft()
         self.layer_ids = self.draft.config.target_layer_ids
         world = self.accelerator.num_processes
         self.global_batch = cfg.batch_size * world
@@ -271,12 +271,19 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------------------
 
+    def _new_draft(self) -> DSparkDraft:
+        """A fresh draft on the accelerator's device, sharing (not copying) the target's embedding and
+        LM head there (built on CPU, it first holds copies of them when the target is on a GPU)."""
+        draft = build_draft(self.target, self.cfg).to(self.accelerator.device)
+        draft.bind_target_embeddings(self.target)
+        return draft
+
     def trained_draft(self) -> DSparkDraft:
         """The draft being trained as a plain :class:`DSparkDraft` on every process: under FSDP a new
         draft bound to the target and holding the gathered full weights (collective), else the draft itself."""
         if not self.fsdp:
             return self.accelerator.unwrap_model(self.objective).draft
-        draft = build_draft(self.target, self.cfg).to(self.accelerator.device)
+        draft = self._new_draft()
         state = full_trainable_state(self.objective)
         missing, unexpected = draft.load_state_dict(state, strict=False)
         assert not unexpected and set(missing) <= set(DSparkDraft._TARGET_OWNED), (missing, unexpected)
