@@ -46,13 +46,15 @@ def uses_fsdp(accelerator) -> bool:
 
 def check_fsdp_setup(accelerator) -> None:
     """Raise one :class:`DSparkError` line when FSDP was asked for but is not what accelerate set up,
-    or when it is FSDP1; do nothing otherwise."""
+    or when it is FSDP1 or torch is older than 2.7; do nothing otherwise."""
     import accelerate
 
     if uses_fsdp(accelerator):
         version = accelerator.state.fsdp_plugin.fsdp_version
         if version != 2:
             raise DSparkError(f"dspark train supports FSDP2 only: launch with --fsdp_version 2 (got fsdp_version {version}).")
+        if tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 7):
+            raise DSparkError(f"FSDP2 in dspark train needs torch >= 2.7 (to leave the target's tensors unsharded); this is {torch.__version__}.")
         return
     if fsdp_requested():
         from accelerate.utils import DistributedType
