@@ -5,6 +5,8 @@ In one process group it runs three trainings of the tiny target's draft (6 steps
 is step 2) and then rerun by a fresh Trainer from that checkpoint. Each rank writes its full initial
 and final trainable weights and what FSDP did to the draft (``facts{rank}.json``).
 
+``--run NAME STEPS``: only one run of STEPS steps into ``NAME`` (resuming from its checkpoints).
+
 ``--bf16``: bf16 mixed precision (accelerate's FSDP policy plus autocast).
 
 ``--force-cpu-fsdp``: accelerate 1.15 enables FSDP only for accelerator devices and keeps CPU
@@ -60,6 +62,12 @@ def config(name, **kw):
                 markov_rank=8, target_layer_ids=[0, 2], progress=False)
     return TrainConfig(**{**base, **kw})
 
+
+if "--run" in sys.argv:  # one run: --run NAME STEPS (the SIGKILL test kills and reruns it)
+    name, steps = sys.argv[sys.argv.index("--run") + 1], int(sys.argv[sys.argv.index("--run") + 2])
+    final = Trainer(tiny_target(), tiny_examples(), config(name, max_steps=steps), accelerator=accelerator).train()
+    save_file(trainable_state(final), str(out / f"{name}{rank}.safetensors"))
+    sys.exit(0)
 
 straight = Trainer(tiny_target(), tiny_examples(), config("straight"), accelerator=accelerator)
 save_file(full_trainable_state(straight.objective), str(out / f"init{rank}.safetensors"))

@@ -12,18 +12,21 @@ bit-identical to the uninterrupted run; the exported draft loads with ``DSparkDr
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dspark_hf.errors import CheckpointError
 from dspark_hf.modeling_dspark import DSparkDraft
-from dspark_hf.training.checkpointing import trainable_state
+from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
 from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
 
 from training_tiny import tiny_examples, tiny_target
@@ -38,7 +41,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False) -> None:
+def _worker_command(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> tuple[list[str], dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     if cpu:
@@ -46,9 +49,16 @@ def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False) -> None:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no",
            "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(HERE / "fsdp_worker.py"), str(out)]
-    cmd += (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else [])
+    cmd += (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else []) + (["--run", run[0], str(run[1])] if run else [])
+    return cmd, env
+
+
+def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> str:
+    """Run the worker to its end; returns its output."""
+    cmd, env = _worker_command(out, cpu, bf16, run)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout + result.stderr
 
 
 def _single_process_run(out: Path) -> tuple[dict, dict]:
@@ -126,6 +136,34 @@ def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
     facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False)
     policy = facts[0]["mixed_precision_policy"]
     assert "param_dtype=torch.bfloat16" in policy and "cast_forward_inputs=False" in policy and "output_dtype=None" in policy
+
+
+@pytest.mark.slow
+def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """Both FSDP processes and the launcher killed (SIGKILL) once a checkpoint exists, relaunched:
+    the same final weights as an uninterrupted FSDP run, bit for bit."""
+    steps = 30
+    cmd, env = _worker_command(tmp_path, cpu=True, run=("killed", steps))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while latest_checkpoint(checkpoints) is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    # The workers run in sessions of their own (torch elastic): kill them and the launcher by pid.
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len([w for w in workers if "fsdp_worker.py" in " ".join(w.cmdline())]) == 2
+    for process in [*workers, psutil.Process(proc.pid)]:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(workers, timeout=30)
+    proc.wait()
+    stopped_at = int(latest_checkpoint(checkpoints).name.split("-")[1])
+    assert stopped_at < steps and not (tmp_path / "killed" / "draft").exists()
+    assert f"Resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps))
+    _launch_fsdp_worker(tmp_path, cpu=True, run=("uninterrupted", steps))
+    for rank in (0, 1):
+        a = load_file(str(tmp_path / f"killed{rank}.safetensors"))
+        b = load_file(str(tmp_path / f"uninterrupted{rank}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP without the CPU switch needs two CUDA GPUs (NCCL); none here")
