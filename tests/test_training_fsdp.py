@@ -8,6 +8,8 @@ target's tensors); both ranks end with identical full weights, equal within 1e-6
 process training on the same global batch (not bit-equal: the per-rank gradient averages are summed
 in a different order); a run stopped after its step-2 checkpoint and resumed by a fresh trainer ends
 bit-identical to the uninterrupted run; the exported draft loads with ``DSparkDraft.from_pretrained``.
+Slow (``-m slow``): the same with bf16 mixed precision, and a real SIGKILL of the launcher and both
+workers. On two CUDA GPUs the plain launch (no switch) runs the same checks; skipped elsewhere.
 """
 
 import json

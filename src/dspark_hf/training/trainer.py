@@ -268,7 +268,6 @@ class Trainer:
         self.online.close()
         return draft
 
-
     # -- state ---------------------------------------------------------------------------------------
 
     def _new_draft(self) -> DSparkDraft:
@@ -286,7 +285,8 @@ class Trainer:
         draft = self._new_draft()
         state = full_trainable_state(self.objective)
         missing, unexpected = draft.load_state_dict(state, strict=False)
-        assert not unexpected and set(missing) <= set(DSparkDraft._TARGET_OWNED), (missing, unexpected)
+        if unexpected or set(missing) - set(DSparkDraft._TARGET_OWNED):
+            raise RuntimeError(f"Gathered FSDP weights do not fit the draft (missing {missing}, unexpected {unexpected}).")
         return draft
 
     def save_checkpoint(self, directory: Path, step: int) -> None:
