@@ -8,7 +8,8 @@ Data: JSON Lines of prompts or chats, or plain text (see :mod:`dspark_hf.trainin
 ``OUTPUT_DIR/distilled.jsonl``, resumable). ``--feature-cache DIR`` keeps the target's features so that
 later epochs (and other runs on the same data) skip the target forward. A rerun with the same
 ``--output-dir`` resumes from the newest checkpoint. Several processes: ``accelerate launch -m
-dspark_hf.cli train ...`` (DDP).
+dspark_hf.cli train ...`` (DDP), or ``accelerate launch --use_fsdp --fsdp_version 2 -m dspark_hf.cli
+train ...`` on GPUs (FSDP2, the draft's trainable weights sharded; see docs/training.md).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from ..training.data import load_examples
+    from ..training.fsdp import check_fsdp_setup
     from ..training.self_distill import SamplingConfig, self_distill
     from ..training.trainer import Trainer, TrainConfig
     from .generate import load_target
@@ -81,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
+    check_fsdp_setup(accelerator)  # before loading the target: FSDP asked for where accelerate cannot run it
     target, tokenizer = load_target(args.target)
     if args.draft_from_checkpoint:
         from ..training.trainer import draft_from_checkpoint, save_draft
@@ -93,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
         from ..training.export import released_architecture
 
         released_architecture(draft_config_for_target(target.config))
-    accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
     out = Path(args.output_dir)
     data = Path(args.data)
     layer_ids = [int(x) for x in args.target_layer_ids.split(",")] if args.target_layer_ids else None

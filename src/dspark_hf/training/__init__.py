@@ -10,6 +10,7 @@ One module per job:
 - :mod:`.losses` — per-slot decayed CE + L1(softmax) + confidence BCE;
 - :mod:`.trainer` — the loop (accelerate, AdamW, cosine schedule, checkpoints that resume exactly);
 - :mod:`.checkpointing` — what a checkpoint holds and how it is restored;
+- :mod:`.fsdp` — FSDP2 through accelerate: plugin set-up for a draft, sharded checkpoints, full weights;
 - :mod:`.evaluate_acceptance` — tau of a draft on benchmark prompts;
 - :mod:`.export` — write a draft in the released DeepSpec layout;
 - :mod:`.lora` — LoRA adapters (peft) on a draft's backbone: attach, train, save, load, merge.

@@ -4,6 +4,11 @@ since data order and anchors are derived from the seed and the step).
 
 A checkpoint is written to a temporary folder and renamed into place, so a run killed while saving
 leaves the previous checkpoint intact; ``latest_checkpoint`` finds the newest complete one.
+
+Under FSDP (see :mod:`.fsdp`) the model and optimizer are saved sharded by every process into
+``SHARDED_DIR`` (``torch.distributed.checkpoint``), next to the same full ``draft.safetensors``,
+scheduler, RNG and step files; the pieces below (``stage`` -> write -> ``commit``) let the trainer run
+the collective part between them. ``save_checkpoint`` / ``load_checkpoint`` are the single-writer case.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 PREFIX = "checkpoint-"
+SHARDED_DIR = "sharded"  # FSDP: model + optimizer state written by torch.distributed.checkpoint
 
 
 def trainable_state(draft) -> dict[str, torch.Tensor]:
@@ -52,23 +58,54 @@ def _load_rng_state(folder: Path) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def save_checkpoint(directory: str | Path, step: int, draft, optimizer, scheduler, keep: int = 2, extra: dict | None = None) -> Path:
-    """Write ``directory/checkpoint-{step}`` atomically and keep only the ``keep`` newest."""
-    directory = Path(directory)
-    final = directory / f"{PREFIX}{step}"
-    tmp = directory / f".tmp-{PREFIX}{step}"
+def staging_path(directory: str | Path, step: int) -> Path:
+    """Where checkpoint ``step`` is written before :func:`commit_checkpoint` renames it into place."""
+    return Path(directory) / f".tmp-{PREFIX}{step}"
+
+
+def stage_checkpoint(directory: str | Path, step: int) -> Path:
+    """A fresh, empty staging folder for checkpoint ``step`` (main process only)."""
+    tmp = staging_path(directory, step)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(draft), str(tmp / "draft.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    _save_rng_state(tmp)
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
+    return tmp
+
+
+def write_training_state(folder: str | Path, step: int, scheduler, draft_state: dict[str, torch.Tensor] | None = None,
+                         optimizer=None, extra: dict | None = None) -> None:
+    """Write the draft's trainable weights (if given), the optimizer (if given; FSDP saves it sharded
+    instead), scheduler, RNG states and, last, ``trainer_state.json`` with the step."""
+    folder = Path(folder)
+    if draft_state is not None:
+        save_file(draft_state, str(folder / "draft.safetensors"))
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+    _save_rng_state(folder)
+    (folder / "trainer_state.json").write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
+
+
+def commit_checkpoint(directory: str | Path, step: int, keep: int = 2) -> Path:
+    """Rename the staged checkpoint ``step`` into place and keep only the ``keep`` newest."""
+    directory = Path(directory)
+    final = directory / f"{PREFIX}{step}"
     shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    staging_path(directory, step).rename(final)
     for old in list_checkpoints(directory)[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_checkpoint(directory: str | Path, step: int, draft, optimizer, scheduler, keep: int = 2, extra: dict | None = None) -> Path:
+    """Write ``directory/checkpoint-{step}`` atomically and keep only the ``keep`` newest."""
+    tmp = stage_checkpoint(directory, step)
+    write_training_state(tmp, step, scheduler, draft_state=trainable_state(draft), optimizer=optimizer, extra=extra)
+    return commit_checkpoint(directory, step, keep)
+
+
+def is_sharded(path: str | Path) -> bool:
+    """Whether checkpoint ``path`` was written under FSDP."""
+    return (Path(path) / SHARDED_DIR).is_dir()
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
@@ -84,16 +121,24 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | Path, draft, optimizer, scheduler) -> int:
-    """Restore a checkpoint into ``draft`` / ``optimizer`` / ``scheduler`` and the RNGs; returns its step."""
+def load_training_position(path: str | Path, scheduler) -> int:
+    """Restore the scheduler and the RNGs of checkpoint ``path``; returns its step."""
     path = Path(path)
-    state = load_file(str(path / "draft.safetensors"))
-    missing, unexpected = draft.load_state_dict(state, strict=False)
-    if unexpected or set(trainable_state(draft)) - set(state):
-        from ..errors import CheckpointError
-
-        raise CheckpointError(f"Checkpoint {path} does not match this draft (unexpected {unexpected[:3]}).")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _load_rng_state(path)
     return int(json.loads((path / "trainer_state.json").read_text())["step"])
+
+
+def load_checkpoint(path: str | Path, draft, optimizer, scheduler) -> int:
+    """Restore a checkpoint into ``draft`` / ``optimizer`` / ``scheduler`` and the RNGs; returns its step."""
+    from ..errors import CheckpointError
+
+    path = Path(path)
+    if is_sharded(path):
+        raise CheckpointError(f"Checkpoint {path} was written under FSDP: resume it with FSDP (accelerate launch --use_fsdp ...).")
+    state = load_file(str(path / "draft.safetensors"))
+    missing, unexpected = draft.load_state_dict(state, strict=False)
+    if unexpected or set(trainable_state(draft)) - set(state):
+        raise CheckpointError(f"Checkpoint {path} does not match this draft (unexpected {unexpected[:3]}).")
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return load_training_position(path, scheduler)

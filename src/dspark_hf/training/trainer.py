@@ -9,6 +9,9 @@ exactly where the killed one was.
 Multi-process training goes through accelerate (``accelerate launch``, DDP; on CPU with
 ``ACCELERATE_USE_CPU=1`` and the gloo backend): each optimizer step takes ``batch_size * num_processes`` sequences, and
 process ``p`` handles every ``num_processes``-th of them; gradients are averaged by DDP.
+Under FSDP2 (``accelerate launch --use_fsdp --fsdp_version 2``, see :mod:`.fsdp`) the same steps run
+with the draft's trainable weights sharded; checkpoints are then saved sharded and the final draft is
+gathered into a full, unsharded one.
 """
 
 from __future__ import annotations
@@ -25,9 +28,21 @@ from tqdm.auto import tqdm
 from ..draft_config import draft_config_for_target
 from ..errors import DSparkError
 from ..modeling_dspark import DSparkDraft
-from .checkpointing import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpointing import (
+    SHARDED_DIR,
+    commit_checkpoint,
+    is_sharded,
+    latest_checkpoint,
+    load_checkpoint,
+    load_training_position,
+    save_checkpoint,
+    stage_checkpoint,
+    staging_path,
+    write_training_state,
+)
 from .data import Example
 from .draft_objective import DraftObjective
+from .fsdp import check_fsdp_setup, configure_fsdp_plugin, full_trainable_state, load_sharded, save_sharded, uses_fsdp
 from .packing import pack_blocks, sample_anchors, valid_anchors
 from .target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
 
@@ -121,11 +136,13 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(
             mixed_precision="bf16" if (cfg.bf16 and torch.cuda.is_available()) else "no"
         )
+        check_fsdp_setup(self.accelerator)
+        self.fsdp = uses_fsdp(self.accelerator)
         self.target = target.to(self.accelerator.device).eval()
         self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
         if not self.examples:
             raise DSparkError("No training sequence has two consecutive assistant tokens to anchor a block on.")
-        self.draft = build_draft(self.target, cfg).to(self.accelerator.device)
+        self.draft = self._new_draft()
         self.layer_ids = self.draft.config.target_layer_ids
         world = self.accelerator.num_processes
         self.global_batch = cfg.batch_size * world
@@ -142,6 +159,8 @@ class Trainer:
         self.scheduler = get_cosine_schedule_with_warmup(
             self.optimizer, math.ceil(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
+        if self.fsdp:
+            configure_fsdp_plugin(self.accelerator, self.draft)
         self.objective, self.optimizer = self.accelerator.prepare(DraftObjective(self.draft), self.optimizer)
         self.online = OnlineTargetOutputs(self.target, self.layer_ids)
         self.cache = FeatureCache(cfg.feature_cache, self.layer_ids) if cfg.feature_cache else None
@@ -189,7 +208,7 @@ class Trainer:
         start = 0
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
-            start = load_checkpoint(latest, acc.unwrap_model(self.objective).draft, self.optimizer, self.scheduler)
+            start = self.load_checkpoint(latest)
             acc.print(f"Resuming from {latest} (step {start} of {self.total_steps}).")
         self.fill_cache()
         log_path = out / "train_log.jsonl"
@@ -210,7 +229,9 @@ class Trainer:
                 packed = self.packed_sequence(step, index)
                 with torch.no_grad():
                     tgt = target_logits(self.target, outputs.final_hidden[packed.target_positions].to(acc.device))
-                sync = j == len(indices) - 1
+                # DDP all-reduces once, after the last sequence; FSDP reduce-scatters after every
+                # sequence into sharded gradients (no_sync would keep the full gradients meanwhile).
+                sync = self.fsdp or j == len(indices) - 1
                 context = acc.no_sync(self.objective) if not sync else _null()
                 with context, acc.autocast():
                     parts = self.objective(outputs.features, packed, tgt)
@@ -234,21 +255,69 @@ class Trainer:
                 with log_path.open("a") as log:
                     log.write(json.dumps({"step": done, "lr": self.scheduler.get_last_lr()[0], **totals, "elapsed_s": round(elapsed, 2)}) + "\n")
             if done % cfg.save_every == 0 or done == self.total_steps:
-                if acc.is_main_process:
-                    save_checkpoint(ckpt_dir, done, acc.unwrap_model(self.objective).draft, self.optimizer, self.scheduler,
-                                    keep=cfg.keep_checkpoints)
-                acc.wait_for_everyone()
+                self.save_checkpoint(ckpt_dir, done)
             if cfg.stop_after is not None and done >= cfg.stop_after:
                 bar.close()
                 self.online.close()
-                return acc.unwrap_model(self.objective).draft
+                return self.trained_draft()
         bar.close()
-        draft = acc.unwrap_model(self.objective).draft
+        draft = self.trained_draft()
         if acc.is_main_process:
             save_draft(draft, out / "draft", cfg.save_dtype)
         acc.wait_for_everyone()
         self.online.close()
         return draft
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def _new_draft(self) -> DSparkDraft:
+        """A fresh draft on the accelerator's device, sharing (not copying) the target's embedding and
+        LM head there (built on CPU, it first holds copies of them when the target is on a GPU)."""
+        draft = build_draft(self.target, self.cfg).to(self.accelerator.device)
+        draft.bind_target_embeddings(self.target)
+        return draft
+
+    def trained_draft(self) -> DSparkDraft:
+        """The draft being trained as a plain :class:`DSparkDraft` on every process: under FSDP a new
+        draft bound to the target and holding the gathered full weights (collective), else the draft itself."""
+        if not self.fsdp:
+            return self.accelerator.unwrap_model(self.objective).draft
+        draft = self._new_draft()
+        state = full_trainable_state(self.objective)
+        missing, unexpected = draft.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - set(DSparkDraft._TARGET_OWNED):
+            raise RuntimeError(f"Gathered FSDP weights do not fit the draft (missing {missing}, unexpected {unexpected}).")
+        return draft
+
+    def save_checkpoint(self, directory: Path, step: int) -> None:
+        """Checkpoint ``step`` into ``directory`` (every process calls it; see :mod:`.checkpointing`)."""
+        acc, keep = self.accelerator, self.cfg.keep_checkpoints
+        if not self.fsdp:
+            if acc.is_main_process:
+                save_checkpoint(directory, step, acc.unwrap_model(self.objective).draft, self.optimizer, self.scheduler, keep=keep)
+            acc.wait_for_everyone()
+            return
+        if acc.is_main_process:
+            stage_checkpoint(directory, step)
+        acc.wait_for_everyone()
+        staged = staging_path(directory, step)
+        save_sharded(staged / SHARDED_DIR, self.objective, self.optimizer.optimizer)
+        state = full_trainable_state(self.objective, rank0_only=True)
+        if acc.is_main_process:
+            write_training_state(staged, step, self.scheduler, draft_state=state, extra={"sharded": True})
+            commit_checkpoint(directory, step, keep)
+        acc.wait_for_everyone()
+
+    def load_checkpoint(self, path: Path) -> int:
+        """Restore checkpoint ``path`` (weights, optimizer, scheduler, RNGs); returns its step."""
+        if not self.fsdp:
+            return load_checkpoint(path, self.accelerator.unwrap_model(self.objective).draft, self.optimizer, self.scheduler)
+        if not is_sharded(path):
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"Checkpoint {path} was not written under FSDP: resume it without --use_fsdp.")
+        load_sharded(path / SHARDED_DIR, self.objective, self.optimizer.optimizer)
+        return load_training_position(path, self.scheduler)
 
 
 class _null:

@@ -1,0 +1,191 @@
+"""FSDP2 training through accelerate (``accelerate launch --use_fsdp --fsdp_version 2``), two processes.
+
+On CPU (gloo): accelerate 1.15 keeps CPU processes in DDP mode even under ``--use_fsdp``, so the
+worker switches accelerate's state to FSDP itself (see ``fsdp_worker.py``); everything else is the
+real launch, accelerate's ``prepare`` (``fully_shard``) and torch.distributed.checkpoint. Checked:
+the trainable weights are sharded and the target-owned embedding / LM head are not (still the
+target's tensors); both ranks end with identical full weights, equal within 1e-6 (float32) to one
+process training on the same global batch (not bit-equal: the per-rank gradient averages are summed
+in a different order); a run stopped after its step-2 checkpoint and resumed by a fresh trainer ends
+bit-identical to the uninterrupted run; the exported draft loads with ``DSparkDraft.from_pretrained``.
+Slow (``-m slow``): the same with bf16 mixed precision, and a real SIGKILL of the launcher and both
+workers. On two CUDA GPUs the plain launch (no switch) runs the same checks; skipped elsewhere.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dspark_hf.errors import CheckpointError
+from dspark_hf.modeling_dspark import DSparkDraft
+from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
+from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
+
+from training_tiny import tiny_examples, tiny_target
+
+HERE = Path(__file__).resolve().parent
+SINGLE_PROCESS_ATOL = 1e-6  # float32; measured 3.7e-9 after 6 steps (2 CPU processes vs 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_command(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> tuple[list[str], dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    if cpu:
+        env["ACCELERATE_USE_CPU"] = "1"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
+           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no",
+           "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(HERE / "fsdp_worker.py"), str(out)]
+    cmd += (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else []) + (["--run", run[0], str(run[1])] if run else [])
+    return cmd, env
+
+
+def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> str:
+    """Run the worker to its end; returns its output."""
+    cmd, env = _worker_command(out, cpu, bf16, run)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+def _single_process_run(out: Path) -> tuple[dict, dict]:
+    """The same 6 steps in one process with the same global batch (2 processes x 2 sequences)."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(output_dir=str(out), num_anchors=3, batch_size=4, max_steps=6, save_every=100, block_size=4,
+                      markov_rank=8, target_layer_ids=[0, 2], progress=False, bf16=False)
+    trainer = Trainer(tiny_target(), tiny_examples(), cfg)
+    init = {k: v.clone() for k, v in trainable_state(trainer.draft).items()}  # CPU: not views of the live weights
+    return init, trainable_state(trainer.train())
+
+
+def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bool = True) -> list[dict]:
+    facts = [json.loads((tmp_path / f"facts{r}.json").read_text()) for r in (0, 1)]
+    for f in facts:
+        assert f["distributed_type"] == "DistributedType.FSDP" and f["world"] == 2
+        assert f["trainable_are_dtensors"] and f["fc_full_shape"] == [32, 64] and f["fc_local_shape"] == [16, 64]
+        assert f["frozen_not_sharded"] and f["embedding_shared_with_target"] and f["lm_head_shared_with_target"]
+        assert f["stopped_checkpoints"] == ["checkpoint-2"] and f["trainable_dtypes"] == ["torch.float32"]
+
+    def load(name):
+        return [load_file(str(tmp_path / f"{name}{r}.safetensors")) for r in (0, 1)]
+
+    (init0, init1), (straight0, straight1), (resumed0, resumed1) = load("init"), load("straight"), load("resumed")
+    assert straight0.keys() == straight1.keys() == resumed0.keys() == init0.keys() and "fc.weight" in straight0
+    same = torch.equal if exact else (lambda a, b: torch.allclose(a, b, rtol=0, atol=atol))
+    for name in straight0:
+        assert torch.equal(init0[name], init1[name]), name
+        assert torch.equal(straight0[name], straight1[name]), name  # ranks hold the same gathered weights
+        assert torch.equal(resumed0[name], resumed1[name]), name
+        assert same(straight0[name], resumed0[name]), name  # stopped + resumed == uninterrupted
+    changed = [n for n in straight0 if not torch.equal(straight0[n], init0[n])]
+    assert "fc.weight" in changed and any(n.startswith("markov_head") for n in changed)
+
+    # What is on disk: the full, unsharded draft, and checkpoints holding the sharded state.
+    exported = load_file(str(tmp_path / "straight" / "draft" / "model.safetensors"))
+    assert exported.keys() == straight0.keys() and all(torch.equal(exported[n], straight0[n]) for n in exported)
+    assert isinstance(DSparkDraft.from_pretrained(tmp_path / "straight" / "draft"), DSparkDraft)
+    checkpoint = tmp_path / "straight" / "checkpoints" / "checkpoint-6"
+    assert (checkpoint / "sharded" / ".metadata").is_file()
+    in_checkpoint = load_file(str(checkpoint / "draft.safetensors"))
+    assert all(torch.equal(in_checkpoint[n], straight0[n]) for n in straight0)
+    from_checkpoint = trainable_state(draft_from_checkpoint(tiny_target(), checkpoint))  # --draft-from-checkpoint
+    assert all(torch.equal(from_checkpoint[n], straight0[n]) for n in straight0)
+
+    for name in straight0:
+        assert torch.isfinite(straight0[name]).all(), name
+    if not single_process:
+        return facts
+    # One process, same global batch: the same training up to float32 summation order.
+    init, single = _single_process_run(tmp_path / "single")
+    assert all(torch.equal(init[n], init0[n]) for n in init)
+    for name in single:
+        assert torch.allclose(single[name], straight0[name], rtol=0, atol=atol), (name, (single[name] - straight0[name]).abs().max())
+    return facts
+
+
+def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
+    _launch_fsdp_worker(tmp_path, cpu=True)
+    _check_fsdp_run(tmp_path, exact=True, atol=SINGLE_PROCESS_ATOL)
+    # A sharded checkpoint is refused, in one line, by a run without FSDP.
+    cfg = TrainConfig(output_dir=str(tmp_path / "straight"), num_anchors=3, batch_size=2, max_steps=8, block_size=4,
+                      markov_rank=8, target_layer_ids=[0, 2], progress=False)
+    with pytest.raises(CheckpointError, match="written under FSDP"):
+        Trainer(tiny_target(), tiny_examples(), cfg).train()
+
+
+@pytest.mark.slow
+def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
+    """bf16 as on GPUs: accelerate's FSDP policy (bf16 compute and gradient reduction, float32 master
+    weights) plus autocast, with forward inputs and outputs left uncast so the target's logits and the
+    losses stay float32. Ranks agree and stop/resume stays bit-exact; no single-process comparison
+    (one CPU process trains in float32)."""
+    _launch_fsdp_worker(tmp_path, cpu=True, bf16=True)
+    facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False)
+    policy = facts[0]["mixed_precision_policy"]
+    assert "param_dtype=torch.bfloat16" in policy and "cast_forward_inputs=False" in policy and "output_dtype=None" in policy
+
+
+@pytest.mark.slow
+def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    """Both FSDP processes and the launcher killed (SIGKILL) once a checkpoint exists, relaunched:
+    the same final weights as an uninterrupted FSDP run, bit for bit."""
+    steps = 30
+    cmd, env = _worker_command(tmp_path, cpu=True, run=("killed", steps))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while latest_checkpoint(checkpoints) is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    # The workers run in sessions of their own (torch elastic): kill them and the launcher by pid.
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len([w for w in workers if "fsdp_worker.py" in " ".join(w.cmdline())]) == 2
+    for process in [*workers, psutil.Process(proc.pid)]:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(workers, timeout=30)
+    proc.wait()
+    stopped_at = int(latest_checkpoint(checkpoints).name.split("-")[1])
+    assert stopped_at < steps and not (tmp_path / "killed" / "draft").exists()
+    assert f"Resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps))
+    _launch_fsdp_worker(tmp_path, cpu=True, run=("uninterrupted", steps))
+    for rank in (0, 1):
+        a = load_file(str(tmp_path / f"killed{rank}.safetensors"))
+        b = load_file(str(tmp_path / f"uninterrupted{rank}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP without the CPU switch needs two CUDA GPUs (NCCL); none here")
+def test_fsdp_on_two_gpus(tmp_path):
+    """The plain launch, no switch: accelerate enables FSDP itself. cuBLAS and atomic adds make GPU
+    float32 results order-dependent, hence a tolerance instead of bit equality."""
+    _launch_fsdp_worker(tmp_path, cpu=False)
+    _check_fsdp_run(tmp_path, exact=False, atol=1e-4)
+
+
+def test_cli_refuses_fsdp_where_accelerate_cannot_run_it(tmp_path):
+    """``accelerate launch --use_fsdp`` sets ACCELERATE_USE_FSDP; where accelerate does not set FSDP up
+    (one process, or CPU processes, which it silently runs as DDP) ``dspark train`` says so in one line."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]),
+           "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-m", "dspark_hf.cli", "train", "--data", str(data), "--output-dir",
+                             str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dspark train: error:")]
+    assert len(lines) == 1 and "FSDP was requested" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
