@@ -28,3 +28,10 @@ def test_measure_tau_pools_emitted_tokens_over_rounds(tmp_path):
     # every round adds the target's own token; new tokens = prefill token + emitted
     assert all(p["new_tokens"] == 9 for p in result["prompts"])
     assert result["emitted"] == 2 * (9 - 1)
+    # the histogram counts every round once, by accepted draft tokens, and agrees with tau and survival
+    histogram = result["accepted_histogram"]
+    assert len(histogram) == draft.config.block_size + 1 and sum(histogram) == result["rounds"]
+    assert sum(k * n for k, n in enumerate(histogram)) + result["rounds"] == result["emitted"]
+    survival = result["per_slot_acceptance"]
+    assert len(survival) == draft.config.block_size
+    assert survival[0] == sum(histogram[1:]) / result["rounds"]  # policy "whole": every round verifies slot 1

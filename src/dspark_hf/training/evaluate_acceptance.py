@@ -35,7 +35,10 @@ def first_turns(path: str | Path, count: int) -> list[str]:
 @torch.no_grad()
 def measure_tau(target, tokenizer, draft, prompts: list[str], max_new_tokens: int = 128, policy: str = "whole",
                 progress: bool = True) -> dict:
-    """Greedy speculative generation of every prompt; returns pooled tau and per-prompt records."""
+    """Greedy speculative generation of every prompt; returns pooled tau, per-slot survival (the share of
+    rounds that verified slot ``k`` whose first ``k`` drafted tokens were all accepted), the histogram of
+    accepted draft tokens per round, and per-prompt records."""
+    from ..benchmarks.metrics import per_slot_acceptance
     from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
@@ -43,6 +46,7 @@ def measure_tau(target, tokenizer, draft, prompts: list[str], max_new_tokens: in
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, dspark_policy=policy)
     rows, emitted, rounds, new_tokens, start = [], 0, 0, 0, time.perf_counter()
+    steps = []
     bar = tqdm(prompts, desc="tau", unit="prompt", disable=not progress, dynamic_ncols=True)
     for prompt in bar:
         ids = tokenizer.apply_chat_template(
@@ -50,13 +54,19 @@ def measure_tau(target, tokenizer, draft, prompts: list[str], max_new_tokens: in
         )["input_ids"]
         target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
         telemetry = draft.last_telemetry
+        steps.extend(telemetry.steps)
         steps_emitted = sum(s.emitted for s in telemetry.steps)
         emitted += steps_emitted
         rounds += len(telemetry.steps)
         new_tokens += telemetry.new_tokens
         rows.append({"tau": telemetry.tau, "rounds": len(telemetry.steps), "new_tokens": telemetry.new_tokens})
         bar.set_postfix(tau=f"{emitted / max(rounds, 1):.3f}", tok_s=f"{new_tokens / (time.perf_counter() - start):.1f}")
-    return {"tau": emitted / rounds if rounds else 0.0, "rounds": rounds, "emitted": emitted, "prompts": rows}
+    histogram = [0] * (draft.config.block_size + 1)
+    for step in steps:
+        histogram[min(step.accepted, draft.config.block_size)] += 1
+    return {"tau": emitted / rounds if rounds else 0.0, "rounds": rounds, "emitted": emitted,
+            "per_slot_acceptance": per_slot_acceptance(steps, draft.config.block_size), "accepted_histogram": histogram,
+            "prompts": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = result
         emitted += result["emitted"]
         rounds += result["rounds"]
-        print(f"{name}: tau {result['tau']:.3f} over {result['rounds']} rounds ({len(prompts)} prompts)", flush=True)
+        slots = " ".join("-" if v is None else f"{v:.3f}" for v in result["per_slot_acceptance"])
+        print(f"{name}: tau {result['tau']:.3f} over {result['rounds']} rounds ({len(prompts)} prompts); "
+              f"survival per slot {slots}", flush=True)
     overall = emitted / rounds if rounds else 0.0
     print(f"all: tau {overall:.3f}; mean of data sets {sum(r['tau'] for r in results.values()) / len(results):.3f}")
     if args.json:
