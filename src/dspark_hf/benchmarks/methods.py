@@ -115,4 +115,5 @@ class DSpark(Method):
     def describe(self) -> dict:
         return {**super().describe(), "kind": self.kind, "variant": self.variant, "draft": self.draft_name,
                 "policy": self.policy_spec, "block_size": self.draft.config.block_size,
-                "markov_rank": self.draft.config.markov_rank, "confidence_head": self.has_confidence_head}
+                "markov_rank": self.draft.config.markov_rank, "confidence_head": self.has_confidence_head,
+                "temperatures": list(self.temperatures() or []) or None}

@@ -50,7 +50,8 @@ def now_utc() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _row(suite: str, dataset: str, method, rows: list[PromptResult], plain: list[PromptResult], greedy: bool, mismatches: int) -> dict:
+def _row(suite: str, dataset: str, method: dict, rows: list[PromptResult], plain: list[PromptResult], greedy: bool, mismatches: int) -> dict:
+    """One result row from a method's description (:meth:`.methods.Method.describe`) and its prompts."""
     steps = [s for r in rows for s in r.run.steps]
     pairs = [(r.run.new_tokens, r.run.seconds) for r in rows]
     plain_pairs = [(r.run.new_tokens, r.run.seconds) for r in plain]
@@ -60,19 +61,20 @@ def _row(suite: str, dataset: str, method, rows: list[PromptResult], plain: list
     tps = metrics.spread(metrics.tokens_per_second(t, s) for t, s in pairs)
     speedup = metrics.spread(metrics.paired_speedups(pairs, plain_pairs))
     # DSpark: one entry per slot of the block; other methods: up to the longest proposal seen
-    depth = method.draft.config.block_size if isinstance(method, DSpark) else None
+    is_dspark = method["kind"] == DSpark.kind
+    depth = method.get("block_size") if is_dspark else None
     calibration = None
-    if isinstance(method, DSpark) and method.has_confidence_head:
+    if is_dspark and method.get("confidence_head"):
         calibration = {"raw": metrics.calibration(steps)}
-        temps = method.temperatures()
+        temps = method.get("temperatures")
         if temps:
             calibration["calibrated"] = metrics.calibration(steps, temps)
     return {
         "suite": suite,
         "dataset": dataset,
-        "method": method.id,
-        "kind": method.kind,
-        "label": method.label,
+        "method": method["id"],
+        "kind": method["kind"],
+        "label": method["label"],
         "prompts": len(rows),
         "new_tokens": tokens,
         "seconds": seconds,
@@ -82,7 +84,7 @@ def _row(suite: str, dataset: str, method, rows: list[PromptResult], plain: list
         "target_forwards": forwards,
         "tokens_per_forward": tokens / forwards if forwards else None,
         **metrics.round_counts(steps),
-        "tau": metrics.tau(steps) if steps else (1.0 if method.kind == "plain" else None),
+        "tau": metrics.tau(steps) if steps else (1.0 if method["kind"] == "plain" else None),
         "acceptance_rate": metrics.acceptance_rate(steps),
         "verified_ratio": metrics.verified_ratio(steps),
         "per_slot_acceptance": metrics.per_slot_acceptance(steps, depth),
@@ -108,7 +110,7 @@ def summarise(suite_results: list[SuiteResult], greedy: bool) -> list[dict]:
                 if not mine:
                     continue
                 bad = sum(1 for m in sr.mismatches if m.method == method.id and (dataset == ALL or m.dataset == dataset))
-                rows.append(_row(suite.name, dataset, method, mine, plain, greedy, bad))
+                rows.append(_row(suite.name, dataset, method.describe(), mine, plain, greedy, bad))
     return rows
 
 

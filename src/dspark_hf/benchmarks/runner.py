@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig
 
+from . import prompt_runs
 from . import report as report_mod
 from .methods import AssistantModel, DSpark, PromptLookup
 from .prompt_sets import encode_prompts
@@ -41,6 +42,7 @@ def bench_prompts(
     prompt_sets: dict[str, list[str]],
     *,
     policies: list[str] = ("whole",),
+    dflash_policies: list[str] | None = None,
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     prompt_lookup_tokens: int | None = 10,
@@ -57,8 +59,12 @@ def bench_prompts(
     """Measure every draft under every policy, prompt lookup (unless ``prompt_lookup_tokens`` is
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
     generation on that pair, each next to plain generation of its own target. ``start``: the file index
-    of each set's first prompt (``--start``), used for prompt indices and per-prompt seeds. With a
-    ``fixed:L`` policy among ``policies`` the report carries ``policy_comparison``."""
+    of each set's first prompt (``--start``), used for prompt indices and per-prompt seeds. Drafts
+    without a confidence head (DFlash) run under ``dflash_policies``; by default ``policies`` less those
+    that read confidences and would only repeat whole-block verification (:func:`confidence_free`).
+    With a ``fixed:L`` policy among ``policies`` the report carries ``policy_comparison``. The
+    report's ``prompt_runs`` (per-prompt records, :mod:`.prompt_runs`) go to ``runs.jsonl.gz``, not
+    to ``bench.json``."""
     greedy = temperature <= 0
     config = generation_config(max_new_tokens, temperature)
     with preserved_settings(drafts.values(), threads=threads):
@@ -67,7 +73,9 @@ def bench_prompts(
         if prompt_lookup_tokens:
             methods.append(PromptLookup(prompt_lookup_tokens))
         for name, draft in drafts.items():
-            for policy in dict.fromkeys(policies):
+            has_confidences = draft.confidence_head is not None
+            mine = policies if has_confidences else (confidence_free(policies) if dflash_policies is None else dflash_policies)
+            for policy in dict.fromkeys(mine):
                 methods.append(DSpark(draft, name, policy))
         suites = [Suite(
             target_name, target, methods,
@@ -90,11 +98,24 @@ def bench_prompts(
         machine = report_mod.machine_info(device, next(target.parameters()).dtype)
     settings = {
         "max_new_tokens": max_new_tokens, "temperature": temperature, "start": start, "limit": max(len(p) for p in prompt_sets.values()),
-        "datasets": list(prompt_sets), "policies": list(policies), "drafts": list(drafts),
+        "datasets": list(prompt_sets), "policies": list(policies),
+        "dflash_policies": None if dflash_policies is None else list(dflash_policies), "drafts": list(drafts),
         "prompt_lookup_num_tokens": prompt_lookup_tokens, "baseline_pair": pair[3] if pair else None,
         "repeats": repeats, "warmup": warmup, "seed": seed, "threads": threads,
     }
-    return report_mod.build_report(results, settings=settings, machine=machine, command=command, greedy=greedy)
+    report = report_mod.build_report(results, settings=settings, machine=machine, command=command, greedy=greedy)
+    report["prompt_runs"] = prompt_runs.records(results)
+    return report
+
+
+CONFIDENCE_ONLY = ("threshold:", "survival:")
+
+
+def confidence_free(policies) -> list[str]:
+    """``policies`` without those that verify the whole block when a draft has no confidences
+    (``threshold:*``, ``survival:*``); ``hardware`` and ``online`` stay (they estimate acceptance
+    online for such drafts)."""
+    return [p for p in policies if not p.startswith(CONFIDENCE_ONLY)]
 
 
 def bench_cost(
@@ -180,6 +201,9 @@ def write_outputs(report: dict, out: Path | str, plots: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / "bench.json"), "markdown": str(out / "bench.md"), "plots": []}
+    runs = report.pop("prompt_runs", None)
+    if runs is not None:
+        files["runs"] = str(prompt_runs.write_runs(runs, out / prompt_runs.RUNS_FILE))
     if plots:
         files["plots"] = [str(p) for p in write_plots(report, out)]
     report["files"] = files

@@ -69,6 +69,9 @@ def register(subparsers) -> None:
     parser.add_argument("--policies", default=None, help='comma-separated verification policies, e.g. "whole,threshold:0.5,hardware" '
                         '(whole is always measured); "all": whole, fixed:1..block-1, threshold:0.5, survival:0.5, hardware, online, '
                         'compared with the best fixed length; cost mode default "fixed:L", where L stands for the forced length')
+    parser.add_argument("--dflash-policies", default=None,
+                        help="policies for drafts without a confidence head (DFlash), same syntax as --policies (whole is always "
+                             "measured); default: --policies without threshold:* and survival:*, which would repeat whole")
     parser.add_argument("--baselines", default="prompt-lookup", help='comma-separated extra baselines: "prompt-lookup" (default) or "none"')
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="prompt_lookup_num_tokens (default 10)")
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
@@ -82,6 +85,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="dspark_bench", help="output folder for bench.json, bench.md and the PNGs (default dspark_bench)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--merge", nargs="+", metavar="DIR", default=None,
+                        help="measure nothing: merge the --out folders of runs over disjoint prompt ranges (--start/--limit) "
+                             "into one report in --out, as if one run had measured every prompt")
     cost = parser.add_argument_group("cost mode")
     cost.add_argument("--cost-mode", action="store_true", help="measure the loop's overhead with forced acceptance on a random-weight target")
     cost.add_argument("--target-shape", default="tiny", help="tiny, qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b (default tiny)")
@@ -216,6 +222,9 @@ def run_prompt_mode(args) -> dict:
     target = target.to(device=device, dtype=dtype)
     drafts = {k: v.to(device=device, dtype=dtype) for k, v in _load_drafts(args.draft or [None], target).items()}
     policies = expand_policies(specs, drafts)
+    dflash_policies = None
+    if args.dflash_policies is not None:
+        dflash_policies = expand_policies(_policies(args.dflash_policies, cost=False), drafts)
     pair = None
     if args.baseline_pair:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -228,7 +237,7 @@ def run_prompt_mode(args) -> dict:
         pair = (pair_target, AutoTokenizer.from_pretrained(pair_target_dir), assistant, PAIRS[args.baseline_pair][1].name)
     with torch.no_grad():
         return bench_prompts(
-            target, tokenizer, drafts, prompt_sets, policies=policies, max_new_tokens=args.max_new_tokens or 128,
+            target, tokenizer, drafts, prompt_sets, policies=policies, dflash_policies=dflash_policies, max_new_tokens=args.max_new_tokens or 128,
             temperature=args.temperature, prompt_lookup_tokens=args.prompt_lookup_tokens if "prompt-lookup" in baselines else None,
             pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads, start=args.start,
             target_name=args.target or "SmolLM2-135M-Instruct (embedded)", command=_command(),
@@ -276,7 +285,16 @@ def run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("matplotlib") is None:
             raise DSparkError("the plots need matplotlib: pip install 'dspark-hf[bench]' (or matplotlib), or pass --no-plots.")
-    report = run_cost_mode(args) if args.cost_mode else run_prompt_mode(args)
+    if args.merge:
+        from ..benchmarks.prompt_runs import merge_runs
+
+        if args.cost_mode:
+            from ..errors import UnsupportedUsageError
+
+            raise UnsupportedUsageError("--merge joins prompt-mode runs; it does not take --cost-mode.")
+        report = merge_runs(args.merge, command=_command())
+    else:
+        report = run_cost_mode(args) if args.cost_mode else run_prompt_mode(args)
     files = write_outputs(report, args.out, plots=not args.no_plots)
     print(markdown(report))
     print("wrote " + ", ".join([files["json"], files["markdown"], *files["plots"]]))
