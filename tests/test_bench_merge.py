@@ -129,3 +129,31 @@ def test_dflash_drafts_skip_policies_that_read_confidences(tiny_target_dir):  # 
     assert [m["id"] for m in chosen["suites"][0]["methods"]][-2:] == ["dflash[f]:whole", "dflash[f]:online"]
     assert chosen["settings"]["dflash_policies"] == ["whole", "online"] and default["settings"]["dflash_policies"] is None
     assert all(r["identical"] for r in default["results"] + chosen["results"])
+
+
+def test_merge_carries_each_suites_mismatches(shards, tmp_path):
+    """A mismatch recorded by a shard reaches the merged report under its own suite only, and fails
+    that method's identity; one of another suite (same method id) is not pinned on this one."""
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(shards / "b", b)
+    report = json.loads((b / "bench.json").read_text())
+    suite = report["suites"][0]["name"]
+    bad = {"suite": suite, "dataset": "gsm8k", "prompt_index": 2, "method": "prompt-lookup:10",
+           "first_difference": 3, "expected_tokens": 6, "got_tokens": 6}
+    report["mismatches"] = [bad, {**bad, "suite": "another target (baseline pair)"}]
+    (b / "bench.json").write_text(json.dumps(report))
+    assert main(["bench", "--merge", str(shards / "a"), str(b), "--out", str(tmp_path / "merged"), "--no-plots"]) == 3
+    merged = json.loads((tmp_path / "merged" / "bench.json").read_text())
+    assert merged["mismatches"] == [bad] and len(merged["flags"]) == 1
+    rows = _rows(merged)
+    assert rows[("gsm8k", "prompt-lookup:10")]["identical"] is False and rows[("gsm8k", "prompt-lookup:10")]["mismatches"] == 1
+    assert rows[("humaneval", "prompt-lookup:10")]["identical"] is True
+
+
+def test_confidence_free_asks_the_policy():
+    from dspark_hf.benchmarks.runner import confidence_free
+
+    specs = ["whole", "threshold", "threshold:0.5", "survival", "survival:0.3", "fixed:2", "hardware", "hardware:whole", "online"]
+    assert confidence_free(specs) == ["whole", "fixed:2", "hardware", "hardware:whole", "online"]

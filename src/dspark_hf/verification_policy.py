@@ -30,6 +30,9 @@ class VerificationPolicy:
     """Base class; subclasses implement :meth:`verify_length`."""
 
     name = "policy"
+    # True when the policy verifies the whole block whenever a draft gives no confidences (a draft
+    # without a confidence head), so that for such drafts it is ``whole`` under another name
+    needs_confidences = False
 
     def setup(self, target, draft, generation_config) -> None:
         """Called once per generate() call before the first round (e.g. to find a cost profile for
@@ -62,6 +65,7 @@ class ConfidenceThreshold(VerificationPolicy):
     calibrated."""
 
     name = "threshold"
+    needs_confidences = True
 
     def __init__(self, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:
@@ -122,6 +126,7 @@ class SurvivalThreshold(_CalibratedConfidences):
     without a confidence head verify the whole block."""
 
     name = "survival"
+    needs_confidences = True
 
     def __init__(self, threshold: float = 0.5) -> None:
         if not 0.0 <= threshold <= 1.0:

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import DSparkError
 from ..telemetry import StepRecord
 from .identity import Mismatch
-from .session import PromptResult, SuiteResult
+from .session import PromptResult, Suite, SuiteResult
 
 RUNS_FILE = "runs.jsonl.gz"
 # settings that must agree for shards to be merged (start and limit may differ)
@@ -92,14 +92,6 @@ class RecordedMethod:
         return dict(self.info)
 
 
-@dataclass
-class RecordedSuite:
-    name: str
-    plain: RecordedMethod
-    methods: list[RecordedMethod]
-    prompts: dict[str, list]
-
-
 def _load_shard(folder: Path) -> tuple[dict, list[dict]]:
     report_path, runs_path = folder / "bench.json", folder / RUNS_FILE
     for p in (report_path, runs_path):
@@ -160,9 +152,9 @@ def merge_runs(folders: list[Path | str], *, command: str = "") -> dict:
         order = {d: i for i, d in enumerate(datasets)}
         results.sort(key=lambda r: (order.get(r.dataset, len(order)), r.prompt_index))
         counts = {d: len({r.prompt_index for r in results if r.dataset == d and r.method == plain.id}) for d in datasets}
-        suite = RecordedSuite(suite_info["name"], plain, methods, {d: [None] * n for d, n in counts.items()})
-        mismatches = [Mismatch(**m) for _, report, _ in shards for m in report["mismatches"]
-                      if any(m["method"] == x.id for x in methods)]
+        suite = Suite(suite_info["name"], None, methods, {d: [None] * n for d, n in counts.items()}, plain=plain)
+        mismatches = [Mismatch(**{k: v for k, v in m.items() if k != "suite"}) for _, report, _ in shards
+                      for m in report["mismatches"] if m["suite"] == suite_info["name"]]
         suite_results.append(SuiteResult(suite, results, mismatches))
     settings = dict(first["settings"])
     starts = [r["settings"]["start"] for _, r, _ in shards]

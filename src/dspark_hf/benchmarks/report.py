@@ -118,7 +118,7 @@ def build_report(suite_results: list[SuiteResult], *, settings: dict, machine: d
     """The prompt-mode report; with at least one ``fixed:L`` policy measured it also carries
     ``policy_comparison`` (:mod:`.policy_comparison`)."""
     rows = summarise(suite_results, greedy)
-    mismatches = [m.to_dict() for sr in suite_results for m in sr.mismatches]
+    mismatches = [{"suite": sr.suite.name, **m.to_dict()} for sr in suite_results for m in sr.mismatches]
     flags = [f"GREEDY MISMATCH: {m.describe()}" for sr in suite_results for m in sr.mismatches]
     report = {
         "schema": SCHEMA,

@@ -108,14 +108,13 @@ def bench_prompts(
     return report
 
 
-CONFIDENCE_ONLY = ("threshold:", "survival:")
-
-
 def confidence_free(policies) -> list[str]:
     """``policies`` without those that verify the whole block when a draft has no confidences
-    (``threshold:*``, ``survival:*``); ``hardware`` and ``online`` stay (they estimate acceptance
-    online for such drafts)."""
-    return [p for p in policies if not p.startswith(CONFIDENCE_ONLY)]
+    (``needs_confidences``: ``threshold``, ``survival``); ``hardware`` and ``online`` stay (they
+    estimate acceptance online for such drafts)."""
+    from ..verification_policy import resolve_policy
+
+    return [p for p in policies if not resolve_policy(p).needs_confidences]
 
 
 def bench_cost(
@@ -188,7 +187,7 @@ def bench_cost(
             "results": rows,
             "profiles": profiles,
         },
-        "mismatches": [m.to_dict() for m in result.mismatches],
+        "mismatches": [{"suite": suite.name, **m.to_dict()} for m in result.mismatches],
         "flags": flags,
         "files": {},
     }
