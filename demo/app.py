@@ -2,7 +2,7 @@
 while editing, or as a Hugging Face Space's app.py). Same page as ``dspark demo``, with its defaults:
 the embedded SmolLM2-135M-Instruct target and the shipped draft (an untrained one when none ships).
 
-The page itself lives in the package (:mod:`dspark_hf.demo_support.app`), so that ``dspark demo``
+The page itself lives in the package (:mod:`dspark_hf.demo.app`), so that ``dspark demo``
 works from an installed wheel too; this file only builds and serves it.
 """
 
@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import dspark_hf  # noqa: E402,F401  (installs the generation hook)
-from dspark_hf.demo_support.app import build_demo, launch_demo  # noqa: E402
+from dspark_hf.demo.app import build_demo, launch_demo  # noqa: E402
 
 demo = build_demo()
 

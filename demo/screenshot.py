@@ -33,7 +33,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     import dspark_hf  # noqa: F401
-    from dspark_hf.demo_support.app import POLICIES, build_demo, launch_demo
+    from dspark_hf.demo.app import POLICIES, build_demo, launch_demo
 
     torch.set_num_threads(args.threads)
     with socket.socket() as s:

@@ -9,7 +9,7 @@ import torch
 
 from dspark_hf.benchmarks import metrics
 from dspark_hf.benchmarks.session import pass_order
-from dspark_hf.calibration.metrics import auroc, expected_calibration_error
+from dspark_hf.verification.calibration.metrics import auroc, expected_calibration_error
 from dspark_hf.telemetry import StepRecord
 
 

@@ -13,10 +13,10 @@ import json
 import pytest
 import torch
 
-from dspark_hf.calibration import apply_temperatures, auroc, brier, draft_temperatures, expected_calibration_error
-from dspark_hf.calibration.report import format_table, per_slot_metrics, reliability_diagram
-from dspark_hf.calibration.sts import fit_sequential_temperatures, outcomes, survival_predictions
-from dspark_hf.calibration.temperatures import store_temperatures
+from dspark_hf.verification.calibration import apply_temperatures, auroc, brier, draft_temperatures, expected_calibration_error
+from dspark_hf.verification.calibration.report import format_table, per_slot_metrics, reliability_diagram
+from dspark_hf.verification.calibration.sts import fit_sequential_temperatures, outcomes, survival_predictions
+from dspark_hf.verification.calibration.temperatures import store_temperatures
 
 GAMMA, ROUNDS, SCALE = 4, 8000, 2.5
 

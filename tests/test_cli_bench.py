@@ -31,7 +31,7 @@ def tiny_target_dir(tmp_path_factory):
     """A tiny random Llama with the embedded SmolLM2's tokenizer and chat template: fast, real prompts."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from dspark_hf.embedded_target import default_target_dir
+    from dspark_hf.bundled.target import default_target_dir
 
     folder = tmp_path_factory.mktemp("tiny_target")
     tokenizer = AutoTokenizer.from_pretrained(default_target_dir())

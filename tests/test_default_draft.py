@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 from transformers import GenerationConfig
 
-from dspark_hf.embedded_draft import DEFAULT_DRAFT_DIR, load_default_draft
+from dspark_hf.bundled.draft import DEFAULT_DRAFT_DIR, load_default_draft
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_DRAFT_DIR / "config.json").is_file(), reason="no default draft in this build")
 
@@ -21,7 +21,7 @@ def test_default_draft_is_at_most_32_mb_and_stores_no_target_embeddings():
 
 
 def test_default_draft_is_exact_and_accepted_on_the_embedded_target():
-    from dspark_hf.embedded_target import load_default_target
+    from dspark_hf.bundled.target import load_default_target
 
     torch.set_num_threads(1)
     target, tokenizer = load_default_target()

@@ -44,11 +44,11 @@ def free_port() -> int:
 def served_demo():
     """The demo with the embedded target and a steered random draft, served on 127.0.0.1."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from dspark_hf.demo_support.app import build_demo, launch_demo
-    from dspark_hf.demo_support.handlers import generation_config
-    from dspark_hf.demo_support.models import LoadedModels, ModelRegistry, random_draft
-    from dspark_hf.demo_support.prompts import prompt_ids
-    from dspark_hf.embedded_target import load_default_target
+    from dspark_hf.demo.app import build_demo, launch_demo
+    from dspark_hf.demo.handlers import generation_config
+    from dspark_hf.demo.models import LoadedModels, ModelRegistry, random_draft
+    from dspark_hf.demo.prompts import prompt_ids
+    from dspark_hf.bundled.target import load_default_target
 
     torch.set_num_threads(1)
     target, tokenizer = load_default_target()
@@ -188,8 +188,8 @@ def test_two_sessions_are_queued_not_mixed(page, browser, served_demo, monkeypat
     """Two browser sessions ask at once: generate() never runs twice at the same time and each page
     gets the answer to its own prompt."""
     target, tokenizer = served_demo["target"], served_demo["tokenizer"]
-    from dspark_hf.demo_support.handlers import generation_config
-    from dspark_hf.demo_support.prompts import prompt_ids
+    from dspark_hf.demo.handlers import generation_config
+    from dspark_hf.demo.prompts import prompt_ids
 
     prompts = ["Name three colours.", "What is the capital of France?"]
     expected = []

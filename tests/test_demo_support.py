@@ -19,12 +19,12 @@ from transformers import AutoTokenizer
 
 from conftest import FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import DSparkDraft, StepRecord
-from dspark_hf.demo_support import models as demo_models
-from dspark_hf.demo_support.handlers import generation_config, policy_spec
-from dspark_hf.demo_support.prompts import PromptError, prompt_ids
-from dspark_hf.demo_support.provenance import BONUS, CORRECTION, DRAFT, PLAIN, TARGET, PieceDecoder, Transcript, step_origins
-from dspark_hf.demo_support.render import answer_html, stats_html, step_chart
-from dspark_hf.demo_support.streaming import Finished, StreamingGeneration
+from dspark_hf.demo import models as demo_models
+from dspark_hf.demo.handlers import generation_config, policy_spec
+from dspark_hf.demo.prompts import PromptError, prompt_ids
+from dspark_hf.demo.provenance import BONUS, CORRECTION, DRAFT, PLAIN, TARGET, PieceDecoder, Transcript, step_origins
+from dspark_hf.demo.render import answer_html, stats_html, step_chart
+from dspark_hf.demo.streaming import Finished, StreamingGeneration
 from test_generate_greedy_tiny import force_towards
 
 NEW_TOKENS = 40
@@ -37,7 +37,7 @@ def record(verified, accepted, emitted, step=0):
 
 @pytest.fixture(scope="module")
 def smollm2_tokenizer():
-    from dspark_hf.embedded_target import default_target_dir
+    from dspark_hf.bundled.target import default_target_dir
 
     return AutoTokenizer.from_pretrained(default_target_dir())
 
@@ -207,7 +207,7 @@ def test_pieces_concatenate_to_the_decoded_text(smollm2_tokenizer):
 def test_answer_html_shows_each_token_with_its_round_and_kind(smollm2_tokenizer):
     t = Transcript(smollm2_tokenizer)
     ids = smollm2_tokenizer("The sky is blue <b>").input_ids + [smollm2_tokenizer.eos_token_id]
-    from dspark_hf.demo_support.provenance import StepTokens
+    from dspark_hf.demo.provenance import StepTokens
 
     t.add(StepTokens(None, ids[:1], [TARGET], elapsed=0.1))
     t.add(StepTokens(0, ids[1:4], [DRAFT, DRAFT, CORRECTION], record(5, 2, 3, step=0), elapsed=0.2))
@@ -227,7 +227,7 @@ def test_answer_html_shows_each_token_with_its_round_and_kind(smollm2_tokenizer)
 
 
 def test_policy_specs_resolve():
-    from dspark_hf.verification_policy import resolve_policy
+    from dspark_hf.verification.policies import resolve_policy
 
     specs = [policy_spec(n, 0.6, 4) for n in ("whole", "threshold", "survival", "fixed", "hardware", "online")]
     assert specs == ["whole", "threshold:0.6", "survival:0.6", "fixed:4", "hardware", "online"]
@@ -246,7 +246,7 @@ def test_default_draft_is_the_shipped_one_when_present(monkeypatch):
 
 
 def test_shipped_draft_detection_follows_the_package_folder(monkeypatch, tmp_path):
-    from dspark_hf import embedded_draft
+    from dspark_hf.bundled import draft
 
     monkeypatch.setattr(embedded_draft, "DEFAULT_DRAFT_DIR", tmp_path)
     assert not demo_models.shipped_draft_available()
@@ -318,7 +318,7 @@ def final_state(outputs):
 
 
 def test_handler_streams_the_answer_and_compares_with_plain_decoding(tiny_smollm2_shaped, smollm2_tokenizer):
-    from dspark_hf.demo_support.handlers import DemoHandlers
+    from dspark_hf.demo.handlers import DemoHandlers
 
     registry, target = tiny_smollm2_shaped
     handlers = DemoHandlers(registry)
@@ -338,7 +338,7 @@ def test_handler_streams_the_answer_and_compares_with_plain_decoding(tiny_smollm
 def test_handler_messages_for_bad_prompts_and_an_early_stop(tiny_smollm2_shaped):
     from types import SimpleNamespace
 
-    from dspark_hf.demo_support.handlers import DemoHandlers
+    from dspark_hf.demo.handlers import DemoHandlers
 
     registry, _ = tiny_smollm2_shaped
     handlers = DemoHandlers(registry, max_prompt_tokens=60)

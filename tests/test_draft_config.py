@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_gemma3_target, tiny_qwen3_target
 from dspark_hf import DSparkDraft
-from dspark_hf.draft_config import draft_config_for_target, spread_layer_ids
+from dspark_hf.models.dspark.config_for_target import draft_config_for_target, spread_layer_ids
 
 
 def test_layer_spread_matches_released_drafts():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import dspark_hf.embedded_target as embedded
+import dspark_hf.bundled.target as embedded
 from dspark_hf import DSparkError
 
 

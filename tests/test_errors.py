@@ -12,7 +12,7 @@ from transformers import GenerationConfig
 from conftest import FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import CheckpointError, CompatibilityError, DSparkConfig, DSparkDraft, UnsupportedUsageError
 from dspark_hf.errors import TransformersVersionError
-from dspark_hf.generation_hook import check_transformers_version
+from dspark_hf.integration.generation_hook import check_transformers_version
 
 VANILLA = FIXTURES_DIR / "qwen3_dspark_vanilla"
 

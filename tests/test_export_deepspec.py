@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from conftest import FIXTURES_DIR, fixture_folders, tiny_qwen3_target
 from dspark_hf import DSparkDraft
 from dspark_hf.cli import main as cli_main
-from dspark_hf.draft_config import draft_config_for_target
-from dspark_hf.released_format import from_released_config
+from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+from dspark_hf.models.dspark.released_format import from_released_config
 from dspark_hf.training.export import ExportError, export_deepspec
 from test_fixture_exactness import ATOL, run_reference_protocol
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import fixture_folders
 from dspark_hf import DSparkDraft
-from dspark_hf.draft_block import draw_block
+from dspark_hf.drafting.block import draw_block
 
 ATOL = 1e-5
 
@@ -93,7 +93,7 @@ def test_released_config_round_trip(folder):
     """Our config written back in the released layout reads back to the same draft config."""
     import json
 
-    from dspark_hf.released_format import from_released_config, is_released_config, to_released_config
+    from dspark_hf.models.dspark.released_format import from_released_config, is_released_config, to_released_config
 
     original = from_released_config(json.loads((folder / "config.json").read_text()))
     exported = to_released_config(original)

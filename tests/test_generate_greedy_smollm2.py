@@ -18,7 +18,7 @@ from transformers import GenerationConfig
 
 from conftest import EVAL_DATASETS_DIR
 from dspark_hf import DSparkDraft
-from dspark_hf.draft_config import draft_config_for_target
+from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 from test_generate_greedy_tiny import force_towards
 
 NEW_TOKENS = 64
@@ -40,7 +40,7 @@ def random_smollm2_draft(target) -> DSparkDraft:
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from dspark_hf.embedded_target import load_default_target
+    from dspark_hf.bundled.target import load_default_target
 
     target, tokenizer = load_default_target()
     encoded = [

@@ -204,7 +204,7 @@ def test_v4_repo_fetches_only_the_shards_holding_mtp(hub, online):
 def test_v4_drafter_loads_end_to_end_from_the_hub(hub, online):
     """load_draft and DSparkDraft.from_pretrained on a V4 Hub id give the drafter, equal to the one the
     same tensors give from a local folder, with only the mtp shards downloaded."""
-    from dspark_hf.v4 import load_v4_drafter_from_folder
+    from dspark_hf.models.deepseek_v4 import load_v4_drafter_from_folder
 
     results, _ = online
     local = load_v4_drafter_from_folder(hub.v4_local)

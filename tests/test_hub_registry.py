@@ -14,8 +14,8 @@ from dspark_hf.cli import main as cli_main
 from dspark_hf.errors import DSparkError
 from dspark_hf.hub import registry
 from dspark_hf.hub.cards import MeasuredFigure, render_draft_card
-from dspark_hf.hub.download import draft_config_from_dict
-from dspark_hf.verification_policy import resolve_policy
+from dspark_hf.checkpoints.fetch import draft_config_from_dict
+from dspark_hf.verification.policies import resolve_policy
 
 REFERENCE_DOC = REPO_ROOT.parent / "shared" / "docs" / "dspark-reference.md"
 CARDS_DIR = REPO_ROOT / "hub_cards"

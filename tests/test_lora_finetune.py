@@ -188,7 +188,7 @@ def test_chat_records_train_on_assistant_turns_only(tmp_path):
 
 def test_cli_finetune_lora_end_to_end(tmp_path, capsys):
     from dspark_hf.cli import main as cli_main
-    from dspark_hf.draft_config import draft_config_for_target
+    from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 
     target = tiny_qwen3_target()
     target.save_pretrained(tmp_path / "target")

@@ -7,7 +7,7 @@ from transformers.generation import candidate_generator as cg
 from transformers.generation.utils import GenerationMixin
 
 from conftest import tiny_qwen3_target
-from dspark_hf.generation_hook import install_generation_hook
+from dspark_hf.integration.generation_hook import install_generation_hook
 
 
 def count_calls(monkeypatch, cls) -> list:

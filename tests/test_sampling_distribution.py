@@ -22,9 +22,9 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, Qwen3Config, Qwen3ForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper
 
-import dspark_hf.candidate_generator as candidate_generator
+import dspark_hf.integration.candidate_generator as candidate_generator
 from dspark_hf import DSparkConfig, DSparkDraft
-from dspark_hf.draft_block import DraftBlock
+from dspark_hf.drafting.block import DraftBlock
 
 VOCAB, NEW_TOKENS, SAMPLES = 6, 3, 1500
 TEMPERATURE, TOP_K = 0.9, 4

@@ -19,8 +19,8 @@ import random
 import pytest
 import torch
 
-from dspark_hf.scheduling import CostProfile, schedule_prefixes
-from dspark_hf.verification_policy import HardwareAware, OnlineAcceptance
+from dspark_hf.verification.scheduling import CostProfile, schedule_prefixes
+from dspark_hf.verification.policies import HardwareAware, OnlineAcceptance
 
 P_TARGET = {"A": 0.7, "B": 0.3}
 Q_DRAFT = {"A": 0.5, "B": 0.5}

@@ -11,9 +11,9 @@ from transformers import GenerationConfig
 from conftest import FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import DSparkDraft
 from dspark_hf.errors import UnsupportedUsageError
-from dspark_hf.scheduling import CostProfile, ProfileMissingError, SlotAcceptanceEstimator
+from dspark_hf.verification.scheduling import CostProfile, ProfileMissingError, SlotAcceptanceEstimator
 from dspark_hf.telemetry import StepRecord
-from dspark_hf.verification_policy import (
+from dspark_hf.verification.policies import (
     POLICIES, ConfidenceThreshold, FixedLength, HardwareAware, OnlineAcceptance, SurvivalThreshold, WholeBlock,
     resolve_policy,
 )

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dspark_hf.scheduling import CostProfile, cumulative_survival, expected_tokens, schedule_prefixes
+from dspark_hf.verification.scheduling import CostProfile, cumulative_survival, expected_tokens, schedule_prefixes
 
 
 def sps_table(table: dict[int, float]):
@@ -85,7 +85,7 @@ def test_cost_profile_interpolation_and_round_trip(tmp_path, monkeypatch):
     assert profile.step_seconds(6) == pytest.approx(0.6)  # last slope continued
     assert profile.step_seconds(1) == pytest.approx(0.1)
     assert profile.steps_per_second(2) == pytest.approx(5.0)
-    from dspark_hf.scheduling.cost_profile import load_profile, save_profile
+    from dspark_hf.verification.scheduling.cost_profile import load_profile, save_profile
 
     path = save_profile(profile, tmp_path / "p.json")
     assert load_profile(path) == profile

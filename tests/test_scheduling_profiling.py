@@ -8,8 +8,8 @@ import torch
 from conftest import FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import DSparkDraft
 from dspark_hf.cli import main
-from dspark_hf.scheduling import find_profile, profile_key
-from dspark_hf.scheduling.profiler import profile_target
+from dspark_hf.verification.scheduling import find_profile, profile_key
+from dspark_hf.verification.scheduling.profiler import profile_target
 
 
 def test_profile_target_measures_every_value_and_the_draft():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from dspark_hf.embedded_target import default_target_dir
+from dspark_hf.bundled.target import default_target_dir
 from dspark_hf.training.data import DataError, load_examples, read_records, tokenize_record
 from dspark_hf.training.self_distill import SamplingConfig, self_distill
 from dspark_hf.training.target_outputs import FeatureCache, OnlineTargetOutputs

@@ -5,7 +5,7 @@ import json
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from dspark_hf.embedded_target import default_target_dir
+from dspark_hf.bundled.target import default_target_dir
 from dspark_hf.training.evaluate_acceptance import first_turns, measure_tau
 from dspark_hf.training.trainer import TrainConfig, build_draft
 

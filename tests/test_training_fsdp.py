@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from dspark_hf.errors import CheckpointError
-from dspark_hf.modeling_dspark import DSparkDraft
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
 from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
 

@@ -15,9 +15,9 @@ import safetensors
 import torch
 from transformers import GenerationConfig
 
-import dspark_hf.v4.checkpoint as v4_checkpoint
+import dspark_hf.models.deepseek_v4.checkpoint as v4_checkpoint
 from dspark_hf import CheckpointError, CompatibilityError, DSparkDraft, UnsupportedUsageError
-from dspark_hf.v4 import DSparkV4Draft
+from dspark_hf.models.deepseek_v4 import DSparkV4Draft
 from v4_repo import (DRAFTER_SHARD, EXPERTS, HIDDEN, NOISE_TOKEN, RAW_CONFIG, STAGES, TARGET_SHARDS, VOCAB, drafter_tensors,
                      tiny_v4_target, write_v4_repo)
 
@@ -314,7 +314,7 @@ def _compressed_target():
 
 def test_compressed_attention_target_is_lossless(released, monkeypatch):
     """transformers cannot crop V4's compressor state; dspark_hf swaps in rewindable cache layers
-    (dspark_hf.v4.target_cache), so rejected tokens are undone exactly, also inside partly filled
+    (dspark_hf.models.deepseek_v4.target_cache), so rejected tokens are undone exactly, also inside partly filled
     compression windows. Without the swap the same run diverges or fails (negative control)."""
     target = _compressed_target()
     ids = _prompts(2)[1]
@@ -327,7 +327,7 @@ def test_compressed_attention_target_is_lossless(released, monkeypatch):
         assert {s.accepted for s in steps[:-1]} - {0, 5}, "no round was partly accepted"
     assert torch.equal(_speculative(target, ids, _load(released[0]), "threshold:0.5", 40), plain)
     assert target._is_stateful  # transformers' class-level mark is left as it was
-    monkeypatch.setattr("dspark_hf.v4.target_cache.make_rewindable", lambda cache: 0)
+    monkeypatch.setattr("dspark_hf.models.deepseek_v4.target_cache.make_rewindable", lambda cache: 0)
     draft = _load(released[0])
     _force_towards(draft, plain[0], 3)
     try:  # transformers' own layers: the run diverges, or fails on the mis-sized cache
@@ -340,7 +340,7 @@ def test_compressed_attention_target_is_lossless(released, monkeypatch):
 def test_stateful_targets_and_misfits_are_refused(released):
     from transformers import MambaConfig, MambaForCausalLM
 
-    from dspark_hf.compatibility import check_target_can_roll_back
+    from dspark_hf.integration.fit_checks import check_target_can_roll_back
 
     mamba = MambaForCausalLM(MambaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, state_size=4))
     with pytest.raises(UnsupportedUsageError, match="cannot do that for MambaForCausalLM") as info:

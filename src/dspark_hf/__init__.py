@@ -11,13 +11,13 @@ installs DSpark drafting into ``generate(assistant_model=...)``::
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_dspark import DSparkConfig
-from .errors import CheckpointError, CompatibilityError, DSparkError, TransformersVersionError, UnsupportedUsageError
-from .generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
-from .modeling_dspark import DSparkDraft
-from .telemetry import GenerationTelemetry, StepRecord
-from .verification_policy import ConfidenceThreshold, VerificationPolicy, WholeBlock, resolve_policy
-from .version import __version__
+from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.errors import CheckpointError, CompatibilityError, DSparkError, TransformersVersionError, UnsupportedUsageError
+from dspark_hf.integration.generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.telemetry import GenerationTelemetry, StepRecord
+from dspark_hf.verification.policies import ConfidenceThreshold, VerificationPolicy, WholeBlock, resolve_policy
+from dspark_hf.version import __version__
 
 AutoConfig.register(DSparkConfig.model_type, DSparkConfig, exist_ok=True)
 AutoModel.register(DSparkConfig, DSparkDraft, exist_ok=True)

@@ -9,7 +9,7 @@ One small module per job:
 - :mod:`.rounds`: per-round counts of transformers' own candidate generators (baselines);
 - :mod:`.session`: the interleaved measurement loop (warm-up, per-prompt A/B alternation);
 - :mod:`.metrics`: tau, per-slot acceptance, verified/drafted ratio, medians and spread, speed-up,
-  calibration (through :mod:`dspark_hf.calibration.metrics`);
+  calibration (through :mod:`dspark_hf.verification.calibration.metrics`);
 - :mod:`.identity`: the greedy identity check against plain generation;
 - :mod:`.report`: the JSON file (schema in ``docs/benchmarks.md``) and the markdown table;
 - :mod:`.policy_comparison`: the report's verification policies against the best fixed length;

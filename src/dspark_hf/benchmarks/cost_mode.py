@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UnsupportedUsageError
-from .methods import DSpark
-from .timing import TimedRun
+from dspark_hf.errors import UnsupportedUsageError
+from dspark_hf.benchmarks.methods import DSpark
+from dspark_hf.benchmarks.timing import TimedRun
 
 # Widths and depths of the Qwen3 family (config.json of each release); "tiny" is for tests and CPU smoke runs.
 TARGET_SHAPES: dict[str, dict] = {
@@ -69,8 +69,8 @@ def random_target(shape: str, device: str | torch.device = "cpu", dtype: torch.d
 
 def random_draft_for(target, block_size: int = 7, markov_rank: int = 32, seed: int = 0):
     """An untrained DSpark draft shaped for ``target``, on its device and dtype (the real draft cost)."""
-    from ..draft_config import draft_config_for_target
-    from ..modeling_dspark import DSparkDraft
+    from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
     param = next(target.parameters())
     torch.manual_seed(seed)
@@ -186,7 +186,7 @@ def tau_is_exact(steps, length: int) -> bool:
 
 def cost_results(suite_result, methods: list[ForcedDSpark]) -> list[dict]:
     """One row per (policy, L): tau, ideal L + 1, speed-up spread, efficiency, per-round seconds."""
-    from . import metrics
+    from dspark_hf.benchmarks import metrics
 
     plain = [r for r in suite_result.results if r.method == suite_result.suite.plain.id]
     plain_pairs = [(r.run.new_tokens, r.run.seconds) for r in plain]

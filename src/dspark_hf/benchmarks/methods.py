@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 
-from .rounds import recording_rounds
-from .timing import TimedRun, timed_generate
+from dspark_hf.benchmarks.rounds import recording_rounds
+from dspark_hf.benchmarks.timing import TimedRun, timed_generate
 
 
 class Method:
@@ -86,7 +86,7 @@ class DSpark(Method):
     kind = "dspark"
 
     def __init__(self, draft, draft_name: str, policy: str, id: str | None = None) -> None:
-        from ..verification_policy import resolve_policy
+        from dspark_hf.verification.policies import resolve_policy
 
         variant = "dflash" if draft.config.markov_rank == 0 else "dspark"
         super().__init__(id or f"{variant}[{draft_name}]:{policy}", f"{variant} {draft_name} / {policy}")
@@ -108,7 +108,7 @@ class DSpark(Method):
         return self.draft.confidence_head is not None
 
     def temperatures(self):
-        from ..calibration.temperatures import draft_temperatures
+        from dspark_hf.verification.calibration.temperatures import draft_temperatures
 
         return draft_temperatures(self.draft)
 

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from ..telemetry import StepRecord
+from dspark_hf.telemetry import StepRecord
 
 
 def round_counts(steps: Sequence[StepRecord]) -> dict:
@@ -113,11 +113,11 @@ def calibration(steps: Sequence[StepRecord], temperatures=None, bins: int = 15) 
     outcomes (``y_k = accepted >= k``, known where slot ``k`` was verified), pooled over slots and per
     slot; ``None`` when no round carries confidences. With ``temperatures`` (the draft's stored STS
     temperatures) the confidences are tempered first, as the survival and hardware policies read them.
-    Built on :mod:`dspark_hf.calibration`."""
-    from ..calibration.metrics import summary
-    from ..calibration.report import per_slot_metrics
-    from ..calibration.sts import outcomes, survival_predictions
-    from ..calibration.temperatures import logit
+    Built on :mod:`dspark_hf.verification.calibration`."""
+    from dspark_hf.verification.calibration.metrics import summary
+    from dspark_hf.verification.calibration.report import per_slot_metrics
+    from dspark_hf.verification.calibration.sts import outcomes, survival_predictions
+    from dspark_hf.verification.calibration.temperatures import logit
 
     rows = [s for s in steps if s.confidences]
     if not rows:

@@ -24,10 +24,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DSparkError
-from ..telemetry import StepRecord
-from .identity import Mismatch
-from .session import PromptResult, Suite, SuiteResult
+from dspark_hf.errors import DSparkError
+from dspark_hf.telemetry import StepRecord
+from dspark_hf.benchmarks.identity import Mismatch
+from dspark_hf.benchmarks.session import PromptResult, Suite, SuiteResult
 
 RUNS_FILE = "runs.jsonl.gz"
 # settings that must agree for shards to be merged (start and limit may differ)
@@ -120,7 +120,7 @@ def merge_runs(folders: list[Path | str], *, command: str = "") -> dict:
     """The report of all shards' prompts together (see the module docstring); ``settings`` gains
     ``shards`` (each shard's folder, start, limit, command and date) and ``start`` / ``limit`` cover
     the union."""
-    from . import report as report_mod
+    from dspark_hf.benchmarks import report as report_mod
 
     folders = [Path(f) for f in folders]
     if len(folders) < 2:

@@ -3,15 +3,15 @@
 A set is named either by a file name in the prompt folder (``gsm8k`` -> ``<folder>/gsm8k.jsonl``; the
 folder is ``--datasets-dir``, else ``$DSPARK_EVAL_DATASETS_DIR``, else ``shared/eval_datasets``
 beside the checkout) or by a path to a ``.jsonl`` file. Only the first turn is used, with the chat
-template applied (:func:`dspark_hf.calibration.prompt_sets.encode`).
+template applied (:func:`dspark_hf.verification.calibration.prompt_sets.encode`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..calibration.prompt_sets import encode, load_prompts
-from ..errors import DSparkError
+from dspark_hf.verification.calibration.prompt_sets import encode, load_prompts
+from dspark_hf.errors import DSparkError
 
 
 def load_prompt_set(spec: str, limit: int | None = None, folder: str | None = None, start: int = 0) -> tuple[str, list[str]]:

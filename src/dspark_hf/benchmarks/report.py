@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from . import metrics
-from .methods import DSpark
-from .policy_comparison import compare_policies, markdown_section
-from .session import PromptResult, SuiteResult
+from dspark_hf.benchmarks import metrics
+from dspark_hf.benchmarks.methods import DSpark
+from dspark_hf.benchmarks.policy_comparison import compare_policies, markdown_section
+from dspark_hf.benchmarks.session import PromptResult, SuiteResult
 
 SCHEMA = "dspark-bench/1"
 ALL = "all"
@@ -28,8 +28,8 @@ def machine_info(device: torch.device | str = "cpu", dtype: torch.dtype | None =
     """Where the figures were taken: CPU/GPU, thread count, library versions."""
     import transformers
 
-    from ..scheduling.cost_profile import device_name
-    from ..version import __version__
+    from dspark_hf.verification.scheduling.cost_profile import device_name
+    from dspark_hf.version import __version__
 
     device = torch.device(device)
     return {
@@ -252,7 +252,7 @@ def _cost_markdown(report: dict) -> str:
 def card_figures(report: dict, method: str) -> list:
     """The rows of ``method`` (a method id of a prompt-mode report) as model-card figures
     (:class:`dspark_hf.hub.cards.MeasuredFigure`), one per dataset, with the machine as source."""
-    from ..hub.cards import MeasuredFigure
+    from dspark_hf.hub.cards import MeasuredFigure
 
     m = report["machine"]
     source = f"dspark bench, {m['device_name']}, {report['created'][:10]}"

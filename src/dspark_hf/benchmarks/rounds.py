@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ..telemetry import StepRecord
+from dspark_hf.telemetry import StepRecord
 
 
 @contextlib.contextmanager

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig
 
-from . import prompt_runs
-from . import report as report_mod
-from .methods import AssistantModel, DSpark, PromptLookup
-from .prompt_sets import encode_prompts
-from .session import Suite, run_suite
-from .settings import preserved_settings
+from dspark_hf.benchmarks import prompt_runs
+from dspark_hf.benchmarks import report as report_mod
+from dspark_hf.benchmarks.methods import AssistantModel, DSpark, PromptLookup
+from dspark_hf.benchmarks.prompt_sets import encode_prompts
+from dspark_hf.benchmarks.session import Suite, run_suite
+from dspark_hf.benchmarks.settings import preserved_settings
 
 
 def generation_config(max_new_tokens: int, temperature: float = 0.0) -> GenerationConfig:
@@ -112,7 +112,7 @@ def confidence_free(policies) -> list[str]:
     """``policies`` without those that verify the whole block when a draft has no confidences
     (``needs_confidences``: ``threshold``, ``survival``); ``hardware`` and ``online`` stay (they
     estimate acceptance online for such drafts)."""
-    from ..verification_policy import resolve_policy
+    from dspark_hf.verification.policies import resolve_policy
 
     return [p for p in policies if not resolve_policy(p).needs_confidences]
 
@@ -139,7 +139,7 @@ def bench_cost(
     progress: bool = True,
 ) -> dict:
     """Cost mode (see :mod:`.cost_mode`); ``lengths`` default to ``0 .. block_size``."""
-    from . import cost_mode
+    from dspark_hf.benchmarks import cost_mode
 
     with preserved_settings([draft] if draft is not None else [], threads=threads):
         target = cost_mode.random_target(target_shape, device, dtype, seed)
@@ -166,7 +166,7 @@ def bench_cost(
             forced.remove()
         machine = report_mod.machine_info(_device_of(target), dtype)
     plain = [r for r in result.results if r.method == suite.plain.id]
-    from . import metrics
+    from dspark_hf.benchmarks import metrics
 
     flags = [f"GREEDY MISMATCH: {m.describe()}" for m in result.mismatches]
     flags += [f"tau not exactly L + 1 for {r['method']} (tau {r['tau']})" for r in rows if not r["tau_exact"]]
@@ -195,7 +195,7 @@ def bench_cost(
 
 def write_outputs(report: dict, out: Path | str, plots: bool = True) -> dict:
     """``bench.json``, ``bench.md`` and the PNGs in ``out``; returns ``report["files"]``."""
-    from .plots import write_plots
+    from dspark_hf.benchmarks.plots import write_plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

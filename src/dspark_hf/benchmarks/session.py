@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .identity import Mismatch, check_identity
-from .methods import Method, Plain
-from .timing import TimedRun
+from dspark_hf.benchmarks.identity import Mismatch, check_identity
+from dspark_hf.benchmarks.methods import Method, Plain
+from dspark_hf.benchmarks.timing import TimedRun
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from ..telemetry import StepRecord
+from dspark_hf.telemetry import StepRecord
 
 
 def synchronize(device: torch.device | str | None) -> None:

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import DSparkError
+    from dspark_hf.errors import DSparkError
 
     args = build_parser().parse_args(argv)
     try:

@@ -100,8 +100,8 @@ def register(subparsers) -> None:
 
 
 def _int_list(text: str) -> list[int]:
-    from ..errors import UnsupportedUsageError
-    from .int_ranges import parse_int_ranges
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.cli.int_ranges import parse_int_ranges
 
     try:
         values = parse_int_ranges(text)
@@ -113,7 +113,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _check_common(args) -> None:
-    from ..errors import UnsupportedUsageError
+    from dspark_hf.errors import UnsupportedUsageError
 
     for flag, value, least in (("--limit", args.limit, 1), ("--start", args.start, 0), ("--repeats", 1 if args.repeats is None else args.repeats, 1), ("--warmup", args.warmup, 0),
                                ("--threads", args.threads, 1), ("--prompt-lookup-tokens", args.prompt_lookup_tokens, 1),
@@ -129,7 +129,7 @@ def _check_common(args) -> None:
 def _device_and_dtype(args, cost: bool):
     import torch
 
-    from ..errors import UnsupportedUsageError
+    from dspark_hf.errors import UnsupportedUsageError
 
     name = args.device or ("cuda" if cost and torch.cuda.is_available() else "cpu")
     try:
@@ -143,8 +143,8 @@ def _device_and_dtype(args, cost: bool):
 
 
 def _policies(text: str, cost: bool) -> list[str]:
-    from ..errors import UnsupportedUsageError
-    from ..verification_policy import resolve_policy
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.verification.policies import resolve_policy
 
     specs = [s.strip() for s in text.split(",") if s.strip()]
     if not specs:
@@ -161,7 +161,7 @@ def expand_policies(specs: list[str], drafts: dict) -> list[str]:
     """``whole`` first, then ``specs`` with ``all`` replaced by the comparison's list
     (:func:`dspark_hf.benchmarks.policy_comparison.comparison_policies`) for the block size of the first
     DSpark draft (``markov_rank > 0``; the first draft when all are DFlash); duplicates dropped."""
-    from ..benchmarks.policy_comparison import comparison_policies
+    from dspark_hf.benchmarks.policy_comparison import comparison_policies
 
     out = ["whole"]
     for spec in specs:
@@ -179,8 +179,8 @@ def _command(argv=None) -> str:
 
 
 def _load_drafts(names: list[str | None], target):
-    from ..checkpoint_loading import check_local_folder, is_local_path
-    from .generate import load_draft
+    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.cli.generate import load_draft
 
     drafts = {}
     for name in names:
@@ -200,11 +200,11 @@ def run_prompt_mode(args) -> dict:
 
     import dspark_hf  # noqa: F401
 
-    from ..benchmarks.prompt_sets import load_prompt_set
-    from ..benchmarks.runner import bench_prompts
-    from ..checkpoint_loading import check_local_folder, is_local_path
-    from ..errors import UnsupportedUsageError
-    from .generate import load_target
+    from dspark_hf.benchmarks.prompt_sets import load_prompt_set
+    from dspark_hf.benchmarks.runner import bench_prompts
+    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.cli.generate import load_target
 
     specs = _policies(args.policies or "whole", cost=False)
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}
@@ -229,7 +229,7 @@ def run_prompt_mode(args) -> dict:
     if args.baseline_pair:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..benchmarks.baseline_pair import PAIRS, install_pair
+        from dspark_hf.benchmarks.baseline_pair import PAIRS, install_pair
 
         pair_target_dir, assistant_dir = install_pair(args.baseline_pair, args.baseline_pair_cache, log=lambda m: print(m, file=sys.stderr))
         pair_target = AutoModelForCausalLM.from_pretrained(pair_target_dir, dtype=dtype).to(device).eval()
@@ -245,9 +245,9 @@ def run_prompt_mode(args) -> dict:
 
 
 def run_cost_mode(args) -> dict:
-    from ..benchmarks.cost_mode import TARGET_SHAPES
-    from ..benchmarks.runner import bench_cost
-    from ..errors import UnsupportedUsageError
+    from dspark_hf.benchmarks.cost_mode import TARGET_SHAPES
+    from dspark_hf.benchmarks.runner import bench_cost
+    from dspark_hf.errors import UnsupportedUsageError
 
     if args.target_shape not in TARGET_SHAPES:
         raise UnsupportedUsageError(f"Unknown --target-shape {args.target_shape!r}; choose one of {', '.join(TARGET_SHAPES)}.")
@@ -258,7 +258,7 @@ def run_cost_mode(args) -> dict:
     device, dtype = _device_and_dtype(args, cost=True)
     draft, draft_name = None, "random"
     if args.draft and args.draft[0] != "random":
-        from ..modeling_dspark import DSparkDraft
+        from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
         draft_name = args.draft[0]
         draft = DSparkDraft.from_pretrained(args.draft[0]).eval()
@@ -274,22 +274,22 @@ def run_cost_mode(args) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmarks.report import markdown
-    from ..benchmarks.runner import print_flags, write_outputs
+    from dspark_hf.benchmarks.report import markdown
+    from dspark_hf.benchmarks.runner import print_flags, write_outputs
 
     _check_common(args)
     if not args.no_plots:
         import importlib.util
 
-        from ..errors import DSparkError
+        from dspark_hf.errors import DSparkError
 
         if importlib.util.find_spec("matplotlib") is None:
             raise DSparkError("the plots need matplotlib: pip install 'dspark-hf[bench]' (or matplotlib), or pass --no-plots.")
     if args.merge:
-        from ..benchmarks.prompt_runs import merge_runs
+        from dspark_hf.benchmarks.prompt_runs import merge_runs
 
         if args.cost_mode:
-            from ..errors import UnsupportedUsageError
+            from dspark_hf.errors import UnsupportedUsageError
 
             raise UnsupportedUsageError("--merge joins prompt-mode runs; it does not take --cost-mode.")
         report = merge_runs(args.merge, command=_command())

@@ -37,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401
 
-    from ..calibration.collect import collect_rounds
-    from ..calibration.prompt_sets import HELD_OUT_START, encode, load_prompts
-    from ..calibration.report import format_table, per_slot_metrics, reliability_diagram
-    from ..calibration.sts import fit_sequential_temperatures
-    from ..calibration.temperatures import store_temperatures
-    from ..embedded_draft import DEFAULT_DRAFT_DIR
-    from ..errors import UnsupportedUsageError
-    from .generate import load_draft, load_target
+    from dspark_hf.verification.calibration.collect import collect_rounds
+    from dspark_hf.verification.calibration.prompt_sets import HELD_OUT_START, encode, load_prompts
+    from dspark_hf.verification.calibration.report import format_table, per_slot_metrics, reliability_diagram
+    from dspark_hf.verification.calibration.sts import fit_sequential_temperatures
+    from dspark_hf.verification.calibration.temperatures import store_temperatures
+    from dspark_hf.bundled.draft import DEFAULT_DRAFT_DIR
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.cli.generate import load_draft, load_target
 
     if args.count < 1 or args.max_new_tokens < 1:
         raise UnsupportedUsageError("--count and --max-new-tokens must be at least 1.")
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     before = per_slot_metrics(data.logits, data.verified, data.accepted, [1.0] * gamma, args.bins)
     after = per_slot_metrics(data.logits, data.verified, data.accepted, temperatures, args.bins)
     print(format_table(before, after, temperatures))
-    from ..calibration.sts import DEFAULT_GRID
+    from dspark_hf.verification.calibration.sts import DEFAULT_GRID
 
     edge = [k + 1 for k, t in enumerate(temperatures) if t in (min(DEFAULT_GRID), max(DEFAULT_GRID))]
     if edge:

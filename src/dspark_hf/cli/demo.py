@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..errors import UnsupportedUsageError
+    from dspark_hf.errors import UnsupportedUsageError
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage pings
     try:
@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedUsageError("The demo needs gradio: pip install 'dspark-hf[demo]'.") from None
     import dspark_hf  # noqa: F401  (installs the generation hook)
 
-    from ..demo_support.app import build_demo, launch_demo
-    from ..demo_support.models import ModelRegistry, resolve_names
+    from dspark_hf.demo.app import build_demo, launch_demo
+    from dspark_hf.demo.models import ModelRegistry, resolve_names
 
     if args.threads:
         torch.set_num_threads(args.threads)

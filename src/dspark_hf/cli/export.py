@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 def draft_config(name: str):
     """The draft's :class:`DSparkConfig` (either format), read without loading weights."""
-    from ..checkpoint_loading import prepare_from_pretrained
-    from ..configuration_dspark import DSparkConfig
+    from dspark_hf.checkpoints.files import prepare_from_pretrained
+    from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 
     return prepare_from_pretrained(name, {}).get("config") or DSparkConfig.from_pretrained(name)
 
@@ -43,8 +43,8 @@ def load_target_model(name: str):
     """The target model in its stored dtype (no tokenizer needed: only its config and embeddings are used)."""
     from transformers import AutoModelForCausalLM
 
-    from ..checkpoint_loading import is_local_path
-    from ..errors import CheckpointError
+    from dspark_hf.checkpoints.files import is_local_path
+    from dspark_hf.errors import CheckpointError
 
     if is_local_path(name) and not Path(name).expanduser().is_dir():
         raise CheckpointError(f"No target model at {name}: the folder does not exist.")
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401
 
-    from ..checkpoint_loading import check_local_folder, is_local_path
-    from ..errors import CheckpointError
-    from ..modeling_dspark import DSparkDraft
-    from ..training.export import export_deepspec, released_architecture
+    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.errors import CheckpointError
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+    from dspark_hf.training.export import export_deepspec, released_architecture
 
     if is_local_path(args.draft):
         check_local_folder(Path(args.draft).expanduser())
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if draft.config.embeddings_from_target:
             draft.bind_target_embeddings(target)
     if args.adapter:
-        from ..training.lora import load_adapter, merge_adapter
+        from dspark_hf.training.lora import load_adapter, merge_adapter
 
         if draft.config.embeddings_from_target and target is None:
             raise CheckpointError("This draft shares its target's embeddings; pass --target to merge an adapter into it.")

@@ -49,9 +49,9 @@ def register(subparsers) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ..checkpoint_loading import check_local_folder, is_local_path
-    from ..errors import UnsupportedUsageError
-    from ..training.lora import lora_config
+    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.training.lora import lora_config
 
     if not args.lora:
         raise UnsupportedUsageError("dspark finetune only trains LoRA adapters: add --lora (full training is dspark train).")
@@ -72,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401
 
-    from ..modeling_dspark import DSparkDraft
-    from ..training.data import load_examples
-    from ..training.lora import attach_adapter, load_adapter, lora_training_step, merge_adapter, save_adapter
-    from ..training.target_outputs import OnlineTargetOutputs
-    from .generate import load_target
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+    from dspark_hf.training.data import load_examples
+    from dspark_hf.training.lora import attach_adapter, load_adapter, lora_training_step, merge_adapter, save_adapter
+    from dspark_hf.training.target_outputs import OnlineTargetOutputs
+    from dspark_hf.cli.generate import load_target
 
     _check_args(args)
     if args.threads:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     draft = DSparkDraft.from_pretrained(args.draft, dtype=torch.float32).to(device).eval()
     if draft.config.embeddings_from_target:
         draft.bind_target_embeddings(target)
-    from ..compatibility import check_draft_fits_target
+    from dspark_hf.integration.fit_checks import check_draft_fits_target
 
     check_draft_fits_target(draft, target)
     peft_model = load_adapter(draft, args.adapter, trainable=True) if args.adapter else attach_adapter(draft, args.lora_config)

@@ -38,13 +38,13 @@ def load_target(name: str | None):
     import torch
 
     if name is None:
-        from ..embedded_target import load_default_target
+        from dspark_hf.bundled.target import load_default_target
 
         return load_default_target()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..checkpoint_loading import is_local_path
-    from ..errors import CheckpointError
+    from dspark_hf.checkpoints.files import is_local_path
+    from dspark_hf.errors import CheckpointError
 
     if is_local_path(name):
         if not Path(name).expanduser().is_dir():
@@ -54,15 +54,15 @@ def load_target(name: str | None):
 
 
 def load_draft(name: str | None, target):
-    from ..modeling_dspark import DSparkDraft
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
     if name == "random":
-        from ..draft_config import draft_config_for_target
+        from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 
         print("note: --draft random is an untrained draft; the text is exact, speculation gains nothing.")
         return DSparkDraft(draft_config_for_target(target.config)).eval()
     if name is None:
-        from ..embedded_draft import load_default_draft
+        from dspark_hf.bundled.draft import load_default_draft
 
         return load_default_draft()
     return DSparkDraft.from_pretrained(name).float().eval()
@@ -90,15 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401  (installs the generation hook)
 
-    from ..errors import UnsupportedUsageError
+    from dspark_hf.errors import UnsupportedUsageError
 
     if args.max_new_tokens < 1:
         raise UnsupportedUsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
     if not args.prompt.strip():
         raise UnsupportedUsageError("--prompt is empty.")
     # Check what can be checked before loading any weights.
-    from ..checkpoint_loading import check_local_folder, is_local_path
-    from ..verification_policy import resolve_policy
+    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.verification.policies import resolve_policy
 
     resolve_policy(args.policy)
     if args.draft not in (None, "random") and is_local_path(args.draft):

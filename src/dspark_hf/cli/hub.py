@@ -33,21 +33,21 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.hub_command == "list":
-        from ..hub.registry import format_table
+        from dspark_hf.hub.registry import format_table
 
         print(format_table())
         return 0
     if args.hub_command == "download":
-        from ..hub.download import resolve_draft
+        from dspark_hf.checkpoints.fetch import resolve_draft
 
         resolved = resolve_draft(args.repo_id, revision=args.revision, cache_dir=args.cache_dir, token=args.token)
         print(f"{resolved.repo_id} @ {resolved.commit} ({resolved.kind}): {', '.join(resolved.files)}")
         print(resolved.folder)
         return 0
     if args.hub_command == "card":
-        from ..checkpoint_loading import check_local_folder, read_config_dict
-        from ..hub.cards import render_draft_card
-        from ..hub.download import draft_config_from_dict
+        from dspark_hf.checkpoints.files import check_local_folder, read_config_dict
+        from dspark_hf.hub.cards import render_draft_card
+        from dspark_hf.checkpoints.fetch import draft_config_from_dict
 
         folder = Path(args.folder)
         check_local_folder(folder)

@@ -11,7 +11,7 @@ import argparse
 
 
 def _tokens(text: str) -> list[int]:
-    from .int_ranges import parse_int_ranges
+    from dspark_hf.cli.int_ranges import parse_int_ranges
 
     values = parse_int_ranges(text)  # a ValueError becomes argparse's one-line "invalid _tokens value"
     if not values or min(values) < 1:
@@ -36,8 +36,8 @@ def register(subparsers) -> None:
 
 
 def _load_draft(name, target):
-    from ..errors import CheckpointError
-    from .generate import load_draft
+    from dspark_hf.errors import CheckpointError
+    from dspark_hf.cli.generate import load_draft
 
     if name == "none":
         return None
@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401
 
-    from ..errors import UnsupportedUsageError
-    from ..scheduling.cost_profile import save_profile
-    from ..scheduling.profiler import DEFAULT_TOKENS, profile_target
-    from .generate import load_target
+    from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.verification.scheduling.cost_profile import save_profile
+    from dspark_hf.verification.scheduling.profiler import DEFAULT_TOKENS, profile_target
+    from dspark_hf.cli.generate import load_target
 
     if args.repeats < 1 or args.warmup < 0 or args.context < 1:
         raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")

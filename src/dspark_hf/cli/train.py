@@ -70,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from accelerate import Accelerator
 
-    from ..training.data import load_examples
-    from ..training.fsdp import check_fsdp_setup
-    from ..training.self_distill import SamplingConfig, self_distill
-    from ..training.trainer import Trainer, TrainConfig
-    from .generate import load_target
+    from dspark_hf.training.data import load_examples
+    from dspark_hf.training.fsdp import check_fsdp_setup
+    from dspark_hf.training.self_distill import SamplingConfig, self_distill
+    from dspark_hf.training.trainer import Trainer, TrainConfig
+    from dspark_hf.cli.generate import load_target
 
-    from ..training.data import DataError
+    from dspark_hf.training.data import DataError
 
     if not args.draft_from_checkpoint and not Path(args.data).is_file():
         raise DataError(f"Training data file not found: {args.data}")
@@ -87,14 +87,14 @@ def run(args: argparse.Namespace) -> int:
     check_fsdp_setup(accelerator)  # before loading the target: FSDP asked for where accelerate cannot run it
     target, tokenizer = load_target(args.target)
     if args.draft_from_checkpoint:
-        from ..training.trainer import draft_from_checkpoint, save_draft
+        from dspark_hf.training.trainer import draft_from_checkpoint, save_draft
 
         path = save_draft(draft_from_checkpoint(target, args.draft_from_checkpoint), Path(args.output_dir) / "draft", args.save_dtype)
         print(f"Draft of {args.draft_from_checkpoint} saved to {path}")
         return 0
     if args.export == "deepspec":  # refuse before training, not after it
-        from ..draft_config import draft_config_for_target
-        from ..training.export import released_architecture
+        from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+        from dspark_hf.training.export import released_architecture
 
         released_architecture(draft_config_for_target(target.config))
     out = Path(args.output_dir)
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
             )
             cache, cache_layers = None, None
             if args.feature_cache:
-                from ..draft_config import draft_config_for_target
-                from ..training.target_outputs import FeatureCache
+                from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+                from dspark_hf.training.target_outputs import FeatureCache
 
                 cache_layers = draft_config_for_target(target.config, target_layer_ids=layer_ids).target_layer_ids
                 cache = FeatureCache(args.feature_cache, cache_layers)
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     draft = trainer.train()
     accelerator.print(f"Trained draft saved to {out / 'draft'}")
     if args.export == "deepspec" and accelerator.is_main_process:
-        from ..training.export import export_deepspec
+        from dspark_hf.training.export import export_deepspec
 
         # The released layout: bf16, with the target's embedding and LM head.
         export_deepspec(draft, out / "deepspec", target=target)

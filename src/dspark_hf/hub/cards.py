@@ -14,7 +14,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..configuration_dspark import DSparkConfig
+from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 
 LIBRARY_NAME = "dspark_hf"
 BASE_TAGS = ("dspark", "speculative-decoding", "draft-model")

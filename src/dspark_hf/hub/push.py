@@ -14,8 +14,8 @@ from typing import Any
 from huggingface_hub import HfApi
 from huggingface_hub import errors as hf_errors
 
-from .cards import render_draft_card
-from .errors import HubError, RepoAccessError
+from dspark_hf.hub.cards import render_draft_card
+from dspark_hf.checkpoints.fetch_errors import HubError, RepoAccessError
 
 
 def push_draft_to_hub(

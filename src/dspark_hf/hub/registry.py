@@ -1,17 +1,17 @@
 """The drafts DeepSeek published for DSpark, by Hub id.
 
 Each :class:`PublishedDraft` names its paired target, block size, licence and the verification policy
-we recommend with it (a spec string for :func:`dspark_hf.verification_policy.resolve_policy`).
+we recommend with it (a spec string for :func:`dspark_hf.verification.policies.resolve_policy`).
 Sources: the DeepSpec README ("Released Checkpoints" table; MIT licence) and the DSpark paper
 (Table 1 acceptance lengths; production figures for DeepSeek-V4). The V4 drafters live inside the
-V4 target repos as ``mtp.*`` tensors (see :mod:`dspark_hf.hub.download`).
+V4 target repos as ``mtp.*`` tensors (see :mod:`dspark_hf.checkpoints.fetch`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import DSparkError
+from dspark_hf.errors import DSparkError
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def load_training_position(path: str | Path, scheduler) -> int:
 
 def load_checkpoint(path: str | Path, draft, optimizer, scheduler) -> int:
     """Restore a checkpoint into ``draft`` / ``optimizer`` / ``scheduler`` and the RNGs; returns its step."""
-    from ..errors import CheckpointError
+    from dspark_hf.errors import CheckpointError
 
     path = Path(path)
     if is_sharded(path):

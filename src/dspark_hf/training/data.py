@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DSparkError
+from dspark_hf.errors import DSparkError
 
 
 ANSWER_KEYS = ("response", "answer", "completion")  # the names a prompt record may give its answer

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..modeling_dspark import DSparkDraft
-from .losses import LossParts, dspark_losses
-from .packing import PackedBlocks
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.training.losses import LossParts, dspark_losses
+from dspark_hf.training.packing import PackedBlocks
 
 
 def packed_forward(draft: DSparkDraft, features: torch.Tensor, packed: PackedBlocks):

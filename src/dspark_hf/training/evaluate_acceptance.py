@@ -38,7 +38,7 @@ def measure_tau(target, tokenizer, draft, prompts: list[str], max_new_tokens: in
     """Greedy speculative generation of every prompt; returns pooled tau, per-slot survival (the share of
     rounds that verified slot ``k`` whose first ``k`` drafted tokens were all accepted), the histogram of
     accepted draft tokens per round, and per-prompt records."""
-    from ..benchmarks.metrics import per_slot_acceptance
+    from dspark_hf.benchmarks.metrics import per_slot_acceptance
     from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from ..cli.generate import load_draft, load_target
+    from dspark_hf.cli.generate import load_draft, load_target
 
     target, tokenizer = load_target(args.target)
     draft = load_draft(args.draft, target)

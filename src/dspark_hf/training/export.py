@@ -1,7 +1,7 @@
 """Export a draft to the layout DeepSeek released its DSpark drafts in (DeepSpec layout).
 
 The released layout (``deepseek-ai/dspark_qwen3_*_block7``, ``dspark_gemma4_12b_block7``) is what vLLM's
-``dspark`` speculative method and SGLang load, and what :func:`dspark_hf.released_format.from_released_config`
+``dspark`` speculative method and SGLang load, and what :func:`dspark_hf.models.dspark.released_format.from_released_config`
 reads back:
 
 - ``config.json``: the target's *text* config (``model_type`` ``qwen3`` / ``gemma4_text``) overlaid with
@@ -27,8 +27,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import DSparkError
-from ..released_format import to_released_config
+from dspark_hf.errors import DSparkError
+from dspark_hf.models.dspark.released_format import to_released_config
 
 # backbone -> (architectures entry, released model_type, target families it serves)
 RELEASED_LAYOUTS = {
@@ -128,7 +128,7 @@ def export_deepspec(
     """
     released_architecture(draft.config)
     if target is not None:
-        from ..compatibility import check_draft_fits_target
+        from dspark_hf.integration.fit_checks import check_draft_fits_target
 
         check_draft_fits_target(draft, target)
     tensors = deepspec_tensors(draft, target, dtype)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DSparkError
+from dspark_hf.errors import DSparkError
 
 WRAPPED_LAYER = "DSparkDecoderLayer"
 
@@ -131,7 +131,7 @@ def load_sharded(folder: str | Path, objective: torch.nn.Module, optimizer: torc
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    from ..errors import CheckpointError
+    from dspark_hf.errors import CheckpointError
 
     state = _state_dicts(objective, optimizer)
     try:

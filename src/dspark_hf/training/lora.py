@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, DSparkError
+from dspark_hf.errors import CheckpointError, DSparkError
 
 # The draft's adaptable projections: short name -> sub-module of each decoder layer ("" = top level).
 LAYER_PROJECTIONS = {
@@ -66,7 +66,7 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modu
 
 
 def _check_draft(draft: nn.Module) -> None:
-    from ..modeling_dspark import DSparkDraft
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
     if not isinstance(draft, DSparkDraft):
         raise LoraError(f"LoRA adapters go on a DSparkDraft; got {type(draft).__name__}.")
@@ -145,9 +145,9 @@ def lora_training_step(
     draft whose trainable parameters the optimizer holds. Returns the mean ``loss``, ``ce``, ``l1``,
     ``conf`` (0 without a confidence head) and ``acc`` (greedy top-1 agreement) as floats.
     """
-    from .draft_objective import DraftObjective
-    from .packing import pack_blocks, sample_anchors
-    from .target_outputs import target_logits
+    from dspark_hf.training.draft_objective import DraftObjective
+    from dspark_hf.training.packing import pack_blocks, sample_anchors
+    from dspark_hf.training.target_outputs import target_logits
 
     cfg = draft.config
     usable = []

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .data import DataError, read_records, record_messages
-from .target_outputs import FeatureCache, GenerationRecorder, sequence_key
+from dspark_hf.training.data import DataError, read_records, record_messages
+from dspark_hf.training.target_outputs import FeatureCache, GenerationRecorder, sequence_key
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What training needs from the target for one sequence, computed online or read from a feature cache.
 
 - ``features`` ``[S, len(layer_ids) * H]``: the chosen decoder layers' raw outputs (the draft's context,
-  through :class:`~dspark_hf.target_features.TargetFeatureTap`, exactly as at inference);
+  through :class:`~dspark_hf.integration.target_features.TargetFeatureTap`, exactly as at inference);
 - ``final_hidden`` ``[S, H]``: the target's final normed hidden state, from which
   :func:`target_logits` rebuilds the target distribution of any position with its LM head.
 
@@ -24,8 +24,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import DSparkError
-from ..target_features import TargetFeatureTap, find_decoder_layers
+from dspark_hf.errors import DSparkError
+from dspark_hf.integration.target_features import TargetFeatureTap, find_decoder_layers
 
 
 @dataclass
@@ -42,7 +42,7 @@ def sequence_key(input_ids: list[int]) -> str:
 def _decoder(target):
     decoder = target.get_decoder() if hasattr(target, "get_decoder") else None
     if decoder is None:
-        from ..errors import CompatibilityError
+        from dspark_hf.errors import CompatibilityError
 
         raise CompatibilityError(f"{type(target).__name__} has no get_decoder(); training needs the target's decoder.")
     return decoder

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..draft_config import draft_config_for_target
-from ..errors import DSparkError
-from ..modeling_dspark import DSparkDraft
-from .checkpointing import (
+from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+from dspark_hf.errors import DSparkError
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.training.checkpointing import (
     SHARDED_DIR,
     commit_checkpoint,
     is_sharded,
@@ -40,11 +40,11 @@ from .checkpointing import (
     staging_path,
     write_training_state,
 )
-from .data import Example
-from .draft_objective import DraftObjective
-from .fsdp import check_fsdp_setup, configure_fsdp_plugin, full_trainable_state, load_sharded, save_sharded, uses_fsdp
-from .packing import pack_blocks, sample_anchors, valid_anchors
-from .target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
+from dspark_hf.training.data import Example
+from dspark_hf.training.draft_objective import DraftObjective
+from dspark_hf.training.fsdp import check_fsdp_setup, configure_fsdp_plugin, full_trainable_state, load_sharded, save_sharded, uses_fsdp
+from dspark_hf.training.packing import pack_blocks, sample_anchors, valid_anchors
+from dspark_hf.training.target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
 
 METHODS = ("dspark", "dflash")
 
@@ -313,7 +313,7 @@ class Trainer:
         if not self.fsdp:
             return load_checkpoint(path, self.accelerator.unwrap_model(self.objective).draft, self.optimizer, self.scheduler)
         if not is_sharded(path):
-            from ..errors import CheckpointError
+            from dspark_hf.errors import CheckpointError
 
             raise CheckpointError(f"Checkpoint {path} was not written under FSDP: resume it without --use_fsdp.")
         load_sharded(path / SHARDED_DIR, self.objective, self.optimizer.optimizer)

@@ -1,0 +1,67 @@
+"""Drawing a drafted block left to right from the draft's corrected, processed distributions.
+
+Slot ``k``'s logits are the backbone's base logits plus the sequential head's bias for the token
+drawn in slot ``k - 1`` (the anchor for slot 0), then the target's logits processors (temperature,
+top-k, top-p, repetition penalty, ...) applied to the sequence so far. The token is the argmax
+(greedy) or a sample of ``softmax`` of those processed logits, and exactly those logits are reported,
+so the verifier's ``min(1, p/q)`` uses the true ``q`` and speculative sampling stays lossless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.generation.logits_process import LogitsProcessorList
+
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+
+
+@dataclass
+class DraftBlock:
+    """``tokens`` ``[1, gamma]``; ``logits`` ``[1, gamma, V]`` float32, the processed logits each token
+    was drawn from; ``confidences`` ``[gamma]`` survival probabilities ``c_k`` (``None`` without a
+    confidence head)."""
+
+    tokens: torch.LongTensor
+    logits: torch.Tensor
+    confidences: torch.Tensor | None
+
+
+@torch.no_grad()
+def draw_block(
+    draft: DSparkDraft,
+    hidden: torch.Tensor,
+    base_logits: torch.Tensor,
+    prefix_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList | None,
+    do_sample: bool,
+) -> DraftBlock:
+    """Draw ``gamma`` tokens after ``prefix_ids`` (whose last token is the anchor) from the block's
+    backbone output ``hidden [1, gamma, H]`` and ``base_logits [1, gamma, V]``."""
+    head = draft.markov_head
+    prev = prefix_ids[:, -1]
+    state = None
+    sequence = prefix_ids
+    tokens, logits = [], []
+    for k in range(base_logits.shape[1]):
+        step_logits = base_logits[:, k].float()
+        if head is not None:
+            bias, state = head.step(prev, hidden[:, k], state)
+            step_logits = step_logits + bias.float()
+        if logits_processor:
+            step_logits = logits_processor(sequence, step_logits)
+        if do_sample:
+            token = torch.multinomial(torch.softmax(step_logits, dim=-1), num_samples=1).squeeze(1)
+        else:
+            token = step_logits.argmax(dim=-1)
+        tokens.append(token)
+        logits.append(step_logits)
+        sequence = torch.cat([sequence, token[:, None].to(sequence.device)], dim=-1)
+        prev = token
+    tokens_t = torch.stack(tokens, dim=1)
+    confidences = None
+    conf_logits = draft.confidence_logits(hidden, torch.cat([prefix_ids[:, -1:], tokens_t[:, :-1]], dim=1))
+    if conf_logits is not None:
+        confidences = torch.sigmoid(conf_logits[0])
+    return DraftBlock(tokens=tokens_t, logits=torch.stack(logits, dim=1), confidences=confidences)

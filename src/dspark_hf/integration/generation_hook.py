@@ -1,0 +1,116 @@
+"""Installs DSpark drafting into transformers' ``generate(assistant_model=...)``.
+
+transformers has no public argument for a custom candidate generator, so ``import dspark_hf`` wraps two
+private methods of ``GenerationMixin``, each time passing straight through unless the assistant is a
+:class:`DSparkDraft`:
+
+- ``_validate_generation_mode``: checks that the draft fits the target first, so a mismatch gives our
+  one-line error instead of transformers' tokenizer advice; a target transformers marks stateful is
+  refused in one line unless its cache can be made rewindable (DeepSeek-V4, see ``v4/target_cache.py``);
+- ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`.
+
+Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
+original code unchanged. Versions of transformers without the generator hooks get one clear error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+
+import transformers
+from packaging.version import Version
+from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.utils import GenerationMixin
+
+from dspark_hf.errors import TransformersVersionError
+
+SUPPORTED_TRANSFORMERS = ">=5.20,<6"
+_MIN, _MAX = Version("5.20"), Version("6")
+_PATCHED_FLAG = "_dspark_hf_original"
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Raise :class:`TransformersVersionError` unless transformers has the hooks we need."""
+    version = version or transformers.__version__
+    hooks_present = (
+        hasattr(CandidateGenerator, "requires_model_outputs")
+        and hasattr(GenerationMixin, "_get_candidate_generator")
+        and hasattr(GenerationMixin, "_validate_generation_mode")
+    )
+    release = Version(Version(version).base_version)
+    if not (_MIN <= release < _MAX) or not hooks_present:
+        raise TransformersVersionError(
+            f"dspark_hf needs transformers {SUPPORTED_TRANSFORMERS} (found {version}); "
+            f"install a supported version: pip install 'transformers{SUPPORTED_TRANSFORMERS}'."
+        )
+
+
+def _is_dspark(model) -> bool:
+    """A DSpark draft: :class:`DSparkDraft`, or a DeepSeek-V4 drafter (:class:`DSparkV4Draft`)."""
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+    from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
+
+    return isinstance(model, (DSparkDraft, DSparkV4Draft))
+
+
+@contextlib.contextmanager
+def _rollback_checked(target):
+    """Lift transformers' blanket ``_is_stateful`` refusal for a target whose cache can be rolled back."""
+    from dspark_hf.integration.fit_checks import check_target_can_roll_back
+
+    if not getattr(target, "_is_stateful", False):
+        yield
+        return
+    check_target_can_roll_back(target)
+    target._is_stateful = False  # instance attribute shadowing the class's, removed right after
+    try:
+        yield
+    finally:
+        del target._is_stateful
+
+
+def install_generation_hook() -> None:
+    """Wrap the two GenerationMixin methods once; idempotent."""
+    check_transformers_version()
+    if hasattr(GenerationMixin._get_candidate_generator, _PATCHED_FLAG):
+        return
+    original_get = GenerationMixin._get_candidate_generator
+    original_validate = GenerationMixin._validate_generation_mode
+
+    get_signature = inspect.signature(original_get)
+    validate_signature = inspect.signature(original_validate)
+
+    @functools.wraps(original_get)
+    def _get_candidate_generator(self, *args, **kwargs):
+        arguments = get_signature.bind(self, *args, **kwargs).arguments
+        if not _is_dspark(arguments.get("assistant_model")):
+            return original_get(self, *args, **kwargs)
+        from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
+
+        return DSparkCandidateGenerator(
+            self,
+            arguments["assistant_model"],
+            arguments["input_ids"],
+            arguments["generation_config"],
+            arguments["logits_processor"],
+            arguments["model_kwargs"],
+        )
+
+    @functools.wraps(original_validate)
+    def _validate_generation_mode(self, *args, **kwargs):
+        arguments = validate_signature.bind(self, *args, **kwargs).arguments
+        assistant = (arguments.get("generation_mode_kwargs") or {}).get("assistant_model")
+        if _is_dspark(assistant):
+            from dspark_hf.integration.fit_checks import check_draft_fits_target
+
+            check_draft_fits_target(assistant, self)
+            with _rollback_checked(self):
+                return original_validate(self, *args, **kwargs)
+        return original_validate(self, *args, **kwargs)
+
+    setattr(_get_candidate_generator, _PATCHED_FLAG, original_get)
+    setattr(_validate_generation_mode, _PATCHED_FLAG, original_validate)
+    GenerationMixin._get_candidate_generator = _get_candidate_generator
+    GenerationMixin._validate_generation_mode = _validate_generation_mode

@@ -1,0 +1,331 @@
+"""Verification policies: how many drafted tokens of a block the target verifies this round.
+
+Contract of :meth:`VerificationPolicy.verify_length`: given the per-slot confidences ``c_k`` of the
+drafted block (``None`` for drafts without a confidence head) and the block size, return ``L`` in
+``[0, block_size]``; the target then verifies the first ``L`` drafted tokens. A policy may look at
+``c_k`` (which depends only on the tokens before slot ``k``) but never at the drafted tokens
+themselves, and it must decide slot by slot from the left, stopping at its first "no": that is what
+keeps speculative sampling lossless. :meth:`observe` receives every finished round's telemetry, for
+policies that learn online.
+
+Choose a policy per call with ``generation_config.dspark_policy`` (an instance, or a spec string such
+as ``"whole"`` or ``"threshold:0.6"``), or per draft with ``draft.verification_policy``.
+
+Spec strings: ``"whole"``, ``"fixed:L"``, ``"threshold:t"``, ``"survival:t"``, ``"hardware"`` (or
+``"hardware:profile|whole|error"``: what to do when no cost profile exists), ``"online"`` (same
+options). When to use which: ``docs/scheduling.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from dspark_hf.errors import UnsupportedUsageError
+from dspark_hf.telemetry import StepRecord
+
+
+class VerificationPolicy:
+    """Base class; subclasses implement :meth:`verify_length`."""
+
+    name = "policy"
+    # True when the policy verifies the whole block whenever a draft gives no confidences (a draft
+    # without a confidence head), so that for such drafts it is ``whole`` under another name
+    needs_confidences = False
+
+    def setup(self, target, draft, generation_config) -> None:
+        """Called once per generate() call before the first round (e.g. to find a cost profile for
+        this target and device); the default does nothing."""
+
+    def verify_length(self, confidences: torch.Tensor | None, block_size: int) -> int:
+        raise NotImplementedError
+
+    def observe(self, record: StepRecord) -> None:
+        """Called after each round with its outcome; the default ignores it."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class WholeBlock(VerificationPolicy):
+    """Verify every drafted token (the paper's Table 1 setting; the reference's threshold 0).
+    Best when verification is almost free, e.g. a memory-bound GPU target at batch 1."""
+
+    name = "whole"
+
+    def verify_length(self, confidences, block_size):
+        return block_size
+
+
+class ConfidenceThreshold(VerificationPolicy):
+    """The reference evaluator's rule: verify up to, not including, the first slot whose confidence is
+    below ``threshold``. Drafts without a confidence head verify the whole block. Use it when each
+    verified token costs real target compute (CPU, large batches) and the draft's confidences are
+    calibrated."""
+
+    name = "threshold"
+    needs_confidences = True
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise UnsupportedUsageError(f"confidence threshold must lie in [0, 1], got {threshold}.")
+        self.threshold = float(threshold)
+
+    def verify_length(self, confidences, block_size):
+        if confidences is None or self.threshold <= 0.0:
+            return block_size
+        below = (confidences < self.threshold).nonzero()
+        return int(below[0, 0]) if below.numel() else block_size
+
+    def __repr__(self) -> str:
+        return f"ConfidenceThreshold({self.threshold})"
+
+
+class FixedLength(VerificationPolicy):
+    """Verify the first ``length`` drafted tokens every round, whatever the confidences (capped at the
+    block size). The baseline a scheduler must beat: the best fixed length for a machine and workload is
+    found by trying each ``L``; use it for drafts without confidences when no profile can be made."""
+
+    name = "fixed"
+
+    def __init__(self, length: int = 3) -> None:
+        if float(length) != int(length) or int(length) < 0:
+            raise UnsupportedUsageError(f"fixed verification length must be a whole number >= 0, got {length}.")
+        self.length = int(length)
+
+    def verify_length(self, confidences, block_size):
+        return min(self.length, block_size)
+
+    def __repr__(self) -> str:
+        return f"FixedLength({self.length})"
+
+
+class _CalibratedConfidences(VerificationPolicy):
+    """Base for policies that read ``c_k`` as probabilities: applies the draft's stored sequential
+    temperatures (``confidence_temperatures``, :mod:`dspark_hf.verification.calibration`) before deciding."""
+
+    temperatures: list[float] | None = None
+
+    def setup(self, target, draft, generation_config) -> None:
+        from dspark_hf.verification.calibration.temperatures import draft_temperatures
+
+        self.temperatures = draft_temperatures(draft)
+
+    def calibrated(self, confidences: torch.Tensor) -> torch.Tensor:
+        from dspark_hf.verification.calibration.temperatures import apply_temperatures
+
+        return apply_temperatures(confidences, self.temperatures)
+
+
+class SurvivalThreshold(_CalibratedConfidences):
+    """Verify the longest prefix whose cumulative survival ``a_j = prod_{i<=j} c_i`` (the probability
+    that all of its tokens are accepted) stays at or above ``threshold``. Unlike the per-slot threshold
+    it accounts for the risk already taken by earlier slots, so one threshold means the same thing at
+    every depth. Use it when no cost profile is at hand and the confidences are calibrated; drafts
+    without a confidence head verify the whole block."""
+
+    name = "survival"
+    needs_confidences = True
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise UnsupportedUsageError(f"survival threshold must lie in [0, 1], got {threshold}.")
+        self.threshold = float(threshold)
+
+    def verify_length(self, confidences, block_size):
+        if confidences is None:
+            return block_size
+        survival = torch.cumprod(self.calibrated(confidences).double(), dim=-1)
+        below = (survival < self.threshold).nonzero()
+        return int(below[0, 0]) if below.numel() else block_size
+
+    def __repr__(self) -> str:
+        return f"SurvivalThreshold({self.threshold})"
+
+
+MISSING_PROFILE_ACTIONS = ("profile", "whole", "error")
+
+
+class HardwareAware(_CalibratedConfidences):
+    """The paper's hardware-aware prefix scheduler (Algorithm 1) at batch 1: verify the prefix that
+    maximises expected tokens per second, ``(1 + sum_{j<=L} a_j) / (t_target(L + 1) + t_round)``, where
+    ``t_target(B)`` comes from the target's profiled cost curve (:mod:`dspark_hf.verification.scheduling`) and
+    ``t_round`` (drafting and loop overhead per round) starts at the profile's draft cost and then
+    follows the measured rounds. It stops at the first slot that does not raise throughput, which keeps
+    sampling lossless. Use it whenever the target's cost per verified token is not negligible (CPU,
+    large targets, long blocks) and the draft has a confidence head; without one it schedules from
+    per-slot acceptance estimates learned online (as :class:`OnlineAcceptance`).
+
+    ``profile``: a :class:`~dspark_hf.verification.scheduling.CostProfile` or a JSON path; ``None`` finds the stored
+    profile for the target, device, dtype and thread count. ``on_missing`` says what happens when none
+    exists: ``"profile"`` (default) measures one now (a short profile, about ``block_size + 4`` forward
+    shapes x 5 repeats), stores it for next time and says so on stderr; ``"whole"`` falls back to
+    verifying the whole block, with a one-line notice; ``"error"`` raises
+    :class:`~dspark_hf.verification.scheduling.ProfileMissingError`.
+    """
+
+    name = "hardware"
+    use_confidences = True
+
+    def __init__(self, profile=None, on_missing: str = "profile", overhead_smoothing: float = 0.1, explore_every: int = 16) -> None:
+        if on_missing not in MISSING_PROFILE_ACTIONS:
+            raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS}, got {on_missing!r}.")
+        self.on_missing = on_missing
+        self.overhead_smoothing = float(overhead_smoothing)
+        self.explore_every = int(explore_every)
+        self._given_profile = profile
+        self.profile = None
+        self.round_seconds = 0.0
+        self.estimator = None
+        self._rounds = 0
+
+    @classmethod
+    def from_spec(cls, arg: str):
+        return cls(on_missing=arg) if arg else cls()
+
+    # -- setup: cost profile and estimates ---------------------------------------------------------
+
+    def setup(self, target, draft, generation_config) -> None:
+        super().setup(target, draft, generation_config)
+        self.profile = self._find_or_make_profile(target, draft)
+        if self.profile is not None:
+            self.round_seconds = self.profile.draft_seconds
+        self.estimator = self._estimator_for(draft)
+        self._rounds = 0
+
+    def _find_or_make_profile(self, target, draft):
+        from dspark_hf.verification.scheduling.cost_profile import CostProfile, ProfileMissingError, find_profile, load_profile, save_profile
+
+        if isinstance(self._given_profile, CostProfile):
+            return self._given_profile
+        if self._given_profile is not None:
+            return load_profile(self._given_profile)
+        try:
+            return _cached(find_profile, target)
+        except ProfileMissingError as err:
+            if self.on_missing == "error":
+                raise
+            if self.on_missing == "whole":
+                print(f"dspark: {err} Verifying whole blocks meanwhile.", file=sys.stderr)
+                return None
+            from dspark_hf.verification.scheduling.profiler import profile_target
+
+            block = draft.config.block_size
+            print(f"dspark: {err} Profiling now (once; stored for later runs).", file=sys.stderr)
+            tokens = sorted(set(range(1, block + 2)) | {block + 4, 2 * block + 2, 4 * block})
+            profile = profile_target(target, draft, tokens=tokens, warmup=2, repeats=5)
+            path = save_profile(profile)
+            print(f"dspark: cost profile stored at {path}", file=sys.stderr)
+            _PROFILE_CACHE.clear()
+            return profile
+
+    def _estimator_for(self, draft):
+        """Online per-slot estimates, kept on the draft so they carry over between generate() calls."""
+        from dspark_hf.verification.scheduling.acceptance_estimates import SlotAcceptanceEstimator
+
+        block = draft.config.block_size
+        estimator = getattr(draft, "_dspark_acceptance_estimator", None)
+        if not isinstance(estimator, SlotAcceptanceEstimator) or estimator.block_size != block:
+            estimator = SlotAcceptanceEstimator(block)
+            draft._dspark_acceptance_estimator = estimator
+        return estimator
+
+    # -- per round -----------------------------------------------------------------------------------
+
+    def slot_confidences(self, confidences, block_size) -> torch.Tensor | None:
+        """``c_k`` this round: calibrated confidences, or online estimates for drafts without them."""
+        if confidences is not None and self.use_confidences:
+            return self.calibrated(confidences)
+        if self.estimator is None:
+            return None
+        return torch.tensor(self.estimator.estimates()[:block_size], dtype=torch.float64)
+
+    def verify_length(self, confidences, block_size):
+        if self.profile is None:
+            return block_size
+        from_estimates = confidences is None or not self.use_confidences
+        self._rounds += 1
+        if from_estimates and self.explore_every and self._rounds % self.explore_every == 1:
+            return block_size  # a scheduled (token-blind) full round keeps every slot's estimate fresh
+        slot_c = self.slot_confidences(confidences, block_size)
+        if slot_c is None:
+            return block_size
+        from dspark_hf.verification.scheduling.prefix_scheduler import schedule_prefixes
+
+        return schedule_prefixes([slot_c.tolist()], self.profile.steps_per_second, draft_seconds=self.round_seconds)[0]
+
+    def observe(self, record) -> None:
+        if self.estimator is not None:
+            self.estimator.observe(record)
+        if self.profile is not None and record.verified >= 0:
+            overhead = max(0.0, record.step_seconds - self.profile.step_seconds(record.verified + 1))
+            a = self.overhead_smoothing
+            self.round_seconds = overhead if self._rounds <= 1 else (1 - a) * self.round_seconds + a * overhead
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(on_missing={self.on_missing!r})"
+
+
+class OnlineAcceptance(HardwareAware):
+    """The hardware-aware scheduler fed with per-slot acceptance estimates learned while generating
+    (discounted counts of how often slot ``k`` was accepted when reached; kept on the draft across
+    calls) instead of a confidence head. For drafts without one (DFlash, ``markov_rank = 0``) or whose
+    confidences are not trusted. One round in ``explore_every`` verifies the whole block so that
+    estimates of slots the scheduler stopped verifying keep being refreshed; the choice never looks at
+    the current block, so it is lossless. Same ``profile`` / ``on_missing`` options as
+    :class:`HardwareAware`."""
+
+    name = "online"
+    use_confidences = False
+
+
+_PROFILE_CACHE: dict = {}
+
+
+def _cached(find, target):
+    """``find(target)``, memoised per profile file (path and modification time)."""
+    from dspark_hf.verification.scheduling.cost_profile import load_profile, profile_key, profile_path
+
+    path = profile_path(profile_key(target))
+    stamp = (str(path), path.stat().st_mtime_ns) if path.is_file() else None
+    if stamp is not None and stamp in _PROFILE_CACHE:
+        return _PROFILE_CACHE[stamp]
+    profile = find(target)
+    if stamp is not None:
+        _PROFILE_CACHE[stamp] = profile
+    return profile
+
+
+POLICIES: dict[str, type[VerificationPolicy]] = {
+    "whole": WholeBlock,
+    "threshold": ConfidenceThreshold,
+    "fixed": FixedLength,
+    "survival": SurvivalThreshold,
+    "hardware": HardwareAware,
+    "online": OnlineAcceptance,
+}
+
+
+def resolve_policy(spec: VerificationPolicy | str | float | None) -> VerificationPolicy:
+    """A policy from an instance, ``None`` (whole block), a threshold number, or a spec string
+    ``"name"`` / ``"name:arg"`` (e.g. ``"threshold:0.6"``, ``"fixed:3"``, ``"hardware:whole"``)."""
+    if spec is None:
+        return WholeBlock()
+    if isinstance(spec, VerificationPolicy):
+        return spec
+    if isinstance(spec, (int, float)):
+        return ConfidenceThreshold(float(spec))
+    name, _, arg = str(spec).partition(":")
+    if name not in POLICIES:
+        raise UnsupportedUsageError(f"Unknown verification policy {name!r}; choose one of {sorted(POLICIES)}.")
+    cls = POLICIES[name]
+    if hasattr(cls, "from_spec"):
+        return cls.from_spec(arg)
+    if not arg:
+        return cls()
+    try:
+        value = float(arg)
+    except ValueError:
+        raise UnsupportedUsageError(f"Policy {name!r} takes a number, got {arg!r} in {spec!r}.") from None
+    return cls(value)

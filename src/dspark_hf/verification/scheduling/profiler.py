@@ -1,0 +1,141 @@
+"""Measuring a :class:`CostProfile`: the target's seconds per verification forward against tokens per
+forward ``B``, and the draft's seconds per drafting round, on the machine and settings in use.
+
+Each ``B`` is timed as it runs in generation: one forward of ``B`` new tokens on top of a KV cache
+holding ``context_length`` tokens (a fresh copy of the prefilled cache, made outside the timed
+region, for every forward), after ``warmup``
+untimed forwards, ``repeats`` timed ones, median kept. The ``B`` values are measured in an
+interleaved order (round robin over ``B`` per repeat), so that a slow spell of a shared machine
+spreads over all of them instead of bending one part of the curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+
+from dspark_hf.verification.scheduling.cost_profile import CostProfile, device_name, dtype_name, model_name, now_utc
+
+DEFAULT_TOKENS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def measure_target(
+    target, tokens: Sequence[int] = DEFAULT_TOKENS, *, context_length: int = 256, warmup: int = 3, repeats: int = 9, seed: int = 0
+) -> list[float]:
+    """Median seconds of one target forward for each ``B`` in ``tokens``."""
+    from transformers import DynamicCache
+
+    param = next(target.parameters())
+    device = param.device
+    vocab = target.config.get_text_config().vocab_size
+    generator = torch.Generator().manual_seed(seed)
+    context = torch.randint(0, vocab, (1, context_length), generator=generator).to(device)
+    cache = DynamicCache(config=target.config)
+    target(input_ids=context, past_key_values=cache, use_cache=True)
+    inputs = {b: torch.randint(0, vocab, (1, b), generator=generator).to(device) for b in tokens}
+
+    positions = {b: torch.arange(context_length, context_length + b, device=device)[None] for b in tokens}
+
+    def forward(b: int, past) -> None:
+        target(input_ids=inputs[b], past_key_values=past, position_ids=positions[b], cache_position=positions[b][0], use_cache=True)
+
+    for _ in range(warmup):
+        for b in tokens:
+            forward(b, copy.deepcopy(cache))
+    times: dict[int, list[float]] = {b: [] for b in tokens}
+    for _ in range(repeats):
+        for b in tokens:
+            past = copy.deepcopy(cache)
+            times[b].append(_timed(lambda: forward(b, past), device))
+    return [statistics.median(times[b]) for b in tokens]
+
+
+@torch.no_grad()
+def measure_draft(draft, target, *, context_length: int = 256, new_context: int = 3, warmup: int = 3, repeats: int = 9, seed: int = 0) -> float:
+    """Median seconds of one greedy drafting round: a draft forward over ``new_context`` new context rows
+    and the block, then drawing the block with the sequential head and the confidences."""
+    from dspark_hf.drafting.block import draw_block
+
+    if draft.config.embeddings_from_target and not draft._bound_target:
+        draft.bind_target_embeddings(target)
+    device = next(draft.parameters()).device
+    cfg = draft.config
+    width = len(cfg.target_layer_ids) * cfg.target_hidden_size
+    dtype = next(draft.parameters()).dtype
+    generator = torch.Generator().manual_seed(seed)
+    cache = draft.new_cache()
+    draft(
+        input_ids=torch.full((1, cfg.block_size), cfg.mask_token_id, device=device),
+        context_features=torch.randn(1, context_length, width, generator=generator).to(device, dtype),
+        position_ids=torch.arange(context_length + cfg.block_size, device=device)[None],
+        past_key_values=cache,
+        compute_logits=False,
+    )
+    features = torch.randn(1, new_context, width, generator=generator).to(device, dtype)
+    prefix = torch.randint(0, cfg.vocab_size, (1, context_length + new_context + 1), generator=generator).to(device)
+
+    def round_(past) -> None:
+        block_ids = torch.full((1, cfg.block_size), cfg.mask_token_id, dtype=torch.long, device=device)
+        block_ids[0, 0] = prefix[0, -1]
+        positions = torch.arange(context_length, context_length + new_context + cfg.block_size, device=device)[None]
+        out = draft(input_ids=block_ids, context_features=features, position_ids=positions, past_key_values=past)
+        draw_block(draft, out.last_hidden_state, out.logits, prefix, None, False)
+
+    for _ in range(warmup):
+        round_(copy.deepcopy(cache))
+    times = []
+    for _ in range(repeats):
+        past = copy.deepcopy(cache)
+        times.append(_timed(lambda: round_(past), device))
+    return statistics.median(times)
+
+
+def profile_target(
+    target,
+    draft=None,
+    *,
+    tokens: Sequence[int] = DEFAULT_TOKENS,
+    context_length: int = 256,
+    warmup: int = 3,
+    repeats: int = 9,
+) -> CostProfile:
+    """Measure ``target`` (and ``draft``, when given) on their current device, dtype and thread count."""
+    tokens = sorted({int(b) for b in tokens if int(b) >= 1})
+    param = next(target.parameters())
+    seconds = measure_target(target, tokens, context_length=context_length, warmup=warmup, repeats=repeats)
+    draft_seconds = (
+        measure_draft(draft, target, context_length=context_length, warmup=warmup, repeats=repeats) if draft is not None else 0.0
+    )
+    import transformers
+
+    return CostProfile(
+        model=model_name(target),
+        device=device_name(param.device),
+        dtype=dtype_name(param.dtype),
+        tokens=tokens,
+        target_seconds=seconds,
+        draft_seconds=draft_seconds,
+        context_length=context_length,
+        repeats=repeats,
+        warmup=warmup,
+        created=now_utc(),
+        versions={"torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads()},
+    )
