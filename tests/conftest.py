@@ -15,6 +15,26 @@ FIXTURES_DIR = Path(os.environ.get("DSPARK_FIXTURES_DIR", REPO_ROOT.parent / "sh
 EVAL_DATASETS_DIR = Path(os.environ.get("DSPARK_EVAL_DATASETS_DIR", REPO_ROOT.parent / "shared" / "eval_datasets"))
 
 
+# The core subset (`make test-core`, and `make test-compat` on other transformers releases): fixture
+# exactness, greedy equality, DeepSeek-V4, sampling, and the generate() hook with its options.
+CORE_TEST_FILES = {
+    "test_fixture_exactness.py",
+    "test_generate_greedy_tiny.py",
+    "test_generate_greedy_smollm2.py",
+    "test_generate_options.py",
+    "test_v4_drafter.py",
+    "test_sampling_distribution.py",
+    "test_scheduling_lossless.py",
+    "test_other_assistant_paths.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in CORE_TEST_FILES:
+            item.add_marker(pytest.mark.core)
+
+
 def fixture_folders() -> list[Path]:
     """Every sub-folder of the fixture root that holds a reference.safetensors."""
     return sorted(p.parent for p in FIXTURES_DIR.glob("*/reference.safetensors"))

@@ -8,7 +8,6 @@ sent to the target for verification, how many the target accepted, the tokens th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 
 @dataclass
@@ -27,9 +26,6 @@ class StepRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-StepCallback = Callable[[StepRecord], None]
 
 
 @dataclass

@@ -3,14 +3,14 @@
 A set is named either by a file name in the prompt folder (``gsm8k`` -> ``<folder>/gsm8k.jsonl``; the
 folder is ``--datasets-dir``, else ``$DSPARK_EVAL_DATASETS_DIR``, else ``shared/eval_datasets``
 beside the checkout) or by a path to a ``.jsonl`` file. Only the first turn is used, with the chat
-template applied (:func:`dspark_hf.verification.calibration.prompt_sets.encode`).
+template applied (:func:`dspark_hf.eval_prompts.encode`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dspark_hf.verification.calibration.prompt_sets import encode, load_prompts
+from dspark_hf.eval_prompts import encode, load_prompts
 from dspark_hf.errors import DSparkError
 
 

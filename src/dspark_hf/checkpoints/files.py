@@ -1,35 +1,61 @@
-"""Checks and config resolution that run before `DSparkDraft.from_pretrained` hands over to transformers.
+"""Checks of a draft checkpoint's files, run before any model is built.
 
-- A local path that does not exist, a folder without ``config.json``, a folder with only pickle
-  weights (``*.bin`` / ``*.pt`` / ``*.pth``) or with no weights at all: one clear error each.
-- A released-layout ``config.json`` (``Qwen3DSparkModel`` / ``Gemma4DSparkModel``) is translated into a
-  :class:`DSparkConfig` and passed to transformers as ``config=``.
-- Weights are loaded from safetensors only (``use_safetensors=True``): nothing here unpickles.
-- A DeepSeek-V4 repo (``model_type: deepseek_v4``, the drafter is its ``mtp.*`` tensors) is recognised
-  by :func:`is_v4_repo`; :mod:`dspark_hf.models.deepseek_v4` loads it instead of transformers.
+- :func:`is_local_path`: whether a name is a local path (a Hub draft id is ``owner/name``);
+- :func:`check_local_folder`: the folder exists, is a folder, has ``config.json`` and safetensors
+  weights (a pickle-only or weightless folder gets its own error);
+- :func:`load_config_json`: the config.json object of a folder;
+- :func:`safetensors_layout`: every tensor's name, shape and file, read from the safetensors headers
+  (single file or sharded with an index), so a truncated or damaged file, a shard the index names but
+  the folder lacks, or an index entry its shard does not hold is one line naming the file.
+
+Every problem is one :class:`~dspark_hf.errors.CheckpointError` line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 from dspark_hf.errors import CheckpointError
-from dspark_hf.models.dspark.released_format import from_released_config, is_released_config
 
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+CONFIG_NAME = "config.json"
+SINGLE_WEIGHTS = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` in the Hub's repo-id characters."""
+    return bool(_HUB_ID.match(text)) and ".." not in text
+
+
+def is_local_path(path: str | os.PathLike, bare_names_are_local: bool = True) -> bool:
+    """Whether ``path`` names a local folder rather than a Hub repo.
+
+    A path that exists is local; so is anything that cannot be a Hub id: starting with ``.``, ``/`` or
+    ``~``, or with more than one ``/``. A bare name without an owner (``my_draft``) is local when
+    ``bare_names_are_local`` (drafts on the Hub are always ``owner/name``), so a mistyped folder fails
+    at once instead of being looked up on the Hub.
+    """
+    text = str(path)
+    if isinstance(path, os.PathLike) or Path(text).expanduser().exists() or text.startswith((".", "/", "~")):
+        return True
+    if text.count("/") == 0:
+        return bare_names_are_local
+    return not looks_like_hub_id(text)
 
 
 def check_local_folder(folder: Path) -> None:
+    """One line when ``folder`` is not a loadable draft folder (see the module docstring)."""
     if not folder.exists():
         raise CheckpointError(f"No draft checkpoint at {folder}: the path does not exist.")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is a file; pass the folder that holds config.json and *.safetensors.")
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_NAME).is_file():
         raise CheckpointError(f"{folder} has no config.json; it is not a draft checkpoint folder.")
     files = [p.name for p in folder.iterdir()]
     # transformers' weight names: model.safetensors, model.<variant>.safetensors, sharded with an index.
@@ -44,62 +70,52 @@ def check_local_folder(folder: Path) -> None:
     raise CheckpointError(f"{folder} has no model*.safetensors weights.")
 
 
-def read_config_dict(path: str | os.PathLike, **hub_kwargs: Any) -> dict[str, Any]:
-    """The raw config.json of a local folder or Hub repo."""
-    local = Path(path)
-    if local.is_dir():
-        config_file = local / hub_kwargs.get("subfolder", "") / "config.json"
-    else:
-        from transformers.utils import cached_file
-
-        try:
-            config_file = Path(cached_file(str(path), "config.json", **hub_kwargs))
-        except OSError as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"Cannot find a draft named {path!s} locally or on the Hub: {first_line}") from None
+def load_config_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; one line when it is not valid JSON or not an object."""
     try:
-        return json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON: {err}.") from None
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}.") from None
+    except OSError as err:
+        raise CheckpointError(f"Cannot read {path}: {err.strerror or err}.") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(value).__name__}, not an object of config keys.")
+    return value
 
 
-def is_local_path(path: str | os.PathLike) -> bool:
-    """A path that exists, or that cannot be a Hub id (``owner/name`` has exactly one slash)."""
-    text = str(path)
-    return Path(text).expanduser().exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
+def _header(path: Path) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` from a safetensors file's header, checking the file is whole."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing.")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or damaged?): {reason}.") from None
 
 
-def is_v4_repo(path: str | os.PathLike, kwargs: dict[str, Any]) -> bool:
-    """Whether ``path`` (local folder or Hub id) is a DeepSeek-V4 repo, whose drafter is ``mtp.*``."""
-    from dspark_hf.models.deepseek_v4.checkpoint import is_v4_config
-
-    if kwargs.get("config") is not None:
-        return False
-    if is_local_path(path):
-        folder = Path(path).expanduser() / kwargs.get("subfolder", "")
-        if not (folder / "config.json").is_file():
-            return False  # prepare_from_pretrained reports what is wrong with the folder
-        return is_v4_config(read_config_dict(folder))
-    return is_v4_config(read_config_dict(path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}))
-
-
-def prepare_from_pretrained(path: str | os.PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``path`` and return the kwargs to give transformers' ``from_pretrained``."""
-    kwargs = dict(kwargs)
-    looks_local = is_local_path(path)
-    if looks_local:
-        check_local_folder(Path(path).expanduser() / kwargs.get("subfolder", ""))
-    if kwargs.get("config") is None:
-        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-        raw = read_config_dict(Path(path).expanduser() if looks_local else path, **hub_kwargs)
-        if is_released_config(raw):
-            kwargs["config"] = from_released_config(raw, source=f"{path}/config.json")
-        elif raw.get("model_type") != DSparkConfig.model_type:
-            raise CheckpointError(
-                f"{path} is not a DSpark draft: its config has model_type={raw.get('model_type')!r} and "
-                f"architectures={raw.get('architectures')}."
-            )
-    if kwargs.get("use_safetensors") is False:
-        raise CheckpointError("dspark_hf loads safetensors only; use_safetensors=False is not supported.")
-    kwargs["use_safetensors"] = True
-    return kwargs
+def safetensors_layout(folder: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{tensor name: (file name, shape)}`` of the weights in ``folder`` (single file or sharded)."""
+    folder = Path(folder)
+    if (folder / SINGLE_WEIGHTS).is_file():
+        return {name: (SINGLE_WEIGHTS, shape) for name, shape in _header(folder / SINGLE_WEIGHTS).items()}
+    index_path = folder / WEIGHTS_INDEX
+    if not index_path.is_file():
+        raise CheckpointError(f"{folder} has no {SINGLE_WEIGHTS} or {WEIGHTS_INDEX}.")
+    weight_map = load_config_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index_path} has no weight_map of tensor names to shard files.")
+    layout: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for shard in sorted(set(weight_map.values())):
+        if Path(shard).name != shard:
+            raise CheckpointError(f"{index_path} names a shard outside the folder: {shard!r}.")
+        header = _header(folder / shard)
+        for name, file in weight_map.items():
+            if file == shard:
+                if name not in header:
+                    raise CheckpointError(f"{index_path} puts {name} in {shard}, which does not hold it.")
+                layout[name] = (shard, header[name])
+    return layout

@@ -180,7 +180,7 @@ def _command(argv=None) -> str:
 
 def _load_drafts(names: list[str | None], target):
     from dspark_hf.checkpoints.files import check_local_folder, is_local_path
-    from dspark_hf.cli.generate import load_draft
+    from dspark_hf.loading import load_draft
 
     drafts = {}
     for name in names:
@@ -204,7 +204,7 @@ def run_prompt_mode(args) -> dict:
     from dspark_hf.benchmarks.runner import bench_prompts
     from dspark_hf.checkpoints.files import check_local_folder, is_local_path
     from dspark_hf.errors import UnsupportedUsageError
-    from dspark_hf.cli.generate import load_target
+    from dspark_hf.loading import load_target
 
     specs = _policies(args.policies or "whole", cost=False)
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}

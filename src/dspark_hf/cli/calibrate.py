@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
     import dspark_hf  # noqa: F401
 
     from dspark_hf.verification.calibration.collect import collect_rounds
-    from dspark_hf.verification.calibration.prompt_sets import HELD_OUT_START, encode, load_prompts
+    from dspark_hf.eval_prompts import HELD_OUT_START, encode, load_prompts
     from dspark_hf.verification.calibration.report import format_table, per_slot_metrics, reliability_diagram
     from dspark_hf.verification.calibration.sts import fit_sequential_temperatures
     from dspark_hf.verification.calibration.temperatures import store_temperatures
     from dspark_hf.bundled.draft import DEFAULT_DRAFT_DIR
     from dspark_hf.errors import UnsupportedUsageError
-    from dspark_hf.cli.generate import load_draft, load_target
+    from dspark_hf.loading import load_draft, load_target
 
     if args.count < 1 or args.max_new_tokens < 1:
         raise UnsupportedUsageError("--count and --max-new-tokens must be at least 1.")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.training.data import load_examples
     from dspark_hf.training.lora import attach_adapter, load_adapter, lora_training_step, merge_adapter, save_adapter
     from dspark_hf.training.target_outputs import OnlineTargetOutputs
-    from dspark_hf.cli.generate import load_target
+    from dspark_hf.loading import load_target
 
     _check_args(args)
     if args.threads:

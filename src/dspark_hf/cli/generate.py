@@ -33,41 +33,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_target(name: str | None):
-    """(model, tokenizer) for a path or Hub id, or the embedded default target."""
-    import torch
-
-    if name is None:
-        from dspark_hf.bundled.target import load_default_target
-
-        return load_default_target()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from dspark_hf.checkpoints.files import is_local_path
-    from dspark_hf.errors import CheckpointError
-
-    if is_local_path(name):
-        if not Path(name).expanduser().is_dir():
-            raise CheckpointError(f"No target model at {name}: the folder does not exist.")
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(name)
-
-
-def load_draft(name: str | None, target):
-    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
-
-    if name == "random":
-        from dspark_hf.models.dspark.config_for_target import draft_config_for_target
-
-        print("note: --draft random is an untrained draft; the text is exact, speculation gains nothing.")
-        return DSparkDraft(draft_config_for_target(target.config)).eval()
-    if name is None:
-        from dspark_hf.bundled.draft import load_default_draft
-
-        return load_default_draft()
-    return DSparkDraft.from_pretrained(name).float().eval()
-
-
 def encode_prompt(tokenizer, prompt: str, raw: bool):
     if raw or not getattr(tokenizer, "chat_template", None):
         return tokenizer(prompt, return_tensors="pt").input_ids
@@ -106,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    from dspark_hf.loading import load_draft, load_target
+
     target, tokenizer = load_target(args.target)
     draft = load_draft(args.draft, target)
     ids = encode_prompt(tokenizer, args.prompt, args.no_chat_template)

@@ -38,16 +38,17 @@ def run(args: argparse.Namespace) -> int:
         print(format_table())
         return 0
     if args.hub_command == "download":
-        from dspark_hf.checkpoints.fetch import resolve_draft
+        from dspark_hf.hub.download import resolve_draft
 
         resolved = resolve_draft(args.repo_id, revision=args.revision, cache_dir=args.cache_dir, token=args.token)
         print(f"{resolved.repo_id} @ {resolved.commit} ({resolved.kind}): {', '.join(resolved.files)}")
         print(resolved.folder)
         return 0
     if args.hub_command == "card":
-        from dspark_hf.checkpoints.files import check_local_folder, read_config_dict
+        from dspark_hf.checkpoints.fetch import read_config_dict
+        from dspark_hf.checkpoints.files import check_local_folder
         from dspark_hf.hub.cards import render_draft_card
-        from dspark_hf.checkpoints.fetch import draft_config_from_dict
+        from dspark_hf.models.dspark.released_format import dspark_config_from_dict as draft_config_from_dict
 
         folder = Path(args.folder)
         check_local_folder(folder)

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def _load_draft(name, target):
     from dspark_hf.errors import CheckpointError
-    from dspark_hf.cli.generate import load_draft
+    from dspark_hf.loading import load_draft
 
     if name == "none":
         return None
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.errors import UnsupportedUsageError
     from dspark_hf.verification.scheduling.cost_profile import save_profile
     from dspark_hf.verification.scheduling.profiler import DEFAULT_TOKENS, profile_target
-    from dspark_hf.cli.generate import load_target
+    from dspark_hf.loading import load_target
 
     if args.repeats < 1 or args.warmup < 0 or args.context < 1:
         raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.training.fsdp import check_fsdp_setup
     from dspark_hf.training.self_distill import SamplingConfig, self_distill
     from dspark_hf.training.trainer import Trainer, TrainConfig
-    from dspark_hf.cli.generate import load_target
+    from dspark_hf.loading import load_target
 
     from dspark_hf.training.data import DataError
 

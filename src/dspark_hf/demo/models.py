@@ -70,7 +70,7 @@ def random_draft(target_config):
 def load_models(target: str | None, draft: str | None) -> LoadedModels:
     """Load the pair named by :func:`resolve_names` (float32, eval mode)."""
     from dspark_hf.checkpoints.files import check_local_folder, is_local_path
-    from dspark_hf.cli.generate import load_draft, load_target
+    from dspark_hf.loading import load_draft, load_target
     target, draft = resolve_names(target, draft)
     if draft not in (None, RANDOM) and is_local_path(draft):
         from pathlib import Path

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from transformers.generation.logits_process import LogitsProcessorList
 
-from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+
 
 
 @dataclass
@@ -30,7 +30,7 @@ class DraftBlock:
 
 @torch.no_grad()
 def draw_block(
-    draft: DSparkDraft,
+    draft,
     hidden: torch.Tensor,
     base_logits: torch.Tensor,
     prefix_ids: torch.LongTensor,

@@ -6,21 +6,25 @@ transformers' ``_assisted_decoding`` calls :meth:`get_candidates` before each ta
 1. target features: the hooked target layers' outputs for the positions committed since the last
    round (the prompt, on the first round) are projected into the draft's context cache;
 2. draft block: one parallel draft forward on ``[anchor, MASK x (gamma-1)]``, then left-to-right
-   drawing with the sequential head and the target's logits processors (:mod:`.draft_block`);
-3. verification length: the policy picks ``L`` from the confidences (:mod:`.verification_policy`);
+   drawing with the sequential head and the target's logits processors (:mod:`dspark_hf.drafting`);
+3. verification length: the policy picks ``L`` from the confidences (:mod:`dspark_hf.verification.policies`);
 4. verify: transformers runs the target on the anchor and the first ``L`` tokens and applies greedy
    matching or speculative sampling with the reported draft distributions;
 5. telemetry: the round's counts go to ``draft.last_telemetry`` and the callback.
 
 The first call returns no candidates, so that the target's prefill runs first and its features exist.
+A generator serves one sequence from its first token: a cache that already holds positions (a
+continued generation) is refused, since the draft needs the target's features of every position.
+When the call has stopping criteria beyond EOS and length (``stop_strings``, custom criteria), no
+draft token past the first that would stop generation is verified (:mod:`.stopping`).
 
 What it needs from a draft (:class:`DSparkDraft`, or the DeepSeek-V4 drafter ``dspark_hf.models.deepseek_v4.DSparkV4Draft``):
 ``config.{block_size, mask_token_id, target_layer_ids, embeddings_from_target}``,
 ``bind_target_embeddings(target)``, ``new_cache()``, a forward taking ``input_ids``,
 ``context_features``, ``position_ids``, ``past_key_values`` and returning ``last_hidden_state`` and
-``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`.draft_block`), and optionally
+``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`dspark_hf.drafting.block`), and optionally
 ``target_feature``: how one target layer's output becomes that layer's feature. The target's cache is
-made rewindable first where transformers' is not (:func:`.compatibility.prepare_target_cache`).
+made rewindable first where transformers' is not (:func:`.fit_checks.prepare_target_cache`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from typing import Any
 import torch
 from transformers.generation.candidate_generator import CandidateGenerator
 
-from dspark_hf.integration.fit_checks import prepare_target_cache
-from dspark_hf.drafting.block import draw_block
+from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.errors import UnsupportedUsageError
-from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.integration.fit_checks import prepare_target_cache
+from dspark_hf.integration.stopping import ACTIVE_STOPS
 from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.telemetry import GenerationTelemetry, StepRecord
+from dspark_hf.transformers_compat import generation_cache
 from dspark_hf.verification.policies import resolve_policy
 
 
@@ -49,7 +54,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
     # outputs: nothing else is captured.
     model_kwargs_overrides: dict[str, Any] = {}
 
-    def __init__(self, target, draft: DSparkDraft, input_ids, generation_config, logits_processor, model_kwargs) -> None:
+    def __init__(self, target, draft, input_ids, generation_config, logits_processor, model_kwargs) -> None:
         if input_ids.shape[0] != 1:
             raise UnsupportedUsageError(
                 f"DSpark drafting serves one sequence per generate() call; got a batch of {input_ids.shape[0]}."
@@ -57,16 +62,22 @@ class DSparkCandidateGenerator(CandidateGenerator):
         mask = model_kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
             raise UnsupportedUsageError("DSpark drafting does not support padded inputs; pass the unpadded sequence.")
-        prepare_target_cache(target, model_kwargs.get("past_key_values"))
+        target_cache = generation_cache(model_kwargs)
+        cached = target_cache.get_seq_length() if target_cache is not None else 0
+        if cached:
+            raise UnsupportedUsageError(
+                f"DSpark drafting cannot continue from a cache that already holds {int(cached)} positions: the draft "
+                "needs the target's features of every position; pass the whole sequence without a cache."
+            )
+        prepare_target_cache(target, target_cache)
         if draft.config.embeddings_from_target and not draft._bound_target:
             draft.bind_target_embeddings(target)
         self.draft = draft
-        self.device = draft.device
         self.block_size = draft.config.block_size
-        self.mask_token_id = draft.config.mask_token_id
         self.max_length = generation_config.max_length
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = logits_processor
+        self.stops = ACTIVE_STOPS.get()
         self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
         self.policy.setup(target, draft, generation_config)
         self.callback = getattr(generation_config, "dspark_callback", None)
@@ -75,8 +86,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         # Drafts may say how a target layer's output becomes a feature (e.g. V4: mean over mHC streams).
         self.tap = TargetFeatureTap(target, draft.config.target_layer_ids, reduce=getattr(draft, "target_feature", None))
         weakref.finalize(self, self.tap.close)
-        self.cache = draft.new_cache()
-        self.committed = 0  # positions whose context rows are in self.cache
+        self.context = DraftContext(draft)
         self._pending: dict[str, Any] | None = None
 
     @torch.no_grad()
@@ -88,18 +98,16 @@ class DSparkCandidateGenerator(CandidateGenerator):
             return input_ids, None
         t0 = time.perf_counter()
         cur_len = input_ids.shape[1]
-        start = cur_len - 1  # position of the anchor, the target's last token
-        features = self.tap.features()[:, : start - self.committed].to(self.device)
-        positions = torch.arange(self.committed, start + self.block_size, device=self.device)[None]
-        block_ids = torch.full((1, self.block_size), self.mask_token_id, dtype=torch.long, device=self.device)
-        block_ids[0, 0] = input_ids[0, -1]
-        out = self.draft(input_ids=block_ids, context_features=features, position_ids=positions, past_key_values=self.cache)
-        self.committed = start
-        block = draw_block(
-            self.draft, out.last_hidden_state, out.logits, input_ids.to(self.device), self.logits_processor, self.do_sample
-        )
+        features = self.tap.features()[:, : cur_len - 1 - self.context.committed]
+        block = draft_round(self.draft, self.context, features, input_ids, self.logits_processor, self.do_sample)
         length = self.policy.verify_length(block.confidences, self.block_size)
         length = max(0, min(length, self.max_length - cur_len - 1))
+        tokens = block.tokens[:, :length].to(input_ids.device)
+        if length and self.stops is not None and self.stops.active:
+            stop = self.stops.first_stop(torch.cat([input_ids, tokens], dim=-1), cur_len)
+            if stop is not None:
+                length = stop - cur_len  # verify the stopping token, nothing after it
+                tokens = tokens[:, :length]
         self._pending = {
             "cur_len": cur_len,
             "verified": length,
@@ -109,8 +117,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         }
         if length == 0:
             return input_ids, None
-        candidates = torch.cat([input_ids, block.tokens[:, :length].to(input_ids.device)], dim=-1)
-        return candidates, block.logits[:, :length]
+        return torch.cat([input_ids, tokens], dim=-1), block.logits[:, :length]
 
     def update_candidate_strategy(self, input_ids, scores, num_matches):
         """Record the round's outcome (telemetry, callback, online policies)."""

@@ -12,6 +12,7 @@ from torch import nn
 
 from dspark_hf.errors import CompatibilityError, UnsupportedUsageError
 from dspark_hf.integration.target_features import find_decoder_layers
+from dspark_hf.models.deepseek_v4 import target_cache
 
 
 def check_draft_fits_target(draft: nn.Module, target: nn.Module) -> None:
@@ -35,6 +36,27 @@ def check_draft_fits_target(draft: nn.Module, target: nn.Module) -> None:
     bad = [i for i in dcfg.target_layer_ids if not -1 <= i < num_layers]
     if bad:
         raise mismatch("target_layer_ids", list(dcfg.target_layer_ids), f"layers -1..{num_layers - 1} (out of range: {bad})")
+
+
+def check_config_fits_target(draft, target_config, name: str) -> None:
+    """Raise :class:`CompatibilityError` when a draft with config ``draft`` (a ``DSparkConfig``) cannot
+    serve a target with ``target_config``: the checks of :func:`check_draft_fits_target` on the configs
+    alone, so that they run before any weight is downloaded."""
+    tcfg = target_config.get_text_config() if hasattr(target_config, "get_text_config") else target_config
+    target_name = getattr(target_config, "_name_or_path", "") or type(target_config).__name__
+
+    def mismatch(what: str, mine, theirs) -> CompatibilityError:
+        return CompatibilityError(f"Draft {name} does not fit target {target_name}: draft {what} is {mine}, target {what} is {theirs}.")
+
+    if draft.target_hidden_size != tcfg.hidden_size:
+        raise mismatch("hidden size", draft.target_hidden_size, tcfg.hidden_size)
+    if draft.vocab_size != tcfg.vocab_size:
+        raise mismatch("vocabulary size", draft.vocab_size, tcfg.vocab_size)
+    if draft.num_target_layers != tcfg.num_hidden_layers:
+        raise mismatch("target layer count", draft.num_target_layers, tcfg.num_hidden_layers)
+    bad = [i for i in draft.target_layer_ids if not -1 <= i < tcfg.num_hidden_layers]
+    if bad:
+        raise mismatch("target_layer_ids", list(draft.target_layer_ids), f"layers -1..{tcfg.num_hidden_layers - 1}")
 
 
 def target_can_roll_back(target: nn.Module) -> bool:
@@ -61,6 +83,4 @@ def prepare_target_cache(target: nn.Module, cache) -> None:
     """Make the target's generation cache rewindable where transformers' is not (DeepSeek-V4's
     compressed-attention layers); other targets' caches are left as they are."""
     if cache is not None and target.config.get_text_config().model_type == "deepseek_v4":
-        from dspark_hf.models.deepseek_v4.target_cache import make_rewindable
-
-        make_rewindable(cache)
+        target_cache.make_rewindable(cache)

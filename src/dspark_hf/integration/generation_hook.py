@@ -7,7 +7,10 @@ private methods of ``GenerationMixin``, each time passing straight through unles
 - ``_validate_generation_mode``: checks that the draft fits the target first, so a mismatch gives our
   one-line error instead of transformers' tokenizer advice; a target transformers marks stateful is
   refused in one line unless its cache can be made rewindable (DeepSeek-V4, see ``v4/target_cache.py``);
-- ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`.
+- ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`;
+- ``_assisted_decoding``: runs transformers' loop with the call's token-level stopping criteria
+  (``stop_strings``, custom criteria) checked on every prefix a round adds, and cuts the output back
+  to the first stop, so the result is plain ``generate``'s (:mod:`.stopping`).
 
 Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
 original code unchanged. Versions of transformers without the generator hooks get one clear error.
@@ -22,9 +25,15 @@ import inspect
 import transformers
 from packaging.version import Version
 from transformers.generation.candidate_generator import CandidateGenerator
+from transformers.generation.stopping_criteria import StoppingCriteriaList
 from transformers.generation.utils import GenerationMixin
 
 from dspark_hf.errors import TransformersVersionError
+from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
+from dspark_hf.integration.fit_checks import check_draft_fits_target, check_target_can_roll_back
+from dspark_hf.integration.stopping import ACTIVE_STOPS, RoundStops
+from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
+from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
 SUPPORTED_TRANSFORMERS = ">=5.20,<6"
 _MIN, _MAX = Version("5.20"), Version("6")
@@ -38,6 +47,7 @@ def check_transformers_version(version: str | None = None) -> None:
         hasattr(CandidateGenerator, "requires_model_outputs")
         and hasattr(GenerationMixin, "_get_candidate_generator")
         and hasattr(GenerationMixin, "_validate_generation_mode")
+        and hasattr(GenerationMixin, "_assisted_decoding")
     )
     release = Version(Version(version).base_version)
     if not (_MIN <= release < _MAX) or not hooks_present:
@@ -49,17 +59,12 @@ def check_transformers_version(version: str | None = None) -> None:
 
 def _is_dspark(model) -> bool:
     """A DSpark draft: :class:`DSparkDraft`, or a DeepSeek-V4 drafter (:class:`DSparkV4Draft`)."""
-    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
-    from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
-
     return isinstance(model, (DSparkDraft, DSparkV4Draft))
 
 
 @contextlib.contextmanager
 def _rollback_checked(target):
     """Lift transformers' blanket ``_is_stateful`` refusal for a target whose cache can be rolled back."""
-    from dspark_hf.integration.fit_checks import check_target_can_roll_back
-
     if not getattr(target, "_is_stateful", False):
         yield
         return
@@ -78,17 +83,35 @@ def install_generation_hook() -> None:
         return
     original_get = GenerationMixin._get_candidate_generator
     original_validate = GenerationMixin._validate_generation_mode
+    original_assisted = GenerationMixin._assisted_decoding
 
     get_signature = inspect.signature(original_get)
     validate_signature = inspect.signature(original_validate)
+    assisted_signature = inspect.signature(original_assisted)
+
+    @functools.wraps(original_assisted)
+    def _assisted_decoding(self, *args, **kwargs):
+        bound = assisted_signature.bind(self, *args, **kwargs)
+        arguments = bound.arguments
+        if not _is_dspark(arguments.get("assistant_model")):
+            return original_assisted(self, *args, **kwargs)
+        input_ids = arguments["input_ids"]
+        stops = RoundStops(arguments.get("stopping_criteria"), input_ids.shape[1])
+        if stops.active:
+            arguments["stopping_criteria"] = StoppingCriteriaList([*arguments["stopping_criteria"], stops])
+            arguments["streamer"] = stops.streamer(arguments.get("streamer"), input_ids)
+        token = ACTIVE_STOPS.set(stops)
+        try:
+            output = original_assisted(*bound.args, **bound.kwargs)
+        finally:
+            ACTIVE_STOPS.reset(token)
+        return stops.trim(output)
 
     @functools.wraps(original_get)
     def _get_candidate_generator(self, *args, **kwargs):
         arguments = get_signature.bind(self, *args, **kwargs).arguments
         if not _is_dspark(arguments.get("assistant_model")):
             return original_get(self, *args, **kwargs)
-        from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
-
         return DSparkCandidateGenerator(
             self,
             arguments["assistant_model"],
@@ -103,14 +126,14 @@ def install_generation_hook() -> None:
         arguments = validate_signature.bind(self, *args, **kwargs).arguments
         assistant = (arguments.get("generation_mode_kwargs") or {}).get("assistant_model")
         if _is_dspark(assistant):
-            from dspark_hf.integration.fit_checks import check_draft_fits_target
-
             check_draft_fits_target(assistant, self)
             with _rollback_checked(self):
                 return original_validate(self, *args, **kwargs)
         return original_validate(self, *args, **kwargs)
 
+    setattr(_assisted_decoding, _PATCHED_FLAG, original_assisted)
     setattr(_get_candidate_generator, _PATCHED_FLAG, original_get)
     setattr(_validate_generation_mode, _PATCHED_FLAG, original_validate)
     GenerationMixin._get_candidate_generator = _get_candidate_generator
     GenerationMixin._validate_generation_mode = _validate_generation_mode
+    GenerationMixin._assisted_decoding = _assisted_decoding

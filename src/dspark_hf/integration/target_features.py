@@ -10,6 +10,8 @@ hyper-connection stream) gives the tap its ``target_feature`` function to turn a
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -33,14 +35,18 @@ def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
 class TargetFeatureTap:
     """Forward hooks on the target's ``layer_ids``; :meth:`features` concatenates their latest outputs.
 
-    Only the most recent output of each layer is kept, so the tap never grows. Call :meth:`close` to
-    remove the hooks (the candidate generator does this when it is released).
+    Only the most recent output of each layer is kept, so the tap never grows. The tap belongs to the
+    thread that made it (the thread running this ``generate`` call): forwards of the same target in
+    other threads (another ``generate`` call, speculative or plain) pass through its hooks unrecorded,
+    so concurrent calls on one target each see their own features. Call :meth:`close` to remove the
+    hooks (the candidate generator does this when it is released).
     """
 
     def __init__(self, target: nn.Module, layer_ids: list[int], reduce=None) -> None:
         self.layer_ids = list(layer_ids)
         self._reduce = reduce
         self._latest: dict[int, torch.Tensor] = {}
+        self._owner = threading.get_ident()
         layers = find_decoder_layers(target)
         self._handles = []
         for layer_id in self.layer_ids:
@@ -50,8 +56,11 @@ class TargetFeatureTap:
     def _recorder(self, layer_id: int):
         latest = self._latest
         reduce = self._reduce
+        owner = self._owner
 
         def record(module, args, output):
+            if threading.get_ident() != owner:
+                return
             output = (output[0] if isinstance(output, (tuple, list)) else output).detach()
             latest[layer_id] = output if reduce is None else reduce(output)
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_DATASETS_DIR = "/work/shared/eval_datasets"
-
+from dspark_hf.eval_prompts import datasets_dir
 
 def first_turns(path: str | Path, count: int) -> list[str]:
     prompts = []
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draft", help="draft folder or Hub id (default: the shipped default draft)")
     parser.add_argument("--target", help="target folder or Hub id (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--datasets", nargs="+", default=["mt-bench", "gsm8k", "humaneval"])
-    parser.add_argument("--datasets-dir", default=DEFAULT_DATASETS_DIR)
+    parser.add_argument("--datasets-dir", default=None, help="folder of <name>.jsonl (default: $DSPARK_EVAL_DATASETS_DIR or ../shared/eval_datasets)")
     parser.add_argument("--num-prompts", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--policy", default="whole")
@@ -82,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from dspark_hf.cli.generate import load_draft, load_target
+    from dspark_hf.loading import load_draft, load_target
 
     target, tokenizer = load_target(args.target)
     draft = load_draft(args.draft, target)
     results, emitted, rounds = {}, 0, 0
     for name in args.datasets:
-        prompts = first_turns(Path(args.datasets_dir) / f"{name}.jsonl", args.num_prompts)
+        prompts = first_turns(datasets_dir(args.datasets_dir) / f"{name}.jsonl", args.num_prompts)
         result = measure_tau(target, tokenizer, draft, prompts, args.max_new_tokens, args.policy)
         results[name] = result
         emitted += result["emitted"]

@@ -19,7 +19,6 @@ byte) are de-quantised with transformers' own FP8/FP4 de-quantiser.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -27,14 +26,14 @@ from typing import Any
 
 import torch
 
-from dspark_hf.errors import CheckpointError
+from dspark_hf.checkpoints.fetch import resolve_draft
+from dspark_hf.checkpoints.files import CONFIG_NAME, SINGLE_WEIGHTS, WEIGHTS_INDEX, is_local_path, load_config_json
+from dspark_hf.checkpoints.formats import DEEPSEEK_V4, V4_DRAFTER_PREFIX, checkpoint_format
+from dspark_hf.errors import CheckpointError, UnsupportedUsageError
 from dspark_hf.models.deepseek_v4.configuration import from_v4_repo_config
+from dspark_hf.models.deepseek_v4.modeling import DeepseekV4RotaryEmbedding, DSparkV4Draft
 
-CONFIG_NAME = "config.json"
-WEIGHTS_INDEX = "model.safetensors.index.json"
-SINGLE_WEIGHTS = "model.safetensors"
-DRAFTER_PREFIX = "mtp."
-V4_MODEL_TYPES = ("deepseek_v4",)
+DRAFTER_PREFIX = V4_DRAFTER_PREFIX
 
 # Released per-stage names (after ``mtp.<i>.``) -> transformers deepseek_v4 names (after ``layers.<i>.``).
 _LAYER_NAMES = {
@@ -79,17 +78,16 @@ _EXPERT = re.compile(r"^ffn\.experts\.(\d+)\.(w[123])\.weight$")
 
 def is_v4_config(raw: dict[str, Any]) -> bool:
     """True for a DeepSeek-V4 repo's ``config.json`` (the drafter, if any, is its ``mtp.*`` tensors)."""
-    return raw.get("model_type") in V4_MODEL_TYPES
+    return checkpoint_format(raw) == DEEPSEEK_V4
 
 
 def drafter_weight_map(folder: Path) -> dict[str, str]:
     """``{released mtp.* name: shard file}`` from the folder's weight index (or its single weights file)."""
     index_path = folder / WEIGHTS_INDEX
     if index_path.is_file():
-        try:
-            weight_map = json.loads(index_path.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise CheckpointError(f"{index_path} is not a safetensors weight index ({type(err).__name__}: {err}).") from None
+        weight_map = load_config_json(index_path).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index_path} is not a safetensors weight index: it has no weight_map.")
     elif (folder / SINGLE_WEIGHTS).is_file():
         from safetensors import safe_open
 
@@ -206,16 +204,11 @@ def load_v4_drafter_from_folder(folder: str | os.PathLike, *, dtype: torch.dtype
     Every problem (not a V4 folder, no drafter, missing or unexpected tensors, a tensor whose shape
     does not match the config) raises one :class:`CheckpointError` line.
     """
-    from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft, DeepseekV4RotaryEmbedding
-
     folder = Path(folder).expanduser()
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_NAME}; it is not a DeepSeek-V4 checkpoint folder.")
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not valid JSON: {err}.") from None
+    raw = load_config_json(config_path)
     if not is_v4_config(raw):
         raise CheckpointError(f"{folder} is not a DeepSeek-V4 checkpoint: model_type={raw.get('model_type')!r}.")
     weight_map = drafter_weight_map(folder)
@@ -267,9 +260,6 @@ def load_v4_drafter(path_or_repo_id: str | os.PathLike, *model_args: Any, **kwar
     the checkpoint's ``torch_dtype``), ``device``, and the Hub keywords ``revision``, ``token``,
     ``cache_dir``, ``local_files_only``, ``force_download``.
     """
-    from dspark_hf.checkpoints.files import is_local_path
-    from dspark_hf.errors import UnsupportedUsageError
-
     dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
     device = kwargs.pop("device", None)
     hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KEYWORDS if k in kwargs}
@@ -281,12 +271,19 @@ def load_v4_drafter(path_or_repo_id: str | os.PathLike, *model_args: Any, **kwar
     if is_local_path(path_or_repo_id):
         folder = Path(path_or_repo_id).expanduser()
     else:
-        from dspark_hf.checkpoints.fetch import resolve_draft
-
         folder = resolve_draft(str(path_or_repo_id), **hub_kwargs).folder
     if dtype == "auto":
-        raw = json.loads((folder / CONFIG_NAME).read_text())
+        raw = load_config_json(folder / CONFIG_NAME)
         dtype = getattr(torch, str(raw.get("dtype") or raw.get("torch_dtype") or "float32"))
     model = load_v4_drafter_from_folder(folder, dtype=dtype, device=device)
     model.name_or_path = str(path_or_repo_id)
     return model
+
+
+def load_v4_drafter_state_dict(repo_id: str, **hub_kwargs: Any) -> dict[str, torch.Tensor]:
+    """The released ``mtp.*`` tensors of a DeepSeek-V4 Hub repo, read from the only shards that hold
+    them (``config.json``, the weight index and those shards are downloaded; nothing else is read)."""
+    resolved = resolve_draft(repo_id, **hub_kwargs)
+    if resolved.kind != DEEPSEEK_V4:
+        raise CheckpointError(f"{repo_id} is not a DeepSeek-V4 repo (model_type {resolved.config.get('model_type')!r}).")
+    return read_tensors(resolved.folder, drafter_weight_map(resolved.folder))

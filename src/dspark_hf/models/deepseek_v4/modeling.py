@@ -35,7 +35,7 @@ from transformers.models.deepseek_v4.modeling_deepseek_v4 import (
 )
 
 from dspark_hf.errors import CompatibilityError
-from dspark_hf.models.dspark.modeling_dspark import DSparkBlockOutput
+from dspark_hf.models.outputs import DSparkBlockOutput
 from dspark_hf.models.heads import ConfidenceHead, SequentialHead
 from dspark_hf.models.deepseek_v4.configuration import DSparkV4Config
 

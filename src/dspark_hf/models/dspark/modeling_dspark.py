@@ -16,7 +16,7 @@ cut back after a round. Module and parameter names are those of the released che
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,15 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-from transformers.utils import ModelOutput
 
+from dspark_hf.checkpoints.fetch import HUB_KEYWORDS, resolve_draft
+from dspark_hf.checkpoints.files import CONFIG_NAME, check_local_folder, is_local_path, load_config_json, safetensors_layout
+from dspark_hf.checkpoints.formats import DEEPSEEK_V4, checkpoint_format, describe
+from dspark_hf.errors import CheckpointError, CompatibilityError, UnsupportedUsageError
+from dspark_hf.models.deepseek_v4.checkpoint import load_v4_drafter
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.models.dspark.released_format import dspark_config_from_dict
+from dspark_hf.models.outputs import DSparkBlockOutput
 from dspark_hf.models.heads import ConfidenceHead, SequentialHead, build_sequential_head
 
 
@@ -176,15 +182,6 @@ class DSparkDecoderLayer(nn.Module):
         return hidden * self.layer_scalar
 
 
-@dataclass
-class DSparkBlockOutput(ModelOutput):
-    """``last_hidden_state`` ``[B, Q, H]`` after the final norm; ``logits`` ``[B, Q, V]`` base logits
-    (before the sequential head; Gemma4: after soft-capping)."""
-
-    last_hidden_state: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-
-
 class DSparkPreTrainedModel(PreTrainedModel):
     config_class = DSparkConfig
     config: DSparkConfig
@@ -253,8 +250,6 @@ class DSparkDraft(DSparkPreTrainedModel):
         """
         for mine, theirs in ((self.embed_tokens, target.get_input_embeddings()), (self.lm_head, target.get_output_embeddings())):
             if theirs is None or theirs.weight.shape != mine.weight.shape:
-                from dspark_hf.errors import CompatibilityError
-
                 shape = None if theirs is None else tuple(theirs.weight.shape)
                 raise CompatibilityError(
                     f"Cannot take the target's embeddings: draft expects {tuple(mine.weight.shape)}, target has {shape}."
@@ -353,14 +348,66 @@ class DSparkDraft(DSparkPreTrainedModel):
 
         Released folders (``architectures: Qwen3DSparkModel / Gemma4DSparkModel``) are recognised from
         their config.json with no extra step. A DeepSeek-V4 repo gives its drafter, a
-        :class:`~dspark_hf.models.deepseek_v4.DSparkV4Draft` (only the ``mtp.*`` shards are downloaded and read). Only
-        safetensors weights are read.
+        :class:`~dspark_hf.models.deepseek_v4.DSparkV4Draft` (only the ``mtp.*`` shards are downloaded
+        and read). A Hub id is fetched through :mod:`dspark_hf.checkpoints.fetch` (the config first,
+        then only the weights). Only safetensors weights are read, and they are checked against the
+        config before anything is loaded: a missing, unexpected or wrong-shaped tensor, or a truncated
+        file, is one :class:`~dspark_hf.errors.CheckpointError` line.
         """
-        from dspark_hf.checkpoints.files import is_v4_repo, prepare_from_pretrained
+        source = pretrained_model_name_or_path
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs}
+        subfolder = kwargs.pop("subfolder", "")
+        if kwargs.get("use_safetensors") is False:
+            raise CheckpointError("dspark_hf loads safetensors only; use_safetensors=False is not supported.")
+        kwargs.pop("use_safetensors", None)
+        if is_local_path(source):
+            folder = Path(source).expanduser() / subfolder
+            check_local_folder(folder)
+            raw = load_config_json(folder / CONFIG_NAME)
+        else:
+            if subfolder:
+                raise UnsupportedUsageError("subfolder= is not supported for Hub drafts; pass the repo of the draft itself.")
+            resolved = resolve_draft(str(source), **hub_kwargs)
+            folder, raw = resolved.folder, resolved.config
+        kind = checkpoint_format(raw)
+        if kind == DEEPSEEK_V4:
+            drafter = load_v4_drafter(folder, *model_args, **kwargs)
+            drafter.name_or_path = str(source)
+            return drafter
+        if kind is None:
+            raise CheckpointError(f"{source} is not a DSpark draft: its config has {describe(raw)}.")
+        config = kwargs.pop("config", None) or dspark_config_from_dict(raw, source=f"{source}/{CONFIG_NAME}")
+        check_weights_match_config(cls, config, folder)
+        model = super().from_pretrained(folder, *model_args, config=config, use_safetensors=True, **kwargs)
+        model.name_or_path = str(source)
+        return model
 
-        if is_v4_repo(pretrained_model_name_or_path, kwargs):
-            from dspark_hf.models.deepseek_v4.checkpoint import load_v4_drafter
 
-            return load_v4_drafter(pretrained_model_name_or_path, *model_args, **kwargs)
-        kwargs = prepare_from_pretrained(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+def check_weights_match_config(model_class, config: DSparkConfig, folder: Path) -> None:
+    """Raise one :class:`CheckpointError` line unless the safetensors weights in ``folder`` hold exactly
+    the tensors a ``model_class(config)`` has, with the same shapes (the target-owned embedding and LM
+    head may be absent for ``embeddings_from_target`` drafts). Reads only the files' headers."""
+    layout = safetensors_layout(folder)
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in model_class(config).state_dict().items()}
+    optional = set(DSparkDraft._TARGET_OWNED) if config.embeddings_from_target else set()
+    missing = sorted(set(expected) - set(layout) - optional)
+    unexpected = sorted(set(layout) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(layout) if layout[name][1] != expected[name])
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    if missing:
+        raise CheckpointError(f"{folder}: the weights lack {len(missing)} tensors the config needs: {some(missing)}.")
+    if unexpected:
+        raise CheckpointError(
+            f"{folder}: the weights hold {len(unexpected)} tensors this config has no place for: {some(unexpected)} "
+            f"(in {layout[unexpected[0]][0]})."
+        )
+    if wrong:
+        name = wrong[0]
+        raise CheckpointError(
+            f"{folder}: {name} in {layout[name][0]} has shape {layout[name][1]}, but config.json needs "
+            f"{expected[name]}" + (f" ({len(wrong) - 1} more tensors differ)." if len(wrong) > 1 else ".")
+        )

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.checkpoints.formats import RELEASED, RELEASED_ARCHITECTURES, checkpoint_format
 from dspark_hf.errors import CheckpointError
 
-RELEASED_ARCHITECTURES = {"Qwen3DSparkModel": "qwen3", "Gemma4DSparkModel": "gemma4"}
 
 _DSPARK_KEYS = ("block_size", "mask_token_id", "target_layer_ids", "num_target_layers", "markov_rank")
 _SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "rms_norm_eps")
@@ -22,7 +22,7 @@ _SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_lay
 
 def is_released_config(config_dict: dict[str, Any]) -> bool:
     """True for a config.json in the released layout (target text config + DSpark keys)."""
-    return any(arch in RELEASED_ARCHITECTURES for arch in config_dict.get("architectures") or [])
+    return checkpoint_format(config_dict) == RELEASED
 
 
 def _rope_parameters(cfg: dict[str, Any], backbone: str) -> dict[str, Any]:
@@ -144,3 +144,11 @@ def to_released_config(config: DSparkConfig) -> dict[str, Any]:
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         out[key] = getattr(config, key, None)
     return out
+
+
+def dspark_config_from_dict(config: dict[str, Any], source: str = "config.json") -> DSparkConfig:
+    """The :class:`DSparkConfig` of a draft's config.json object, in the released layout or this
+    library's (``model_type: dspark``)."""
+    if is_released_config(config):
+        return from_released_config(config, source=source)
+    return DSparkConfig.from_dict({k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})

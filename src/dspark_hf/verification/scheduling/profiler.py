@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from dspark_hf.drafting.round import DraftContext, draft_round
+from dspark_hf.transformers_compat import cache_kwargs
 from dspark_hf.verification.scheduling.cost_profile import CostProfile, device_name, dtype_name, model_name, now_utc
 
 DEFAULT_TOKENS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
@@ -49,13 +51,13 @@ def measure_target(
     generator = torch.Generator().manual_seed(seed)
     context = torch.randint(0, vocab, (1, context_length), generator=generator).to(device)
     cache = DynamicCache(config=target.config)
-    target(input_ids=context, past_key_values=cache, use_cache=True)
+    target(input_ids=context, use_cache=True, **cache_kwargs(target, cache))
     inputs = {b: torch.randint(0, vocab, (1, b), generator=generator).to(device) for b in tokens}
 
     positions = {b: torch.arange(context_length, context_length + b, device=device)[None] for b in tokens}
 
     def forward(b: int, past) -> None:
-        target(input_ids=inputs[b], past_key_values=past, position_ids=positions[b], cache_position=positions[b][0], use_cache=True)
+        target(input_ids=inputs[b], position_ids=positions[b], use_cache=True, **cache_kwargs(target, past, positions[b][0]))
 
     for _ in range(warmup):
         for b in tokens:
@@ -70,10 +72,9 @@ def measure_target(
 
 @torch.no_grad()
 def measure_draft(draft, target, *, context_length: int = 256, new_context: int = 3, warmup: int = 3, repeats: int = 9, seed: int = 0) -> float:
-    """Median seconds of one greedy drafting round: a draft forward over ``new_context`` new context rows
-    and the block, then drawing the block with the sequential head and the confidences."""
-    from dspark_hf.drafting.block import draw_block
-
+    """Median seconds of one greedy drafting round (:func:`dspark_hf.drafting.round.draft_round`, the
+    function generation runs): ``new_context`` new context rows into a context already holding
+    ``context_length`` positions, the block forward, drawing the block and the confidences."""
     if draft.config.embeddings_from_target and not draft._bound_target:
         draft.bind_target_embeddings(target)
     device = next(draft.parameters()).device
@@ -81,30 +82,20 @@ def measure_draft(draft, target, *, context_length: int = 256, new_context: int 
     width = len(cfg.target_layer_ids) * cfg.target_hidden_size
     dtype = next(draft.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
-    cache = draft.new_cache()
-    draft(
-        input_ids=torch.full((1, cfg.block_size), cfg.mask_token_id, device=device),
-        context_features=torch.randn(1, context_length, width, generator=generator).to(device, dtype),
-        position_ids=torch.arange(context_length + cfg.block_size, device=device)[None],
-        past_key_values=cache,
-        compute_logits=False,
-    )
-    features = torch.randn(1, new_context, width, generator=generator).to(device, dtype)
+    prefilled = DraftContext(draft)
     prefix = torch.randint(0, cfg.vocab_size, (1, context_length + new_context + 1), generator=generator).to(device)
+    draft_round(draft, prefilled, torch.randn(1, context_length, width, generator=generator).to(device, dtype), prefix[:, : context_length + 1])
+    features = torch.randn(1, new_context, width, generator=generator).to(device, dtype)
 
-    def round_(past) -> None:
-        block_ids = torch.full((1, cfg.block_size), cfg.mask_token_id, dtype=torch.long, device=device)
-        block_ids[0, 0] = prefix[0, -1]
-        positions = torch.arange(context_length, context_length + new_context + cfg.block_size, device=device)[None]
-        out = draft(input_ids=block_ids, context_features=features, position_ids=positions, past_key_values=past)
-        draw_block(draft, out.last_hidden_state, out.logits, prefix, None, False)
+    def round_(context: DraftContext) -> None:
+        draft_round(draft, context, features, prefix)
 
     for _ in range(warmup):
-        round_(copy.deepcopy(cache))
+        round_(prefilled.copy())
     times = []
     for _ in range(repeats):
-        past = copy.deepcopy(cache)
-        times.append(_timed(lambda: round_(past), device))
+        context = prefilled.copy()
+        times.append(_timed(lambda: round_(context), device))
     return statistics.median(times)
 
 

@@ -18,13 +18,17 @@ from dspark_hf.errors import DSparkError
 
 MEASURE_COUNT = 20
 HELD_OUT_START = 40
-DEFAULT_DATASETS = ("mt-bench", "gsm8k", "humaneval")
 
 
 def datasets_dir(path: str | os.PathLike | None = None) -> Path:
-    """``path``, else ``$DSPARK_EVAL_DATASETS_DIR``, else ``shared/eval_datasets`` beside the checkout."""
+    """``path``, else ``$DSPARK_EVAL_DATASETS_DIR``, else the nearest ``shared/eval_datasets`` beside a
+    folder above this file (the checkout's sibling ``shared/``)."""
     if path is None:
-        path = os.environ.get("DSPARK_EVAL_DATASETS_DIR") or Path(__file__).resolve().parents[4] / "shared" / "eval_datasets"
+        path = os.environ.get("DSPARK_EVAL_DATASETS_DIR")
+    if path is None:
+        here = Path(__file__).resolve()
+        found = [p / "shared" / "eval_datasets" for p in here.parents if (p / "shared" / "eval_datasets").is_dir()]
+        path = found[0] if found else here.parents[3] / "shared" / "eval_datasets"
     path = Path(path).expanduser()
     if not path.is_dir():
         raise DSparkError(f"No benchmark prompt folder at {path}; pass --datasets-dir or set DSPARK_EVAL_DATASETS_DIR.")

@@ -1,0 +1,70 @@
+"""Loading a target and a draft by name, as the command line, the demo, the benchmarks and training do.
+
+- :func:`load_target`: a local folder or Hub id through transformers' ``AutoModelForCausalLM``, or,
+  with no name, the bundled SmolLM2-135M-Instruct target (:mod:`dspark_hf.bundled.target`).
+- :func:`load_draft`: a draft folder or Hub id through :meth:`DSparkDraft.from_pretrained` (DSpark,
+  DFlash and DeepSeek-V4 drafters), ``"random"`` for an untrained draft shaped for the target, or, with
+  no name, the draft bundled for the default target. A draft published on the Hub gets the registry's
+  recommended verification policy (:mod:`dspark_hf.hub.registry`) unless it has one already.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dspark_hf.checkpoints.files import is_local_path
+from dspark_hf.errors import CheckpointError, UnsupportedUsageError
+
+
+def load_target(name: str | None, dtype: torch.dtype = torch.float32):
+    """``(model, tokenizer)`` for a path or Hub id, or the bundled default target (eval mode)."""
+    if name is None:
+        from dspark_hf.bundled.target import load_default_target
+
+        return load_default_target(dtype=dtype)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if is_local_path(name, bare_names_are_local=False) and not Path(name).expanduser().is_dir():
+        raise CheckpointError(f"No target model at {name}: the folder does not exist.")
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype).eval()
+    return model, AutoTokenizer.from_pretrained(name)
+
+
+def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.float32, *, target_config=None, **hub_kwargs):
+    """The draft called ``name`` (see the module docstring), in eval mode.
+
+    ``target`` (a model) or ``target_config``: a Hub draft that does not fit it fails in one line before
+    its weights are downloaded. ``hub_kwargs``: ``revision``, ``token``, ``cache_dir``, ... for Hub ids.
+    """
+    from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+
+    if target_config is None and target is not None:
+        target_config = target.config
+    if name == "random":
+        from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+
+        if target_config is None:
+            raise UnsupportedUsageError("--draft random needs a target to shape the draft for.")
+        print("note: --draft random is an untrained draft; the text is exact, speculation gains nothing.")
+        return DSparkDraft(draft_config_for_target(target_config)).to(dtype or torch.float32).eval()
+    if name is None:
+        from dspark_hf.bundled.draft import load_default_draft
+
+        return load_default_draft(dtype=dtype or torch.float32)
+    source = name
+    if not is_local_path(name):
+        from dspark_hf.hub.download import resolve_draft
+
+        source = resolve_draft(name, target_config=target_config, **hub_kwargs).folder
+    draft = DSparkDraft.from_pretrained(source, dtype=dtype).eval()
+    draft.name_or_path = str(name)
+    if not is_local_path(name) and draft.verification_policy is None:
+        from dspark_hf.hub.registry import lookup
+        from dspark_hf.verification.policies import resolve_policy
+
+        entry = lookup(name)
+        if entry is not None:
+            draft.verification_policy = resolve_policy(entry.recommended_policy)
+    return draft
