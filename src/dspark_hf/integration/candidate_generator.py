@@ -124,12 +124,18 @@ class DSparkCandidateGenerator(CandidateGenerator):
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
+        end = input_ids.shape[1]
+        if self.stops is not None and self.stops.active:
+            stop = self.stops.observe(input_ids)  # a stop inside this round cuts the output there
+            if stop is not None:
+                end = min(end, max(stop, pending["cur_len"]))
+        emitted = end - pending["cur_len"]
         record = StepRecord(
             step=len(self.telemetry.steps),
             proposed=self.block_size,
             verified=pending["verified"],
-            accepted=min(int(num_matches), pending["verified"]),
-            emitted=input_ids.shape[1] - pending["cur_len"],
+            accepted=min(int(num_matches), pending["verified"], emitted),
+            emitted=emitted,
             confidences=pending["confidences"],
             draft_seconds=pending["draft_seconds"],
             step_seconds=time.perf_counter() - pending["t0"],

@@ -98,7 +98,9 @@ class RoundStops(StoppingCriteria):
         for name in ("cache", "past_key_values"):
             cache = getattr(output, name, None)
             if cache is not None and hasattr(cache, "crop"):
-                cache.crop(keep - 1)  # as after plain decoding: every position but the last token's
+                excess = cache.get_seq_length() - (keep - 1)  # plain decoding caches all but the last token
+                if excess > 0:
+                    cache.crop(-excess)  # a negative count removes that many positions (every supported release)
         return output
 
 
