@@ -31,7 +31,7 @@ def shards(tiny_target_dir, tmp_path_factory):  # noqa: F811
     draft (a fresh ``random`` draft per run would draw other weights, hence other confidences)."""
     from transformers import AutoModelForCausalLM
 
-    from dspark_hf.cli.generate import load_draft
+    from dspark_hf.loading import load_draft
 
     root = tmp_path_factory.mktemp("shards")
     torch.manual_seed(0)

@@ -131,7 +131,7 @@ def test_python_api_with_pair_sampling_and_settings_restored(tiny_target_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from dspark_hf.benchmarks.runner import bench_prompts
-    from dspark_hf.cli.generate import load_draft
+    from dspark_hf.loading import load_draft
 
     target = AutoModelForCausalLM.from_pretrained(tiny_target_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_target_dir)

@@ -246,7 +246,7 @@ def test_default_draft_is_the_shipped_one_when_present(monkeypatch):
 
 
 def test_shipped_draft_detection_follows_the_package_folder(monkeypatch, tmp_path):
-    from dspark_hf.bundled import draft
+    from dspark_hf.bundled import draft as embedded_draft
 
     monkeypatch.setattr(embedded_draft, "DEFAULT_DRAFT_DIR", tmp_path)
     assert not demo_models.shipped_draft_available()

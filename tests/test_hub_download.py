@@ -2,16 +2,16 @@
 against the Hub cache it leaves behind, with ``HF_HUB_OFFLINE=1``.
 
 Client code runs in fresh processes (tests/hub_worker.py) so ``HF_ENDPOINT`` / ``HF_HUB_CACHE`` /
-``HF_TOKEN`` / ``HF_HUB_OFFLINE`` act as they do for a user. Only 127.0.0.1 is ever contacted.
+``HF_TOKEN`` / ``HF_HUB_OFFLINE`` act as they do for a user. Only 127.0.0.1 is ever contacted. The
+loopback Hub serves ``*.safetensors`` through LFS (a redirect to its storage server) and takes them the
+same way on push; tests/test_hub_lfs.py checks that protocol itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +21,10 @@ from safetensors.torch import save_file
 from conftest import FIXTURES_DIR
 from dspark_hf import DSparkDraft
 from hub_server import LoopbackHub
+from hub_worker import run_steps
 from v4_repo import RAW_CONFIG as V4_CONFIG
 from v4_repo import drafter_tensors, write_v4_repo
 
-WORKER = Path(__file__).with_name("hub_worker.py")
 WRITER_TOKEN = "hf_test_writer"
 
 DSPARK = "deepseek-ai/dspark_qwen3_4b_block7"
@@ -108,22 +108,6 @@ def hub(tmp_path_factory):
     server.close()
 
 
-def run_steps(steps: list[dict], *, endpoint: str, cache: Path, token: str | None = None, offline: bool = False) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(cache), HF_HOME=str(cache.parent / "hf_home"),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_ETAG_TIMEOUT="5",
-               HF_HUB_DOWNLOAD_TIMEOUT="10", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
-    if token:
-        env["HF_TOKEN"] = token
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    done = subprocess.run([sys.executable, str(WORKER), json.dumps(steps)], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == len(steps)
-    return results
-
-
 def _ok(result: dict) -> dict:
     assert result["ok"], result
     return result
@@ -177,6 +161,7 @@ def test_registry_draft_downloads_only_what_it_needs_and_matches_local(hub, onli
     assert _ok(results["dflash"])["policy"] == "WholeBlock()"
     assert _ok(results["plain_from_pretrained"])["checksum"] == r["checksum"]
     assert set(hub.fetched(DSPARK)) == {"config.json", "model.safetensors"}  # never reference.safetensors
+    assert "model.safetensors" not in hub.served_by_hub(DSPARK)  # its bytes came from the LFS storage
     sharded = _ok(results["sharded"])
     assert sharded["checksum"] == pytest.approx(_checksum(FIXTURES_DIR / "qwen3_dspark_vanilla"), rel=1e-12)
     assert "model.safetensors.index.json" in hub.fetched(SHARDED)
@@ -242,7 +227,7 @@ def test_offline_cache_as_the_client_laid_it_out(hub, online):
     results, _ = online
     repo_dir = hub.cache / f"models--{DSPARK.replace('/', '--')}"
     assert (repo_dir / "refs" / "main").is_file() and (repo_dir / "blobs").is_dir()
-    before = len(hub.requests)
+    before = len(hub.log)
     offline = run_steps(
         [{"op": "load", "repo_id": DSPARK},
          {"op": "resolve", "repo_id": PINNED, "revision": "v1"},
@@ -253,7 +238,7 @@ def test_offline_cache_as_the_client_laid_it_out(hub, online):
          {"op": "load", "repo_id": V4}],
         endpoint=hub.endpoint, cache=hub.cache, offline=True,
     )
-    assert len(hub.requests) == before  # nothing went to the network
+    assert len(hub.log) == before  # nothing went to the network (Hub or LFS storage)
     assert _ok(offline[0])["checksum"] == results["dspark"]["checksum"]
     assert _ok(offline[1])["commit"] == hub.first_pinned_commit
     _ok(offline[2])
@@ -294,4 +279,10 @@ def test_token_from_environment_and_push_round_trip(hub, tmp_path):
     assert "library_name: dspark_hf" in readme and "base_model: Qwen/Qwen3-4B" in readme
     assert "| gsm8k | 3.25 | 0.375 | - | - | test run |" in readme
     assert _ok(results[3])["checksum"] == _checksum(FIXTURES_DIR / "qwen3_dspark_gated")
+    # the weights went up through LFS (batch, PUT to the storage) and came back down from it
+    oid = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert [("lfsFile", "model.safetensors")] == [e for e in repo.api_commits[-1] if e[1].endswith(".safetensors")]
+    assert [(r.method, r.status) for r in hub.storage_log(PUSHED) if r.what == "lfs-put"] == [("PUT", 200)]
+    assert repo.lfs_objects[oid] == files["model.safetensors"]
+    assert "model.safetensors" in hub.fetched(PUSHED) and "model.safetensors" not in hub.served_by_hub(PUSHED)
     _fails(results[4], "RepoAccessError", "me/other", "401")

@@ -14,7 +14,7 @@ from dspark_hf.cli import main as cli_main
 from dspark_hf.errors import DSparkError
 from dspark_hf.hub import registry
 from dspark_hf.hub.cards import MeasuredFigure, render_draft_card
-from dspark_hf.checkpoints.fetch import draft_config_from_dict
+from dspark_hf.models.dspark.released_format import dspark_config_from_dict as draft_config_from_dict
 from dspark_hf.verification.policies import resolve_policy
 
 REFERENCE_DOC = REPO_ROOT.parent / "shared" / "docs" / "dspark-reference.md"

@@ -30,7 +30,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub import errors as hf_errors
 
-from dspark_hf.checkpoints import fetch_errors
+from dspark_hf.checkpoints import fetch_errors as errors
 from dspark_hf.checkpoints.files import CONFIG_NAME, SINGLE_WEIGHTS, WEIGHTS_INDEX, check_local_folder, is_local_path, load_config_json
 from dspark_hf.checkpoints.formats import DEEPSEEK_V4, V4_DRAFTER_PREFIX, checkpoint_format, describe
 from dspark_hf.errors import CheckpointError

@@ -33,10 +33,10 @@ def register(subparsers) -> None:
 
 def draft_config(name: str):
     """The draft's :class:`DSparkConfig` (either format), read without loading weights."""
-    from dspark_hf.checkpoints.files import prepare_from_pretrained
-    from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+    from dspark_hf.checkpoints.fetch import read_config_dict
+    from dspark_hf.models.dspark.released_format import dspark_config_from_dict
 
-    return prepare_from_pretrained(name, {}).get("config") or DSparkConfig.from_pretrained(name)
+    return dspark_config_from_dict(read_config_dict(name), f"{name}/config.json")
 
 
 def load_target_model(name: str):
@@ -46,7 +46,7 @@ def load_target_model(name: str):
     from dspark_hf.checkpoints.files import is_local_path
     from dspark_hf.errors import CheckpointError
 
-    if is_local_path(name) and not Path(name).expanduser().is_dir():
+    if is_local_path(name, bare_names_are_local=False) and not Path(name).expanduser().is_dir():
         raise CheckpointError(f"No target model at {name}: the folder does not exist.")
     return AutoModelForCausalLM.from_pretrained(name, dtype="auto").eval()
 

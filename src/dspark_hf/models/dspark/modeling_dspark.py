@@ -231,7 +231,7 @@ class DSparkDraft(DSparkPreTrainedModel):
             # Saved without the target's embedding and LM head (bound at first use): not "missing".
             self._keys_to_ignore_on_load_missing = [r"^embed_tokens\.weight$", r"^lm_head\.weight$"]
         self.post_init()
-        # Default verification policy for generate() calls that set none (see verification_policy.py),
+        # Default verification policy for generate() calls that set none (see dspark_hf.verification.policies),
         # and the telemetry of the latest generate() call.
         self.verification_policy = None
         self.last_telemetry = None
