@@ -3,7 +3,8 @@
 In one process group it runs three trainings of the tiny target's draft (6 steps, checkpoint every 2):
 ``straight`` (uninterrupted), ``resumed`` stopped after step 3 (as a kill would: its last checkpoint
 is step 2) and then rerun by a fresh Trainer from that checkpoint. Each rank writes its full initial
-and final trainable weights and what FSDP did to the draft (``facts{rank}.json``).
+and final trainable weights and what FSDP did to the draft (``facts{rank}.json``), including the
+steps it trained in the stopped run and in the rerun.
 
 ``--run NAME STEPS``: only one run of STEPS steps into ``NAME`` (resuming from its checkpoints).
 
@@ -89,8 +90,27 @@ facts = {
 }
 save_file(trainable_state(straight.train()), str(out / f"straight{rank}.safetensors"))
 
-Trainer(tiny_target(), tiny_examples(), config("resumed", stop_after=3), accelerator=new_accelerator()).train()
+
+def recorded(trainer: Trainer, key: str) -> Trainer:
+    """Record in ``facts[key]`` the (0-based) steps ``trainer`` trains on this rank: the training loop
+    asks ``step_indices`` for each step's sequences once. (A step hook on the torch optimizer would also
+    count the zero-lr step torch.distributed.checkpoint's state-dict helpers take to create the empty
+    Adam state before a sharded load.)"""
+    facts[key] = []
+    step_indices = trainer.step_indices
+
+    def recording(step):
+        facts[key].append(step)
+        return step_indices(step)
+
+    trainer.step_indices = recording
+    return trainer
+
+
+recorded(Trainer(tiny_target(), tiny_examples(), config("resumed", stop_after=3), accelerator=new_accelerator()),
+         "stopped_steps").train()
 facts["stopped_checkpoints"] = sorted(p.name for p in (out / "resumed" / "checkpoints").iterdir())
-resumed = Trainer(tiny_target(), tiny_examples(), config("resumed"), accelerator=new_accelerator()).train()
+resumed = recorded(Trainer(tiny_target(), tiny_examples(), config("resumed"), accelerator=new_accelerator()),
+                   "resumed_steps").train()
 save_file(trainable_state(resumed), str(out / f"resumed{rank}.safetensors"))
 (out / f"facts{rank}.json").write_text(json.dumps(facts))

@@ -6,8 +6,10 @@ real launch, accelerate's ``prepare`` (``fully_shard``) and torch.distributed.ch
 the trainable weights are sharded and the target-owned embedding / LM head are not (still the
 target's tensors); both ranks end with identical full weights, equal within 1e-6 (float32) to one
 process training on the same global batch (not bit-equal: the per-rank gradient averages are summed
-in a different order); a run stopped after its step-2 checkpoint and resumed by a fresh trainer ends
-bit-identical to the uninterrupted run; the exported draft loads with ``DSparkDraft.from_pretrained``.
+in a different order); a run stopped after its step-2 checkpoint and resumed by a fresh trainer loads
+that checkpoint, trains only steps 3-6 on each rank (logged with the uninterrupted run's losses) and
+ends bit-identical to the uninterrupted run (a deterministic restart from scratch would end there too,
+hence the steps are checked); the exported draft loads with ``DSparkDraft.from_pretrained``.
 Slow (``-m slow``): the same with bf16 mixed precision, and a real SIGKILL of the launcher and both
 workers. On two CUDA GPUs the plain launch (no switch) runs the same checks; skipped elsewhere.
 """
@@ -31,7 +33,7 @@ from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
 from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
 
-from training_tiny import tiny_examples, tiny_target
+from training_tiny import computed, read_log, tiny_examples, tiny_target
 
 HERE = Path(__file__).resolve().parent
 SINGLE_PROCESS_ATOL = 1e-6  # float32; measured 3.7e-9 after 6 steps (2 CPU processes vs 1)
@@ -80,6 +82,13 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bo
         assert f["trainable_are_dtensors"] and f["fc_full_shape"] == [32, 64] and f["fc_local_shape"] == [16, 64]
         assert f["frozen_not_sharded"] and f["embedding_shared_with_target"] and f["lm_head_shared_with_target"]
         assert f["stopped_checkpoints"] == ["checkpoint-2"] and f["trainable_dtypes"] == ["torch.float32"]
+        # The rerun resumed from checkpoint-2: each rank trained only the 4 remaining steps (0-based 2-5).
+        steps = f["stopped_steps"], f["resumed_steps"]
+        assert steps == ([0, 1, 2], [2, 3, 4, 5]), steps
+    log = read_log(tmp_path / "resumed")  # written by rank 0: the stopped run's steps, then the rerun's
+    assert [e["step"] for e in log] == [1, 2, 3] + [3, 4, 5, 6]
+    if exact:  # what the rerun's steps computed: the uninterrupted run's steps 3-6, bit for bit
+        assert [computed(e) for e in log[3:]] == [computed(e) for e in read_log(tmp_path / "straight")[2:]]
 
     def load(name):
         return [load_file(str(tmp_path / f"{name}{r}.safetensors")) for r in (0, 1)]
@@ -119,6 +128,11 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bo
 
 
 def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
+    """See the module docstring. The resume check fails with resume switched off in trainer.py,
+    ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)`` -> ``latest = None`` (the rerun starts over:
+    the same final weights, but each rank trains all 6 steps, not the last 4); also with the sharded
+    state not loaded (``Trainer.load_checkpoint``: ``load_sharded(path / SHARDED_DIR, self.objective,
+    self.optimizer.optimizer)`` -> ``pass``: step 3 logs another loss)."""
     _launch_fsdp_worker(tmp_path, cpu=True)
     _check_fsdp_run(tmp_path, exact=True, atol=SINGLE_PROCESS_ATOL)
     # A sharded checkpoint is refused, in one line, by a run without FSDP.
@@ -132,8 +146,10 @@ def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
 def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
     """bf16 as on GPUs: accelerate's FSDP policy (bf16 compute and gradient reduction, float32 master
     weights) plus autocast, with forward inputs and outputs left uncast so the target's logits and the
-    losses stay float32. Ranks agree and stop/resume stays bit-exact; no single-process comparison
-    (one CPU process trains in float32)."""
+    losses stay float32. Ranks agree and stop/resume stays bit-exact (the rerun trains only the steps
+    after its checkpoint); no single-process comparison (one CPU process trains in float32). The resume
+    check fails with resume switched off in trainer.py, ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)``
+    -> ``latest = None`` (each rank trains all 6 steps again)."""
     _launch_fsdp_worker(tmp_path, cpu=True, bf16=True)
     facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False)
     policy = facts[0]["mixed_precision_policy"]
@@ -142,8 +158,12 @@ def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
 
 @pytest.mark.slow
 def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
-    """Both FSDP processes and the launcher killed (SIGKILL) once a checkpoint exists, relaunched:
-    the same final weights as an uninterrupted FSDP run, bit for bit."""
+    """Both FSDP processes and the launcher killed (SIGKILL) once a checkpoint exists, relaunched: the
+    relaunch resumes from that checkpoint, logs only the steps after it (with the uninterrupted run's
+    losses) and ends with the same final weights as an uninterrupted FSDP run, bit for bit.
+
+    Fails with resume switched off in trainer.py, ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)``
+    -> ``latest = None`` (the relaunch logs all 30 steps)."""
     steps = 30
     cmd, env = _worker_command(tmp_path, cpu=True, run=("killed", steps))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -160,8 +180,13 @@ def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     proc.wait()
     stopped_at = int(latest_checkpoint(checkpoints).name.split("-")[1])
     assert stopped_at < steps and not (tmp_path / "killed" / "draft").exists()
-    assert f"Resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps))
+    logged_before = len(read_log(tmp_path / "killed"))
+    relaunch = _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps))
     _launch_fsdp_worker(tmp_path, cpu=True, run=("uninterrupted", steps))
+    appended = read_log(tmp_path / "killed")[logged_before:]  # what the relaunch logged
+    assert [e["step"] for e in appended] == list(range(stopped_at + 1, steps + 1)), f"not from checkpoint-{stopped_at}"
+    assert [computed(e) for e in appended] == [computed(e) for e in read_log(tmp_path / "uninterrupted")[stopped_at:]]
+    assert f"Resuming from {checkpoints / f'checkpoint-{stopped_at}'}" in relaunch
     for rank in (0, 1):
         a = load_file(str(tmp_path / f"killed{rank}.safetensors"))
         b = load_file(str(tmp_path / f"uninterrupted{rank}.safetensors"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -26,3 +29,13 @@ def tiny_examples(count: int = 12, seed: int = 1) -> list[Example]:
         ids = torch.randint(2, 94, (length,), generator=generator).tolist()
         examples.append(Example(ids, [0] * 8 + [1] * (length - 8)))
     return examples
+
+
+def read_log(out) -> list[dict]:
+    """``OUT/train_log.jsonl`` of a run, one dict per logged step (a rerun appends its own steps)."""
+    return [json.loads(line) for line in (Path(out) / "train_log.jsonl").read_text().splitlines()]
+
+
+def computed(entry: dict) -> dict:
+    """What a logged step computed (step, lr, losses, accuracy): the entry without its wall clock."""
+    return {k: v for k, v in entry.items() if k != "elapsed_s"}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dspark_hf.errors import CheckpointError
+from dspark_hf.json_types import json_kind
 
 CONFIG_NAME = "config.json"
 SINGLE_WEIGHTS = "model.safetensors"
@@ -79,7 +80,7 @@ def load_config_json(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise CheckpointError(f"Cannot read {path}: {err.strerror or err}.") from None
     if not isinstance(value, dict):
-        raise CheckpointError(f"{path} holds a JSON {type(value).__name__}, not an object of config keys.")
+        raise CheckpointError(f"{path} holds {json_kind(value)}, not an object of config keys.")
     return value
 
 

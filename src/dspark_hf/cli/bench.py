@@ -113,17 +113,20 @@ def _int_list(text: str) -> list[int]:
 
 
 def _check_common(args) -> None:
+    from dspark_hf.cli.validators import check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
 
+    check_shared_flags(args)  # --threads, --max-new-tokens, --temperature
     for flag, value, least in (("--limit", args.limit, 1), ("--start", args.start, 0), ("--repeats", 1 if args.repeats is None else args.repeats, 1), ("--warmup", args.warmup, 0),
-                               ("--threads", args.threads, 1), ("--prompt-lookup-tokens", args.prompt_lookup_tokens, 1),
+                               ("--prompt-lookup-tokens", args.prompt_lookup_tokens, 1),
                                ("--prompts", args.prompts, 1), ("--prompt-length", args.prompt_length, 1), ("--block-size", args.block_size, 1)):
         if value < least:
             raise UnsupportedUsageError(f"{flag} must be at least {least}, got {value}.")
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise UnsupportedUsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
-    if args.temperature < 0:
-        raise UnsupportedUsageError(f"--temperature must be >= 0, got {args.temperature}.")
+    # Both policy lists before anything loads (--dflash-policies used to be read after the target).
+    if args.policies is not None:
+        _policies(args.policies, cost=args.cost_mode)
+    if args.dflash_policies is not None:
+        _policies(args.dflash_policies, cost=args.cost_mode, flag="--dflash-policies")
 
 
 def _device_and_dtype(args, cost: bool):
@@ -142,18 +145,16 @@ def _device_and_dtype(args, cost: bool):
     return device, getattr(torch, dtype_name)
 
 
-def _policies(text: str, cost: bool) -> list[str]:
+def _policies(text: str, cost: bool, flag: str = "--policies") -> list[str]:
+    from dspark_hf.cli.validators import policy_list
     from dspark_hf.errors import UnsupportedUsageError
-    from dspark_hf.verification.policies import resolve_policy
 
     specs = [s.strip() for s in text.split(",") if s.strip()]
     if not specs:
-        raise UnsupportedUsageError("--policies is empty.")
+        raise UnsupportedUsageError(f"{flag} is empty.")
     if cost and ALL_POLICIES in specs:
-        raise UnsupportedUsageError("--policies all is for prompt mode; cost mode takes specs such as fixed:L,whole.")
-    for spec in specs:
-        if spec != ALL_POLICIES:
-            resolve_policy(spec.replace(":L", ":0") if cost else spec)
+        raise UnsupportedUsageError(f"{flag} all is for prompt mode; cost mode takes specs such as fixed:L,whole.")
+    policy_list(flag, [spec.replace(":L", ":0") if cost else spec for spec in specs], keep=[ALL_POLICIES])
     return specs
 
 
@@ -202,7 +203,7 @@ def run_prompt_mode(args) -> dict:
 
     from dspark_hf.benchmarks.prompt_sets import load_prompt_set
     from dspark_hf.benchmarks.runner import bench_prompts
-    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.cli.validators import check_draft_folder
     from dspark_hf.errors import UnsupportedUsageError
     from dspark_hf.loading import load_target
 
@@ -215,8 +216,7 @@ def run_prompt_mode(args) -> dict:
         raise UnsupportedUsageError("--datasets is empty.")
     prompt_sets = dict(load_prompt_set(n, args.limit, args.datasets_dir, start=args.start) for n in names)
     for name in args.draft or []:
-        if name != "random" and is_local_path(name):
-            check_local_folder(Path(name).expanduser())
+        check_draft_folder(name)  # folder and config.json values, before the target loads
     device, dtype = _device_and_dtype(args, cost=False)
     target, tokenizer = load_target(args.target)
     target = target.to(device=device, dtype=dtype)

@@ -43,11 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.verification.calibration.sts import fit_sequential_temperatures
     from dspark_hf.verification.calibration.temperatures import store_temperatures
     from dspark_hf.bundled.draft import DEFAULT_DRAFT_DIR
+    from dspark_hf.cli.validators import check_draft_folder, check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
     from dspark_hf.loading import load_draft, load_target
 
-    if args.count < 1 or args.max_new_tokens < 1:
-        raise UnsupportedUsageError("--count and --max-new-tokens must be at least 1.")
+    check_shared_flags(args)  # --threads, --max-new-tokens, --temperature
+    if args.count < 1:
+        raise UnsupportedUsageError(f"--count must be at least 1, got {args.count}.")
+    check_draft_folder(args.draft)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = HELD_OUT_START if args.start is None else args.start

@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from dspark_hf.cli.validators import check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
 
+    check_shared_flags(args)  # --threads, --max-prompt-tokens, --max-new-tokens-limit
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage pings
     try:
         import gradio  # noqa: F401

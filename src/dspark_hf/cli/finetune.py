@@ -49,19 +49,21 @@ def register(subparsers) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
+    from dspark_hf.cli.validators import check_draft_folder, check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
+    from dspark_hf.training.data import read_records
     from dspark_hf.training.lora import lora_config
 
     if not args.lora:
         raise UnsupportedUsageError("dspark finetune only trains LoRA adapters: add --lora (full training is dspark train).")
+    check_shared_flags(args)  # --threads
     for name in ("epochs", "lr", "batch_size", "num_anchors", "max_length"):
         if getattr(args, name) <= 0:
             raise UnsupportedUsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}.")
     if not Path(args.data).expanduser().is_file():
         raise UnsupportedUsageError(f"No fine-tuning data at {args.data}.")
-    if is_local_path(args.draft):
-        check_local_folder(Path(args.draft).expanduser())
+    read_records(args.data)  # every record's shape, as <file>:<line>: ..., before a model loads
+    check_draft_folder(args.draft)
     modules = [m.strip() for m in args.target_modules.split(",") if m.strip()] if args.target_modules else None
     args.lora_config = lora_config(args.r, args.alpha, args.dropout, *([modules] if modules else []))
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     target, tokenizer = load_target(args.target)
     target.to(device)
-    examples = load_examples(tokenizer, args.data, args.max_length)
+    examples = load_examples(tokenizer, args.data, args.max_length, vocab_size=target.get_input_embeddings().num_embeddings)
     draft = DSparkDraft.from_pretrained(args.draft, dtype=torch.float32).to(device).eval()
     if draft.config.embeddings_from_target:
         draft.bind_target_embeddings(target)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -21,15 +20,15 @@ def register(subparsers) -> None:
         help='DSpark draft: local folder or Hub id (default: the draft shipped for the embedded target), or "random": '
         "an untrained draft shaped for the target, to check the pipeline (output stays exact; it is rarely accepted)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="at least 1 (default 128)")
     parser.add_argument("--policy", default=None, help='verification policy, e.g. "whole" or "threshold:0.6" (default: whole block)')
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=0.0, help="a finite number >= 0; 0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (>= 0; 0 = off, default)")
+    parser.add_argument("--top-p", type=float, default=None, help="sampling: nucleus mass in (0, 1] (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-chat-template", action="store_true", help="feed the prompt as raw text")
     parser.add_argument("--steps", action="store_true", help="print one line per drafting round")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     parser.set_defaults(func=run)
 
 
@@ -55,19 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401  (installs the generation hook)
 
+    from dspark_hf.cli.validators import check_draft_folder, check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
 
-    if args.max_new_tokens < 1:
-        raise UnsupportedUsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
+    # Check what can be checked before loading any weights: the flags, then the draft folder's config.
+    check_shared_flags(args)  # --max-new-tokens, --temperature, --top-p, --top-k, --threads, --policy
     if not args.prompt.strip():
         raise UnsupportedUsageError("--prompt is empty.")
-    # Check what can be checked before loading any weights.
-    from dspark_hf.checkpoints.files import check_local_folder, is_local_path
-    from dspark_hf.verification.policies import resolve_policy
-
-    resolve_policy(args.policy)
-    if args.draft not in (None, "random") and is_local_path(args.draft):
-        check_local_folder(Path(args.draft).expanduser())
+    check_draft_folder(args.draft)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -54,11 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
     import dspark_hf  # noqa: F401
 
+    from dspark_hf.cli.validators import check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
     from dspark_hf.verification.scheduling.cost_profile import save_profile
     from dspark_hf.verification.scheduling.profiler import DEFAULT_TOKENS, profile_target
     from dspark_hf.loading import load_target
 
+    check_shared_flags(args)  # --threads
     if args.repeats < 1 or args.warmup < 0 or args.context < 1:
         raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")
     if args.threads:

@@ -66,6 +66,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from dspark_hf.cli.validators import check_shared_flags
+
+    check_shared_flags(args)  # --threads, --max-new-tokens, --max-prompt-tokens, --temperature, --top-p, --top-k
     if args.threads:
         torch.set_num_threads(args.threads)
     from accelerate import Accelerator
@@ -76,13 +79,15 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.training.trainer import Trainer, TrainConfig
     from dspark_hf.loading import load_target
 
-    from dspark_hf.training.data import DataError
+    from dspark_hf.training.data import DataError, read_records
 
     if not args.draft_from_checkpoint and not Path(args.data).is_file():
         raise DataError(f"Training data file not found: {args.data}")
     for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if not args.draft_from_checkpoint:
+        read_records(args.data)  # every record's shape, as <file>:<line>: ..., before the target loads
     accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
     check_fsdp_setup(accelerator)  # before loading the target: FSDP asked for where accelerate cannot run it
     target, tokenizer = load_target(args.target)
@@ -123,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                          feature_cache=cache, layer_ids=cache_layers)
         accelerator.wait_for_everyone()
         data = distilled
-    examples = load_examples(tokenizer, data, max_length=args.max_length)
+    vocab = target.get_input_embeddings().num_embeddings  # pre-tokenized ids must index the embedding
+    examples = load_examples(tokenizer, data, max_length=args.max_length, vocab_size=vocab)
     cfg = TrainConfig(
         output_dir=str(out),
         method=args.method,

@@ -20,15 +20,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dspark_hf.errors import DSparkError
+from dspark_hf.errors import DataError
+from dspark_hf.json_types import json_kind
 
+__all__ = ["DataError", "Example", "check_record", "load_examples", "read_numbered_records", "read_records", "tokenize_record"]
 
 ANSWER_KEYS = ("response", "answer", "completion")  # the names a prompt record may give its answer
-
-
-class DataError(DSparkError, ValueError):
-    """The training data cannot be read (missing file, bad JSON, unknown record shape)."""
+RECORD_KEYS = ("prompt", "messages", "text", "input_ids")  # one of these makes a record
+_SHAPES = "expected one of prompt, messages, text or input_ids"
 
 
 @dataclass
@@ -39,24 +40,100 @@ class Example:
     assistant_mask: list[int]
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """The records of a ``.jsonl``/``.json`` file or the documents of a ``.txt`` file (as ``{"text"}``)."""
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_record(record: Any, where: str) -> None:
+    """One :class:`DataError` line ``<where>: <what is wrong>`` unless ``record`` is one of the shapes of
+    the module docstring with values of the right types (token ids are checked against the
+    vocabulary by :func:`tokenize_record`, which knows it)."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: a record must be a JSON object, got {json_kind(record)}.")
+    if not record:
+        raise DataError(f"{where}: empty record; {_SHAPES}.")
+    if not any(key in record for key in RECORD_KEYS):
+        raise DataError(f"{where}: unknown record shape with keys {sorted(record)}; {_SHAPES}.")
+    if "input_ids" in record:
+        ids = record["input_ids"]
+        if not isinstance(ids, list):
+            raise DataError(f"{where}: input_ids must be a list of token ids, got {json_kind(ids)}.")
+        if not ids:
+            raise DataError(f"{where}: input_ids is empty.")
+        for i, token in enumerate(ids):
+            if not _is_int(token):
+                raise DataError(f"{where}: input_ids[{i}] is {_shown(token)}; token ids are whole numbers.")
+        if "assistant_mask" in record:
+            mask = record["assistant_mask"]
+            if not isinstance(mask, list):
+                raise DataError(f"{where}: assistant_mask must be a list of 0 and 1, got {json_kind(mask)}.")
+            if len(mask) != len(ids):
+                raise DataError(f"{where}: assistant_mask has {len(mask)} values for {len(ids)} input_ids; they must match.")
+            for i, m in enumerate(mask):
+                if not (isinstance(m, (int, bool)) and m in (0, 1)):
+                    raise DataError(f"{where}: assistant_mask[{i}] is {_shown(m)}; it must be 0 or 1.")
+    for key in ("text", "prompt"):
+        if key in record and not isinstance(record[key], str):
+            raise DataError(f"{where}: {key} must be a string, got {json_kind(record[key])}.")
+    if "prompt" in record:
+        for key in ANSWER_KEYS:
+            if record.get(key) is not None and not isinstance(record[key], str):
+                raise DataError(f"{where}: {key} must be a string, got {json_kind(record[key])}.")
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list):
+            raise DataError(f"{where}: messages must be a list of {{role, content}} objects, got {json_kind(messages)}.")
+        if not messages:
+            raise DataError(f"{where}: messages is empty; a chat needs at least one {{role, content}} turn.")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise DataError(f"{where}: messages[{i}] must be an object with role and content, got {json_kind(message)}.")
+            for key in ("role", "content"):
+                if key not in message:
+                    raise DataError(f"{where}: messages[{i}] has no {key}; each turn is {{\"role\": ..., \"content\": ...}}.")
+                if not isinstance(message[key], str):
+                    raise DataError(f"{where}: messages[{i}].{key} must be a string, got {json_kind(message[key])}.")
+
+
+def read_numbered_records(path: str | Path) -> list[tuple[str, dict]]:
+    """``(where, record)`` for every record of ``path`` (``where`` is ``<file>:<line>``), each checked
+    by :func:`check_record`; a ``.txt`` file's documents become ``{"text"}`` records."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Training data file not found: {path}")
     if path.suffix == ".txt":
-        docs = [d.strip() for d in path.read_text(encoding="utf-8").split("\n\n")]
-        return [{"text": d} for d in docs if d]
+        text = path.read_text(encoding="utf-8")
+        out, offset = [], 0
+        for chunk in text.split("\n\n"):
+            if chunk.strip():
+                first_line = text.count("\n", 0, offset + len(chunk) - len(chunk.lstrip())) + 1
+                out.append((f"{path}:{first_line}", {"text": chunk.strip()}))
+            offset += len(chunk) + 2
+        return out
     records = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
+            where = f"{path}:{number}"
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
+                raise DataError(f"{where}: not valid JSON ({exc.msg}).") from None
+            check_record(record, where)
+            records.append((where, record))
     return records
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The records of a ``.jsonl``/``.json`` file or the documents of a ``.txt`` file (as ``{"text"}``),
+    each checked (one ``<file>:<line>: ...`` line for the first bad one)."""
+    return [record for _, record in read_numbered_records(path)]
 
 
 def record_messages(record: dict) -> list[dict] | None:
@@ -80,27 +157,32 @@ def needs_answer(record: dict) -> bool:
     return messages is not None and messages[-1]["role"] != "assistant"
 
 
-def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool, where: str = "record") -> list[int]:
+    from jinja2 import TemplateError
+
+    try:
+        out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    except TemplateError as err:
+        raise DataError(f"{where}: the tokenizer's chat template refuses this chat: {err}") from None
     if hasattr(out, "keys") and "input_ids" in out:  # BatchEncoding
         out = out["input_ids"]
     return list(out)
 
 
-def tokenize_chat(tokenizer, messages: list[dict]) -> Example:
+def tokenize_chat(tokenizer, messages: list[dict], where: str = "record") -> Example:
     """Token ids of the whole chat and a mask over the tokens of its assistant turns (their content and
     end-of-turn tokens, not the role header)."""
     if tokenizer.chat_template is None:
-        raise DataError("The target's tokenizer has no chat template; pass raw text ({'text': ...}) instead.")
-    ids = _template_ids(tokenizer, messages, add_generation_prompt=False)
+        raise DataError(f"{where}: the target's tokenizer has no chat template; pass raw text ({{'text': ...}}) instead.")
+    ids = _template_ids(tokenizer, messages, add_generation_prompt=False, where=where)
     mask = [0] * len(ids)
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _template_ids(tokenizer, messages[:i], add_generation_prompt=True)
-        through = _template_ids(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        before = _template_ids(tokenizer, messages[:i], add_generation_prompt=True, where=where)
+        through = _template_ids(tokenizer, messages[: i + 1], add_generation_prompt=False, where=where)
         if ids[: len(through)] != through or through[: len(before)] != before:
-            raise DataError("The chat template does not render chats prefix by prefix; cannot find the assistant turns.")
+            raise DataError(f"{where}: the chat template does not render chats prefix by prefix; cannot find the assistant turns.")
         end = len(through)
         # The template may add a newline after the end-of-turn token: train up to the end-of-turn token.
         eos = tokenizer.eos_token_id
@@ -111,35 +193,42 @@ def tokenize_chat(tokenizer, messages: list[dict]) -> Example:
     return Example(ids, mask)
 
 
-def tokenize_record(tokenizer, record: dict) -> Example:
-    """One record as an :class:`Example` (see the module docstring for the shapes)."""
+def tokenize_record(tokenizer, record: dict, where: str = "record", vocab_size: int | None = None) -> Example:
+    """One record as an :class:`Example` (see the module docstring for the shapes). ``where`` names the
+    record in errors (``<file>:<line>``); pre-tokenized ids must lie in ``[0, vocab_size)``
+    (default: the tokenizer's ``len``)."""
+    check_record(record, where)
     if "input_ids" in record:
-        ids = [int(t) for t in record["input_ids"]]
+        ids = list(record["input_ids"])
+        vocab = len(tokenizer) if vocab_size is None else vocab_size
+        for i, token in enumerate(ids):
+            if not 0 <= token < vocab:
+                raise DataError(
+                    f"{where}: input_ids[{i}] is {token}; token ids must lie in [0, {vocab - 1}] (the vocabulary has {vocab})."
+                )
         mask = [int(m) for m in record.get("assistant_mask", [1] * len(ids))]
-        if len(mask) != len(ids):
-            raise DataError("A record's assistant_mask and input_ids differ in length.")
         return Example(ids, mask)
     if "text" in record:
         ids = tokenizer(record["text"], add_special_tokens=True)["input_ids"]
         return Example(list(ids), [1] * len(ids))
-    messages = record_messages(record)
-    if messages is None:
-        raise DataError(f"Unknown record shape with keys {sorted(record)}; expected prompt, messages, text or input_ids.")
-    return tokenize_chat(tokenizer, messages)
+    return tokenize_chat(tokenizer, record_messages(record), where)
 
 
-def load_examples(tokenizer, path: str | Path, max_length: int | None = None, min_trained: int = 2) -> list[Example]:
+def load_examples(
+    tokenizer, path: str | Path, max_length: int | None = None, min_trained: int = 2, vocab_size: int | None = None
+) -> list[Example]:
     """Every record of ``path`` tokenized, cut to ``max_length`` tokens; sequences with fewer than
     ``min_trained`` trained tokens are dropped. Records that still need an answer raise: run
-    self-distillation first."""
+    self-distillation first. A bad record is one :class:`DataError` line ``<file>:<line>: ...``;
+    ``vocab_size`` bounds pre-tokenized ids (default: the tokenizer's ``len``)."""
     examples = []
-    for number, record in enumerate(read_records(path), 1):
+    for where, record in read_numbered_records(path):
         if needs_answer(record):
             raise DataError(
-                f"{path}: record {number} is a prompt without an answer; add the answers (ideally the target's "
+                f"{where}: a prompt without an answer; add the answers (ideally the target's "
                 "own) or let the target write them with dspark train --self-distill."
             )
-        example = tokenize_record(tokenizer, record)
+        example = tokenize_record(tokenizer, record, where, vocab_size)
         if max_length:
             example = Example(example.input_ids[:max_length], example.assistant_mask[:max_length])
         if sum(example.assistant_mask) >= min_trained:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dspark_hf.training.data import DataError, read_records, record_messages
+from dspark_hf.training.data import DataError, read_numbered_records, record_messages
 from dspark_hf.training.target_outputs import FeatureCache, GenerationRecorder, sequence_key
 
 
@@ -61,13 +61,13 @@ def self_distill(
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    records = read_records(prompts_path)
+    records = read_numbered_records(prompts_path)
     done = _done_indices(out_path)
     todo = []
-    for index, record in enumerate(records):
+    for index, (where, record) in enumerate(records):
         messages = record_messages(record)
         if messages is None:
-            raise DataError(f"{prompts_path}: self-distillation needs prompt or messages records.")
+            raise DataError(f"{where}: self-distillation needs prompt or messages records (this one has {sorted(record)}).")
         if messages[-1]["role"] == "assistant":
             messages = messages[:-1]
         if index in done or not messages:

@@ -18,6 +18,8 @@ options). When to use which: ``docs/scheduling.md``.
 
 from __future__ import annotations
 
+import inspect
+import math
 import sys
 
 import torch
@@ -90,7 +92,7 @@ class FixedLength(VerificationPolicy):
     name = "fixed"
 
     def __init__(self, length: int = 3) -> None:
-        if float(length) != int(length) or int(length) < 0:
+        if isinstance(length, bool) or not isinstance(length, (int, float)) or not math.isfinite(length) or length != int(length) or length < 0:
             raise UnsupportedUsageError(f"fixed verification length must be a whole number >= 0, got {length}.")
         self.length = int(length)
 
@@ -320,12 +322,27 @@ def resolve_policy(spec: VerificationPolicy | str | float | None) -> Verificatio
     if name not in POLICIES:
         raise UnsupportedUsageError(f"Unknown verification policy {name!r}; choose one of {sorted(POLICIES)}.")
     cls = POLICIES[name]
-    if hasattr(cls, "from_spec"):
-        return cls.from_spec(arg)
-    if not arg:
-        return cls()
     try:
-        value = float(arg)
-    except ValueError:
-        raise UnsupportedUsageError(f"Policy {name!r} takes a number, got {arg!r} in {spec!r}.") from None
-    return cls(value)
+        if hasattr(cls, "from_spec"):
+            return cls.from_spec(arg)
+        if not arg:
+            return cls()
+        if not _takes_argument(cls):
+            raise UnsupportedUsageError(f"verification policy {name!r} takes no argument, got {spec!r}.")
+        try:
+            value = float(arg)
+        except ValueError:
+            raise UnsupportedUsageError(f"verification policy {name!r} takes a number, got {arg!r} in {spec!r}.") from None
+        return cls(value)
+    except UnsupportedUsageError as err:
+        if str(spec) in str(err):
+            raise
+        raise UnsupportedUsageError(f"verification policy {spec!r}: {err}") from None
+
+
+def _takes_argument(cls: type) -> bool:
+    """Whether ``cls(value)`` is a valid call (``WholeBlock`` takes none)."""
+    if cls.__init__ is object.__init__:
+        return False
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.models.dspark.configuration_dspark import DSparkConfig, check_config_values, config_source
 from dspark_hf.checkpoints.formats import RELEASED, RELEASED_ARCHITECTURES, checkpoint_format
 from dspark_hf.errors import CheckpointError
 
@@ -42,15 +42,19 @@ def _rope_parameters(cfg: dict[str, Any], backbone: str) -> dict[str, Any]:
 
 
 def from_released_config(cfg: dict[str, Any], source: str = "config.json") -> DSparkConfig:
-    """Translate a released draft config into a :class:`DSparkConfig`; one clear error per missing key."""
+    """Translate a released draft config into a :class:`DSparkConfig`; one clear error (naming
+    ``source``) per missing key or bad value."""
     backbone = next(RELEASED_ARCHITECTURES[a] for a in cfg["architectures"] if a in RELEASED_ARCHITECTURES)
     gemma = backbone == "gemma4"
     required = _DSPARK_KEYS + _SHAPE_KEYS + (("global_head_dim", "hidden_activation") if gemma else ())
     missing = [key for key in required if key not in cfg]
-    if int(cfg.get("markov_rank", 0)) > 0 and "markov_head_type" not in cfg:
+    rank = cfg.get("markov_rank", 0)
+    if isinstance(rank, int) and rank > 0 and "markov_head_type" not in cfg:
         missing.append("markov_head_type")
     if missing:
         raise CheckpointError(f"{source} is missing required DSpark config keys: {', '.join(missing)}.")
+    # Types and ranges before any value is used (null keys fall back to defaults below).
+    check_config_values(cfg, source, skip_none=True)
     if gemma and (cfg.get("enable_moe_block") or cfg.get("hidden_size_per_layer_input")):
         raise CheckpointError(f"{source}: Gemma4 drafts with MoE blocks or per-layer inputs are not supported.")
 
@@ -58,36 +62,37 @@ def from_released_config(cfg: dict[str, Any], source: str = "config.json") -> DS
     markov_rank = int(cfg["markov_rank"])
     enable_confidence = bool(cfg.get("enable_confidence_head", False))
     special = {k: cfg[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id") if cfg.get(k) is not None}
-    return DSparkConfig(
-        backbone=backbone,
-        vocab_size=cfg["vocab_size"],
-        hidden_size=cfg["hidden_size"],
-        intermediate_size=cfg["intermediate_size"],
-        num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"],
-        num_key_value_heads=(
-            cfg["num_global_key_value_heads"] if k_eq_v else cfg.get("num_key_value_heads", cfg["num_attention_heads"])
-        ),
-        head_dim=cfg["global_head_dim"] if gemma else cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"],
-        hidden_act=cfg["hidden_activation"] if gemma else cfg.get("hidden_act", "silu"),
-        rms_norm_eps=cfg["rms_norm_eps"],
-        attention_bias=bool(cfg.get("attention_bias", False)),
-        max_position_embeddings=cfg.get("max_position_embeddings", 40960),
-        rope_parameters=_rope_parameters(cfg, backbone),
-        attention_k_eq_v=k_eq_v,
-        final_logit_softcapping=cfg.get("final_logit_softcapping") if gemma else None,
-        block_size=cfg["block_size"],
-        mask_token_id=cfg["mask_token_id"],
-        target_layer_ids=cfg["target_layer_ids"],
-        num_target_layers=cfg["num_target_layers"],
-        markov_rank=markov_rank,
-        markov_head_type=cfg.get("markov_head_type", "vanilla"),
-        enable_confidence_head=enable_confidence,
-        confidence_head_with_markov=bool(cfg.get("confidence_head_with_markov", False)) and enable_confidence,
-        num_anchors=cfg.get("num_anchors", 512),
-        target_model_type=cfg.get("target_model_type", backbone),
-        **special,
-    )
+    with config_source(source):
+        return DSparkConfig(
+            backbone=backbone,
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_hidden_layers=cfg["num_hidden_layers"],
+            num_attention_heads=cfg["num_attention_heads"],
+            num_key_value_heads=(
+                cfg["num_global_key_value_heads"] if k_eq_v else cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+            ),
+            head_dim=cfg["global_head_dim"] if gemma else cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"],
+            hidden_act=cfg["hidden_activation"] if gemma else cfg.get("hidden_act", "silu"),
+            rms_norm_eps=cfg["rms_norm_eps"],
+            attention_bias=bool(cfg.get("attention_bias", False)),
+            max_position_embeddings=cfg.get("max_position_embeddings", 40960),
+            rope_parameters=_rope_parameters(cfg, backbone),
+            attention_k_eq_v=k_eq_v,
+            final_logit_softcapping=cfg.get("final_logit_softcapping") if gemma else None,
+            block_size=cfg["block_size"],
+            mask_token_id=cfg["mask_token_id"],
+            target_layer_ids=cfg["target_layer_ids"],
+            num_target_layers=cfg["num_target_layers"],
+            markov_rank=markov_rank,
+            markov_head_type=cfg.get("markov_head_type", "vanilla"),
+            enable_confidence_head=enable_confidence,
+            confidence_head_with_markov=bool(cfg.get("confidence_head_with_markov", False)) and enable_confidence,
+            num_anchors=cfg.get("num_anchors", 512),
+            target_model_type=cfg.get("target_model_type", backbone),
+            **special,
+        )
 
 
 def to_released_config(config: DSparkConfig) -> dict[str, Any]:
@@ -151,4 +156,5 @@ def dspark_config_from_dict(config: dict[str, Any], source: str = "config.json")
     library's (``model_type: dspark``)."""
     if is_released_config(config):
         return from_released_config(config, source=source)
-    return DSparkConfig.from_dict({k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
+    with config_source(source):
+        return DSparkConfig.from_dict({k: v for k, v in config.items() if k not in ("architectures", "transformers_version")})
