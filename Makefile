@@ -35,7 +35,7 @@ browser:
 	fi
 
 run: $(STAMP)
-	$(BIN)/dspark generate --prompt "$(PROMPT)" --max-new-tokens 128 $(if $(DRAFT),--draft $(DRAFT),)
+	$(BIN)/dspark generate --prompt "$(PROMPT)" --max-new-tokens 128 --compare $(if $(DRAFT),--draft $(DRAFT),)
 
 demo: $(STAMP)
 	$(BIN)/dspark demo

@@ -15,6 +15,17 @@ def test_generate_prints_text_and_step_summary(capsys):
     assert "tokens per step: " in out and "tau " in out and "tokens/s" in out
 
 
+def test_generate_compare_prints_both_speeds_and_identity(capsys):
+    """``--compare`` runs plain decoding on the same prompt and prints its speed, the ratio and that the
+    greedy texts are identical (the check compares the token ids, so a wrong draft path would print
+    "different text")."""
+    code = main(["generate", "--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--threads", "1", "--compare"])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("plain decoding: "))
+    assert "tokens/s; DSpark / plain = " in line and "x (identical text; float32, 1 threads" in line
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -11,12 +11,30 @@ installs DSpark drafting into ``generate(assistant_model=...)``::
 
 from transformers import AutoConfig, AutoModel
 
-from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
-from dspark_hf.errors import CheckpointError, CompatibilityError, DSparkError, TransformersVersionError, UnsupportedUsageError
+from dspark_hf.errors import (
+    CheckpointError,
+    CompatibilityError,
+    ConfigValueError,
+    DataError,
+    DSparkError,
+    TransformersVersionError,
+    UnsupportedUsageError,
+)
 from dspark_hf.integration.generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
+from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
+from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 from dspark_hf.telemetry import GenerationTelemetry, StepRecord
-from dspark_hf.verification.policies import ConfidenceThreshold, VerificationPolicy, WholeBlock, resolve_policy
+from dspark_hf.verification.policies import (
+    ConfidenceThreshold,
+    FixedLength,
+    HardwareAware,
+    OnlineAcceptance,
+    SurvivalThreshold,
+    VerificationPolicy,
+    WholeBlock,
+    resolve_policy,
+)
 from dspark_hf.version import __version__
 
 AutoConfig.register(DSparkConfig.model_type, DSparkConfig, exist_ok=True)
@@ -26,15 +44,22 @@ install_generation_hook()
 __all__ = [
     "DSparkConfig",
     "DSparkDraft",
+    "DSparkV4Draft",
     "VerificationPolicy",
     "WholeBlock",
+    "FixedLength",
     "ConfidenceThreshold",
+    "SurvivalThreshold",
+    "HardwareAware",
+    "OnlineAcceptance",
     "resolve_policy",
     "GenerationTelemetry",
     "StepRecord",
     "DSparkError",
     "CheckpointError",
     "CompatibilityError",
+    "ConfigValueError",
+    "DataError",
     "UnsupportedUsageError",
     "TransformersVersionError",
     "SUPPORTED_TRANSFORMERS",

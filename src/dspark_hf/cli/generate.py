@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     parser.add_argument("--no-chat-template", action="store_true", help="feed the prompt as raw text")
     parser.add_argument("--steps", action="store_true", help="print one line per drafting round")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="also run plain decoding (no draft) on the same prompt in this process and print both speeds, "
+        "their ratio and whether the texts are identical (greedy: they must be)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature > 0:
         sampling.update(temperature=args.temperature, top_k=args.top_k or 0, top_p=args.top_p or 1.0)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, dspark_policy=args.policy, **sampling)
+    mask = torch.ones_like(ids)
+    if args.compare:  # one untimed warm-up call each, so neither side pays first-call costs
+        warm = GenerationConfig(max_new_tokens=4, dspark_policy=args.policy, **sampling)
+        target.generate(ids, generation_config=warm, attention_mask=mask)
+        target.generate(ids, assistant_model=draft, generation_config=warm, attention_mask=mask)
+        torch.manual_seed(args.seed)
     start = time.perf_counter()
-    out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
+    out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=mask)
     seconds = time.perf_counter() - start
     telemetry = draft.last_telemetry
     print(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
@@ -83,5 +94,18 @@ def run(args: argparse.Namespace) -> int:
     if args.steps:
         print(format_steps(telemetry))
     print("tokens per step: " + " ".join(str(s.emitted) for s in telemetry.steps))
-    print(f"{telemetry.summary()}; {telemetry.new_tokens / seconds:.1f} tokens/s")
+    speed = telemetry.new_tokens / seconds
+    print(f"{telemetry.summary()}; {speed:.1f} tokens/s")
+    if args.compare:
+        torch.manual_seed(args.seed)
+        start = time.perf_counter()
+        plain = target.generate(ids, generation_config=config, attention_mask=mask)
+        plain_seconds = time.perf_counter() - start
+        plain_speed = (plain.shape[1] - ids.shape[1]) / plain_seconds
+        same = "identical text" if torch.equal(plain, out) else "different text" + (" (sampling)" if sampling["do_sample"] else "")
+        dtype = str(next(target.parameters()).dtype).removeprefix("torch.")
+        print(
+            f"plain decoding: {plain_speed:.1f} tokens/s; DSpark / plain = {speed / plain_speed:.2f}x ({same}; "
+            f"{dtype}, {torch.get_num_threads()} threads, {telemetry.new_tokens} and {plain.shape[1] - ids.shape[1]} new tokens)"
+        )
     return 0
