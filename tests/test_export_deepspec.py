@@ -22,7 +22,7 @@ from dspark_hf.cli import main as cli_main
 from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 from dspark_hf.models.dspark.released_format import from_released_config
 from dspark_hf.training.export import ExportError, export_deepspec
-from test_fixture_exactness import ATOL, run_reference_protocol
+from test_fixture_exactness import compare_outputs, reproduce_outputs
 
 FOLDERS = fixture_folders()
 
@@ -52,12 +52,7 @@ def test_fixture_export_round_trip_float32(folder, tmp_path):
 
     again = DSparkDraft.from_pretrained(tmp_path, dtype=torch.float32).eval()
     ref = load_file(folder / "reference.safetensors")
-    ours = run_reference_protocol(again, ref)
-    for name, value in ref.items():
-        if value.is_floating_point():
-            torch.testing.assert_close(ours[name].float(), value, atol=ATOL, rtol=0, msg=lambda m: f"{name}: {m}")
-        else:
-            assert torch.equal(ours[name], value), name
+    compare_outputs(reproduce_outputs(again, ref), ref, f"{folder.name} (exported and reloaded)")
 
 
 def test_default_dtype_is_bfloat16(tmp_path):

@@ -6,6 +6,11 @@ more here) also runs every prompt with the draft pushed
 towards the target's own greedy continuation except at scheduled slots (see
 ``test_generate_greedy_tiny.force_towards``), so that partial acceptance, the target's cache crop and
 the draft's context cache are all exercised on the real model.
+
+The default run also drives every verification policy (whole, fixed:3, threshold:0.5, survival:0.5,
+hardware and online, the last two on a synthetic cost profile) on 3 prompts x 40 new tokens with such
+a forced draft whose confidences are forced too, and requires each to accept draft tokens and stay
+token-for-token equal to plain greedy generate (``test_every_policy_accepts_and_stays_greedy``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from transformers import GenerationConfig
 from conftest import EVAL_DATASETS_DIR
 from dspark_hf import DSparkDraft
 from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+from dspark_hf.verification.policies import HardwareAware, OnlineAcceptance
+from dspark_hf.verification.scheduling.cost_profile import CostProfile
 from test_generate_greedy_tiny import force_towards
 
 NEW_TOKENS = 64
@@ -75,3 +82,83 @@ def test_greedy_equality_on_smollm2(smollm2, policy, oracle):
         accepted += sum(s.accepted for s in draft.last_telemetry.steps)
     if oracle and policy == "whole":
         assert accepted > 20 * NEW_TOKENS / 4, f"only {accepted} draft tokens accepted"
+
+
+# -- every policy accepts on the real target (default run) ------------------------------------------
+
+POLICY_NEW_TOKENS = 40
+POLICY_PROMPTS = (0, 7, 14)  # the first mt-bench, gsm8k and humaneval prompts
+WRONG_EVERY = 3  # force_towards' default: slot k at position pos is wrong where (pos + k) % 3 == 0
+
+
+def synthetic_profile(block_size: int) -> CostProfile:
+    """Verifying ``B`` tokens costs ``100 (1 + 0.35 (B - 1))`` seconds: verifying a slot pays when its
+    cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
+    verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
+    policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
+    the confidences / acceptance estimates only, never on timing; nothing is profiled."""
+    tokens = list(range(1, 2 * block_size + 3))
+    return CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
+                       target_seconds=[100.0 * (1 + 0.35 * (b - 1)) for b in tokens])
+
+
+POLICY_FACTORIES = {
+    "whole": lambda block: "whole",
+    "fixed:3": lambda block: "fixed:3",
+    "threshold:0.5": lambda block: "threshold:0.5",
+    "survival:0.5": lambda block: "survival:0.5",
+    "hardware": lambda block: HardwareAware(profile=synthetic_profile(block)),
+    "online": lambda block: OnlineAcceptance(profile=synthetic_profile(block)),
+}
+
+
+def force_confidently(draft: DSparkDraft, continuation: torch.Tensor) -> None:
+    """``force_towards`` plus confidences that half know its schedule: slot ``k`` at position ``pos``
+    gets a pre-sigmoid confidence of -8 where ``(pos + k) % 6 == 0`` (every other scheduled wrong slot)
+    or past the continuation's end, and +8 elsewhere. Confidence-reading policies then verify right
+    prefixes (acceptance) and, in some rounds, a confidently wrong slot too (a rejection, so the target's
+    cache crop is exercised); the untrained head alone gives confidences near 0.5 and they might verify
+    nothing. The confidence depends on the slot's position only, never on a drafted token."""
+    calls = force_towards(draft, continuation, wrong_every=WRONG_EVERY)
+
+    def confidence_logits(hidden, prev_ids):
+        last = calls[-1]
+        positions = last["positions"][0, -last["q_len"]:].tolist()[: hidden.shape[1]]
+        doubt = [pos + 1 >= continuation.shape[0] or (pos + k) % (2 * WRONG_EVERY) == 0 for k, pos in enumerate(positions)]
+        return torch.tensor([[-8.0 if d else 8.0 for d in doubt]], dtype=hidden.dtype, device=hidden.device)
+
+    draft.confidence_logits = confidence_logits
+
+
+@pytest.mark.parametrize("policy_name", list(POLICY_FACTORIES))
+def test_every_policy_accepts_and_stays_greedy(smollm2, policy_name):
+    """Each verification policy, on SmolLM2 with a draft (and confidences) forced towards the target's
+    own continuation, accepts draft tokens (sum of ``StepRecord.accepted`` > 0), also rejects some
+    verified ones (a round with ``verified > accepted``: the target's cache is cut back), and its output
+    equals plain greedy generate token for token, on 3 prompts x 40 new tokens.
+
+    Fails if ``DSparkCandidateGenerator.get_candidates`` proposes nothing (``return input_ids, None``
+    for ``length > 0``: no token accepted), or if the target's cache is not cut back after a rejection
+    (e.g. ``cache.crop`` made a no-op in ``integration.fit_checks.prepare_target_cache``: outputs differ)."""
+    target, encoded, plain = smollm2
+    block = random_smollm2_draft(target).config.block_size
+    policy = POLICY_FACTORIES[policy_name](block)
+    config = GenerationConfig(max_new_tokens=POLICY_NEW_TOKENS, do_sample=False, dspark_policy=policy)
+    accepted, verified, rejecting_rounds = 0, 0, 0
+    for i in POLICY_PROMPTS:
+        ids, reference = encoded[i], plain[i]
+        # Greedy decoding is deterministic, so plain generate's first 40 new tokens are the 64-token run's.
+        expected = reference[:, : ids.shape[1] + POLICY_NEW_TOKENS]
+        assert expected.shape[1] == ids.shape[1] + POLICY_NEW_TOKENS, f"prompt {i} ends before {POLICY_NEW_TOKENS} tokens"
+        draft = random_smollm2_draft(target)
+        force_confidently(draft, reference[0])
+        out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
+        assert torch.equal(out, expected), f"{policy_name}: speculative output differs from plain generate on prompt {i}"
+        steps = draft.last_telemetry.steps
+        assert all(s.accepted <= s.verified <= s.proposed == block for s in steps)
+        accepted += sum(s.accepted for s in steps)
+        verified += sum(s.verified for s in steps)
+        rejecting_rounds += sum(s.verified > s.accepted for s in steps)
+    print(f"{policy_name}: accepted {accepted} of {verified} verified draft tokens; {rejecting_rounds} rounds rejected one")
+    assert accepted > 0, f"{policy_name}: no draft token accepted ({verified} verified)"
+    assert rejecting_rounds > 0, f"{policy_name}: no verified token was ever rejected: the cache crop went untested"
