@@ -83,7 +83,7 @@ FORBIDDEN = [
     ("dspark_hf.checkpoints", ["dspark_hf.models", "dspark_hf.drafting", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.hub", "dspark_hf.cli"]),
     ("dspark_hf.models", ["dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.drafting", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.loading"]),
     ("dspark_hf.drafting", ["dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.cli"]),
-    ("dspark_hf.verification", ["dspark_hf.hub", "dspark_hf.integration", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks"]),
+    ("dspark_hf.verification", ["dspark_hf.hub", "dspark_hf.integration", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.bundled", "dspark_hf.loading"]),
     ("dspark_hf.integration", ["dspark_hf.hub", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.demo", "dspark_hf.loading"]),
     ("dspark_hf.training", ["dspark_hf.cli"]),
     ("dspark_hf.benchmarks", ["dspark_hf.cli"]),

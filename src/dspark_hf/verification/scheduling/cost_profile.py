@@ -3,7 +3,7 @@
 A :class:`CostProfile` is measured by :func:`dspark_hf.verification.scheduling.profiler.profile_target` (``dspark
 profile``) on the machine that will generate, and stored as JSON under
 ``<dspark_hf cache>/profiles/``, one file per (model, device, dtype) key, where the cache is
-:func:`dspark_hf.bundled.target.cache_root` (``$DSPARK_HF_CACHE``, else ``~/.cache/dspark_hf``).
+:func:`dspark_hf.cache_dir.cache_root` (``$DSPARK_HF_CACHE``, else ``~/.cache/dspark_hf``).
 The hardware-aware policy finds the file for its target with :func:`find_profile`.
 
 The key names the model (its Hub id or folder name plus its shape), the device (GPU name, or the CPU
@@ -135,7 +135,7 @@ def profile_key(target) -> str:
 
 def profiles_dir() -> Path:
     """``<dspark_hf cache>/profiles``."""
-    from dspark_hf.bundled.target import cache_root
+    from dspark_hf.cache_dir import cache_root
 
     return cache_root() / "profiles"
 
