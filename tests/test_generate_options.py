@@ -163,9 +163,12 @@ def test_concurrent_generate_calls_on_one_target(setup):
     other = torch.randint(5, 300, (1, 17), generator=torch.Generator().manual_seed(9))
     other_plain = target.generate(other, max_new_tokens=NEW_TOKENS, do_sample=False)
     plain = continuation[None, : ids.shape[1] + NEW_TOKENS]
+    # The drafts are loaded before the threads start: the claim is about concurrent generate() calls
+    # (transformers' from_pretrained keeps process-wide loading state and is not run concurrently here).
+    draft_a, draft_b = forced_draft(continuation), forced_draft(other_plain[0])
     jobs = {
-        "a": lambda: target.generate(ids, assistant_model=forced_draft(continuation), max_new_tokens=NEW_TOKENS, do_sample=False),
-        "b": lambda: target.generate(other, assistant_model=forced_draft(other_plain[0]), max_new_tokens=NEW_TOKENS, do_sample=False),
+        "a": lambda: target.generate(ids, assistant_model=draft_a, max_new_tokens=NEW_TOKENS, do_sample=False),
+        "b": lambda: target.generate(other, assistant_model=draft_b, max_new_tokens=NEW_TOKENS, do_sample=False),
         "c": lambda: target.generate(other, max_new_tokens=NEW_TOKENS, do_sample=False),
     }
     results, errors = {}, []
