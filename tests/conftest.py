@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in CORE_TEST_FILES:
             item.add_marker(pytest.mark.core)
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    """The message of a raised error, asserted to be a single line."""
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+def copy_fixture(tmp_path, name="qwen3_dspark_vanilla"):
+    """A writable copy of a shared fixture draft folder."""
+    dest = tmp_path / name
+    shutil.copytree(FIXTURES_DIR / name, dest)
+    return dest
 
 
 def fixture_folders() -> list[Path]:

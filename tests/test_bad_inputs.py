@@ -5,31 +5,18 @@ records, and the sampling / policy / thread flags the sub-commands share."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 from transformers import AutoTokenizer
 
-from conftest import FIXTURES_DIR
+from conftest import FIXTURES_DIR, copy_fixture, one_line
 from dspark_hf import CheckpointError, DSparkConfig, DSparkDraft, UnsupportedUsageError
 from dspark_hf.cli import main
 from dspark_hf.errors import DSparkError
 from dspark_hf.verification.policies import resolve_policy
 
 VANILLA = FIXTURES_DIR / "qwen3_dspark_vanilla"  # released layout: vocab 384, 8 target layers, ids [1, 3, 5]
-
-
-def one_line(err: pytest.ExceptionInfo) -> str:
-    text = str(err.value)
-    assert "\n" not in text, text
-    return text
-
-
-def copy_fixture(tmp_path, name="qwen3_dspark_vanilla"):
-    dest = tmp_path / name
-    shutil.copytree(FIXTURES_DIR / name, dest)
-    return dest
 
 
 def rewrite_config(folder, **changes):

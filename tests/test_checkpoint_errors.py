@@ -13,16 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import FIXTURES_DIR
+from conftest import FIXTURES_DIR, one_line
 from dspark_hf import CheckpointError, DSparkDraft
 
 VANILLA = FIXTURES_DIR / "qwen3_dspark_vanilla"
-
-
-def one_line(err: pytest.ExceptionInfo) -> str:
-    text = str(err.value)
-    assert "\n" not in text, text
-    return text
 
 
 def copy_with_weights(tmp_path, edit) -> os.PathLike:

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 from transformers import GenerationConfig
 
-from conftest import FIXTURES_DIR, tiny_qwen3_target
+from conftest import FIXTURES_DIR, copy_fixture, one_line, tiny_qwen3_target
 from dspark_hf import CheckpointError, CompatibilityError, DSparkConfig, DSparkDraft, UnsupportedUsageError
 from dspark_hf.errors import TransformersVersionError
 from dspark_hf.integration.generation_hook import check_transformers_version
 
 VANILLA = FIXTURES_DIR / "qwen3_dspark_vanilla"
-
-
-def one_line(err: pytest.ExceptionInfo) -> str:
-    text = str(err.value)
-    assert "\n" not in text, text
-    return text
-
-
-def copy_fixture(tmp_path, name="qwen3_dspark_vanilla"):
-    dest = tmp_path / name
-    shutil.copytree(FIXTURES_DIR / name, dest)
-    return dest
 
 
 def generate_with(draft, target=None, ids=None, **kwargs):
