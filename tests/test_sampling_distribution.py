@@ -307,3 +307,61 @@ def test_misreported_distribution_is_rejected(pair_and_joint, kind, monkeypatch)
     print(f"misreporting {kind}: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f} {stats}")
     assert_paths_exercised(stats)
     assert stat > chi_square_quantile(df), f"misreporting ({kind}) went undetected: chi2={stat:.1f}, df={df}"
+
+
+# -- a draft with a reduced vocabulary (draft_vocab_ids): it can never propose tokens 2 and 5 ------------
+
+RESTRICTED = [0, 1, 3, 4]
+
+
+def restricted_draft(draft):
+    import copy
+
+    return copy.deepcopy(draft).restrict_vocabulary(RESTRICTED)
+
+
+def outside_mass_draw_block():
+    """``draw_block`` drawing as the real code (never a token outside the vocabulary), but reporting
+    probability for the tokens outside it (their logits set to the row's maximum minus 0.5)."""
+    original = block_module.draw_block
+    outside = [t for t in range(VOCAB) if t not in RESTRICTED]
+
+    def misreport(draft, hidden, base_logits, prefix_ids, logits_processor, do_sample):
+        block = original(draft, hidden, base_logits, prefix_ids, logits_processor, do_sample)
+        reported = block.logits.clone()
+        reported[..., outside] = reported.max(dim=-1, keepdim=True).values - 0.5
+        return DraftBlock(tokens=block.tokens, logits=reported, confidences=block.confidences)
+
+    return misreport
+
+
+def test_restricted_vocabulary_sampling_matches_target_distribution(pair_and_joint):
+    """Speculative sampling with a draft restricted to 4 of the 6 tokens: the target's tokens outside the
+    draft vocabulary come only from residual and bonus draws, and the output is still the target's
+    distribution (measured: chi2 18.3, df 22, bound 55.8). Negative control
+    (``test_restricted_vocabulary_outside_mass_is_rejected``): the same draws, but the reported
+    distribution gives the outside tokens mass, as a draft that expanded its K logits with finite values
+    for the reported copy only would: chi2 182.8, rejected. (Filling the outside with 0 instead of -inf in
+    ``expand_to_target_vocab`` is *not* a failure: the draft then draws from that same distribution,
+    outside tokens included, and stays lossless; measured chi2 20.4.)"""
+    target, draft, joint = pair_and_joint
+    small = restricted_draft(draft)
+    torch.manual_seed(7)
+    counts, stats = sample_counts(target, small, "whole")
+    stat, df = chi_square(counts, joint, SAMPLES)
+    print(f"restricted vocabulary: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f} {stats}")
+    assert_paths_exercised(stats)
+    outside_drawn = sum(n for seq, n in counts.items() if any(t not in RESTRICTED for t in seq))
+    assert outside_drawn > SAMPLES / 10, "the target's tokens outside the draft vocabulary must occur"
+    assert stat < chi_square_quantile(df), f"chi2={stat:.1f} with df={df} exceeds the 1e-4 bound"
+
+
+def test_restricted_vocabulary_outside_mass_is_rejected(pair_and_joint, monkeypatch):
+    target, draft, joint = pair_and_joint
+    small = restricted_draft(draft)
+    patch_everywhere(monkeypatch, block_module.draw_block, outside_mass_draw_block())
+    torch.manual_seed(7)
+    counts, stats = sample_counts(target, small, "whole")
+    stat, df = chi_square(counts, joint, SAMPLES)
+    print(f"restricted vocabulary, outside mass reported: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f}")
+    assert stat > chi_square_quantile(df), f"reporting mass outside the vocabulary went undetected: chi2={stat:.1f}"

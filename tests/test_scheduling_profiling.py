@@ -28,7 +28,7 @@ def test_profile_command_stores_where_the_policy_looks(tmp_path, monkeypatch, ca
     folder = tmp_path / "tiny-target"
     tiny_qwen3_target().save_pretrained(folder)
     code = main(["profile", "--target", str(folder), "--draft", "none", "--tokens", "1-3,6", "--context", "16",
-                 "--warmup", "0", "--repeats", "2", "--threads", "1", "--device", "cpu"])
+                 "--warmup", "0", "--repeats", "2", "--threads", "1", "--device", "cpu", "--dtype", "float32"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "stored" in printed and "tiny-target-qwen3-L8-H64" in printed

@@ -32,12 +32,44 @@ def load_target(name: str | None, dtype: torch.dtype = torch.float32):
     return model, AutoTokenizer.from_pretrained(name)
 
 
-def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.float32, *, target_config=None, **hub_kwargs):
+def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.float32, *, target_config=None,
+               draft_vocab: int | None = None, token_counts: str | Path | None = None, **hub_kwargs):
     """The draft called ``name`` (see the module docstring), in eval mode.
 
     ``target`` (a model) or ``target_config``: a Hub draft that does not fit it fails in one line before
-    its weights are downloaded. ``hub_kwargs``: ``revision``, ``token``, ``cache_dir``, ... for Hub ids.
+    its weights are downloaded. ``draft_vocab=K``: restrict the draft's output vocabulary to the ``K`` most
+    frequent tokens of ``token_counts`` (a token-count file; default: ``token_counts.json`` in the draft's
+    folder), the target's end-of-turn ids always kept. ``hub_kwargs``: ``revision``, ``token``,
+    ``cache_dir``, ... for Hub ids.
     """
+    draft = _load_draft(name, target, dtype, target_config, hub_kwargs)
+    if draft_vocab is not None:
+        restrict_draft_vocabulary(draft, draft_vocab, token_counts, target)
+    return draft
+
+
+def restrict_draft_vocabulary(draft, k: int, token_counts: str | Path | None, target=None):
+    """Restrict ``draft`` (in place) to the ``k`` most frequent tokens of ``token_counts``."""
+    from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, read_token_counts, top_tokens
+
+    if not hasattr(draft, "restrict_vocabulary"):
+        raise UnsupportedUsageError(f"{type(draft).__name__} drafts have no reduced-vocabulary support (--draft-vocab).")
+    if token_counts is None:
+        folder = getattr(draft, "_dspark_folder", None)
+        token_counts = Path(folder or ".") / TOKEN_COUNTS_NAME
+        if not token_counts.is_file():
+            raise UnsupportedUsageError(
+                f"--draft-vocab {k}: this draft has no {TOKEN_COUNTS_NAME}; pass a token-count file with --token-counts."
+            )
+    counts = read_token_counts(token_counts, vocab_size=draft.config.vocab_size)
+    required = []
+    if target is not None:
+        eos = target.generation_config.eos_token_id
+        required = [] if eos is None else (eos if isinstance(eos, list) else [eos])
+    return draft.restrict_vocabulary(top_tokens(counts, k, required))
+
+
+def _load_draft(name, target, dtype, target_config, hub_kwargs):
     from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
     if target_config is None and target is not None:
@@ -50,9 +82,11 @@ def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.
         print("note: --draft random is an untrained draft; the text is exact, speculation gains nothing.")
         return DSparkDraft(draft_config_for_target(target_config)).to(dtype or torch.float32).eval()
     if name is None:
-        from dspark_hf.bundled.draft import load_default_draft
+        from dspark_hf.bundled.draft import default_draft_dir, load_default_draft
 
-        return load_default_draft(dtype=dtype or torch.float32)
+        draft = load_default_draft(dtype=dtype or torch.float32)
+        draft._dspark_folder = Path(default_draft_dir())
+        return draft
     source = name
     if not is_local_path(name):
         from dspark_hf.hub.download import resolve_draft
@@ -60,6 +94,7 @@ def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.
         source = resolve_draft(name, target_config=target_config, **hub_kwargs).folder
     draft = DSparkDraft.from_pretrained(source, dtype=dtype).eval()
     draft.name_or_path = str(name)
+    draft._dspark_folder = Path(source)  # where a token_counts.json would be
     if not is_local_path(name) and draft.verification_policy is None:
         from dspark_hf.hub.registry import lookup
         from dspark_hf.verification.policies import resolve_policy

@@ -187,6 +187,8 @@ def markdown(report: dict) -> str:
         f"{s['max_new_tokens']} new tokens, temperature {s['temperature']}, {s['repeats']} pass(es) per prompt.",
         "",
     ]
+    if s.get("precision"):
+        lines += [s["precision"] + ".", ""]
     if report["flags"]:
         lines += ["**Flags**", ""] + [f"- {f}" for f in report["flags"]] + [""]
     for suite in report["suites"]:
@@ -196,7 +198,7 @@ def markdown(report: dict) -> str:
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for r in rows:
             ttft = r["first_token_seconds"]["median"] * 1000 if r["first_token_seconds"] else None
-            ident = "n/a (sampling)" if r["identical"] is None else ("yes" if r["identical"] else f"**NO ({r['mismatches']})**")
+            ident = "n/a (sampling)" if r["identical"] is None else ("yes" if r["identical"] else f"**NO ({r['mismatches']} of {r['prompts']})**")
             lines.append(
                 f"| {r['dataset']} | {r['label']} | {_f(r['tokens_per_second'].get('median'))} | {_speedup(r['speedup'])} | "
                 f"{_f(r['tau'])} | {_f(r['tokens_per_forward'])} | {_f(r['acceptance_rate'], '{:.1%}')} | "

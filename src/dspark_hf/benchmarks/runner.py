@@ -55,6 +55,8 @@ def bench_prompts(
     target_name: str = "target",
     command: str = "",
     progress: bool = True,
+    precision: str | None = None,
+    generation_options: dict | None = None,
 ) -> dict:
     """Measure every draft under every policy, prompt lookup (unless ``prompt_lookup_tokens`` is
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
@@ -67,6 +69,8 @@ def bench_prompts(
     to ``bench.json``."""
     greedy = temperature <= 0
     config = generation_config(max_new_tokens, temperature)
+    for key, value in (generation_options or {}).items():  # e.g. dspark_single_step_rows (--dtype)
+        setattr(config, key, value)
     with preserved_settings(drafts.values(), threads=threads):
         device = _device_of(target)
         methods = []
@@ -101,7 +105,7 @@ def bench_prompts(
         "datasets": list(prompt_sets), "policies": list(policies),
         "dflash_policies": None if dflash_policies is None else list(dflash_policies), "drafts": list(drafts),
         "prompt_lookup_num_tokens": prompt_lookup_tokens, "baseline_pair": pair[3] if pair else None,
-        "repeats": repeats, "warmup": warmup, "seed": seed, "threads": threads,
+        "repeats": repeats, "warmup": warmup, "seed": seed, "threads": threads, "precision": precision,
     }
     report = report_mod.build_report(results, settings=settings, machine=machine, command=command, greedy=greedy)
     report["prompt_runs"] = prompt_runs.records(results)

@@ -24,7 +24,7 @@ import shlex
 import sys
 from pathlib import Path
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "bfloat16-batched", "float16")
 ALL_POLICIES = "all"
 
 
@@ -81,7 +81,11 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up calls per method (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while measuring (default 1; restored afterwards)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu; cost mode: cuda when available)")
-    parser.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype (default float32; cost mode on cuda: bfloat16)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES,
+                        help="prompt mode: auto (default: the fastest configuration that keeps outputs identical here, "
+                        "printed), float32, bfloat16 (row-by-row verification attention), bfloat16-batched (opt-in, "
+                        "not always identical: the identical column says how often); cost mode: the weights' dtype "
+                        "(default float32; on cuda bfloat16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="dspark_bench", help="output folder for bench.json, bench.md and the PNGs (default dspark_bench)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -129,7 +133,7 @@ def _check_common(args) -> None:
         _policies(args.dflash_policies, cost=args.cost_mode, flag="--dflash-policies")
 
 
-def _device_and_dtype(args, cost: bool):
+def _device_and_dtype(args, cost: bool, default: str | None = None):
     import torch
 
     from dspark_hf.errors import UnsupportedUsageError
@@ -141,7 +145,11 @@ def _device_and_dtype(args, cost: bool):
         raise UnsupportedUsageError(f"--device {name!r} is not a device torch knows (cpu, cuda, cuda:1 ...).") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UnsupportedUsageError(f"--device {name} asked for, but torch sees no CUDA device here.")
+    if default is not None:
+        return device, getattr(torch, default)
     dtype_name = args.dtype or ("bfloat16" if cost and device.type == "cuda" else "float32")
+    if dtype_name in ("auto", "bfloat16-batched"):
+        raise UnsupportedUsageError(f"--dtype {dtype_name} is for prompt mode; --cost-mode takes float32, bfloat16 or float16.")
     return device, getattr(torch, dtype_name)
 
 
@@ -217,10 +225,17 @@ def run_prompt_mode(args) -> dict:
     prompt_sets = dict(load_prompt_set(n, args.limit, args.datasets_dir, start=args.start) for n in names)
     for name in args.draft or []:
         check_draft_folder(name)  # folder and config.json values, before the target loads
-    device, dtype = _device_and_dtype(args, cost=False)
+    from dspark_hf.precision import resolve_precision
+
+    if args.dtype == "float16":
+        raise UnsupportedUsageError("--dtype float16 is for --cost-mode; prompt mode takes auto, float32, bfloat16 or bfloat16-batched.")
+    device, _ = _device_and_dtype(args, cost=False, default="float32")
+    precision = resolve_precision(args.dtype or "auto", device)
+    print(precision.describe(), file=sys.stderr)
+    dtype = precision.target_dtype
     target, tokenizer = load_target(args.target)
     target = target.to(device=device, dtype=dtype)
-    drafts = {k: v.to(device=device, dtype=dtype) for k, v in _load_drafts(args.draft or [None], target).items()}
+    drafts = {k: v.to(device=device, dtype=precision.draft_dtype) for k, v in _load_drafts(args.draft or [None], target).items()}
     policies = expand_policies(specs, drafts)
     dflash_policies = None
     if args.dflash_policies is not None:
@@ -241,6 +256,7 @@ def run_prompt_mode(args) -> dict:
             temperature=args.temperature, prompt_lookup_tokens=args.prompt_lookup_tokens if "prompt-lookup" in baselines else None,
             pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads, start=args.start,
             target_name=args.target or "SmolLM2-135M-Instruct (embedded)", command=_command(),
+            precision=precision.describe(), generation_options=precision.generation_options(),
         )
 
 

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from dspark_hf.cli.validators import add_dtype_flag
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("calibrate", help="fit per-slot confidence temperatures (STS) on held-out prompts")
@@ -29,6 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="dspark_calibration", help="folder for report.json and reliability.png")
     parser.add_argument("--no-store", action="store_true", help="do not write the temperatures into the draft's config.json")
     parser.add_argument("--threads", type=int, default=None)
+    add_dtype_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -56,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
     start = HELD_OUT_START if args.start is None else args.start
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     prompts = {name: load_prompts(name, start, args.count, args.datasets_dir) for name in names}
-    target, tokenizer = load_target(args.target)
-    draft = load_draft(args.draft, target)
+    from dspark_hf.precision import resolve_precision
+
+    precision = resolve_precision(args.dtype)
+    print(precision.describe())
+    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
+    draft = load_draft(args.draft, target, dtype=precision.draft_dtype)
     ids = [encode(tokenizer, p) for name in names for p in prompts[name]]
     split = ", ".join(f"{name} {start}-{start + len(prompts[name]) - 1}" for name in names)
     print(f"held-out prompts: {split} ({len(ids)} prompts, {args.max_new_tokens} new tokens, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from dspark_hf.cli.validators import add_dtype_flag
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="serve the live Gradio demo (tokens accepted per step)")
@@ -23,6 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--max-prompt-tokens", type=int, default=1024, help="longest prompt accepted, chat template included")
     parser.add_argument("--max-new-tokens-limit", type=int, default=512, help="upper end of the max-new-tokens slider")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_dtype_flag(parser)
     parser.set_defaults(func=run)
 
 
@@ -49,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     target, draft = resolve_names(args.target, args.draft)
     print(f"dspark demo: loading {target or 'the embedded target'} and {draft or 'the shipped draft'} ...", flush=True)
-    demo = build_demo(ModelRegistry(), target=target, draft=draft, max_prompt_tokens=args.max_prompt_tokens,
+    import functools
+
+    from dspark_hf.demo.models import load_models
+    from dspark_hf.precision import resolve_precision
+
+    print(resolve_precision(args.dtype).describe(), flush=True)
+    registry = ModelRegistry(loader=functools.partial(load_models, dtype=args.dtype))
+    demo = build_demo(registry, target=target, draft=draft, max_prompt_tokens=args.max_prompt_tokens,
                       max_new_tokens_limit=args.max_new_tokens_limit)
     launch_demo(demo, host=args.host, port=args.port, block=True)
     return 0

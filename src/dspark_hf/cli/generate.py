@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from dspark_hf.cli.validators import add_draft_vocab_flags, add_dtype_flag
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate text with a target and a DSpark draft")
@@ -21,7 +23,9 @@ def register(subparsers) -> None:
         "an untrained draft shaped for the target, to check the pipeline (output stays exact; it is rarely accepted)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="at least 1 (default 128)")
-    parser.add_argument("--policy", default=None, help='verification policy, e.g. "whole" or "threshold:0.6" (default: whole block)')
+    parser.add_argument("--policy", default=None,
+                        help='verification policy, e.g. "whole", "threshold:0.6" or "hardware" (default: the draft\'s own '
+                        'policy, else "hardware", the fastest measured here; it profiles the target on first use)')
     parser.add_argument("--temperature", type=float, default=0.0, help="a finite number >= 0; 0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (>= 0; 0 = off, default)")
     parser.add_argument("--top-p", type=float, default=None, help="sampling: nucleus mass in (0, 1] (default 1)")
@@ -29,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--no-chat-template", action="store_true", help="feed the prompt as raw text")
     parser.add_argument("--steps", action="store_true", help="print one line per drafting round")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
+    add_dtype_flag(parser)
+    add_draft_vocab_flags(parser)
     parser.add_argument(
         "--compare", action="store_true",
         help="also run plain decoding (no draft) on the same prompt in this process and print both speeds, "
@@ -71,20 +77,30 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from dspark_hf.loading import load_draft, load_target
+    from dspark_hf.precision import resolve_precision
 
-    target, tokenizer = load_target(args.target)
-    draft = load_draft(args.draft, target)
+    from dspark_hf.verification.policies import FASTEST_MEASURED_POLICY
+
+    precision = resolve_precision(args.dtype)
+    print(precision.describe())
+    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
+    draft = load_draft(args.draft, target, dtype=precision.draft_dtype, draft_vocab=args.draft_vocab, token_counts=args.token_counts)
+    if args.policy is None and getattr(draft, "verification_policy", None) is None:
+        args.policy = FASTEST_MEASURED_POLICY
     ids = encode_prompt(tokenizer, args.prompt, args.no_chat_template)
     sampling = {"do_sample": args.temperature > 0}
     if args.temperature > 0:
         sampling.update(temperature=args.temperature, top_k=args.top_k or 0, top_p=args.top_p or 1.0)
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens, dspark_policy=args.policy, **sampling)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, dspark_policy=args.policy, **sampling,
+                              **precision.generation_options())
     mask = torch.ones_like(ids)
-    if args.compare:  # one untimed warm-up call each, so neither side pays first-call costs
-        warm = GenerationConfig(max_new_tokens=4, dspark_policy=args.policy, **sampling)
+    # One untimed warm-up call each, so that no side pays first-call costs (and a "hardware" policy
+    # without a stored cost profile measures one here, not inside the timed call).
+    warm = GenerationConfig(max_new_tokens=4, dspark_policy=args.policy, **sampling, **precision.generation_options())
+    if args.compare:
         target.generate(ids, generation_config=warm, attention_mask=mask)
-        target.generate(ids, assistant_model=draft, generation_config=warm, attention_mask=mask)
-        torch.manual_seed(args.seed)
+    target.generate(ids, assistant_model=draft, generation_config=warm, attention_mask=mask)
+    torch.manual_seed(args.seed)
     start = time.perf_counter()
     out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=mask)
     seconds = time.perf_counter() - start

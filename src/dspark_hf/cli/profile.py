@@ -28,7 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--context", type=int, default=256, help="KV-cache length the forwards run on (default 256)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=9, help="timed forwards per value; the median is kept (default 9)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "bfloat16-batched", "float16"],
+                        help="as for dspark generate (default auto: the configuration generate picks here; bfloat16 "
+                        "times verification forwards row by row, as generate runs them)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (part of the profile's key)")
     parser.add_argument("--output", help="write the JSON here instead of the profile store")
@@ -65,17 +67,28 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")
     if args.threads:
         torch.set_num_threads(args.threads)
+    import contextlib
+
+    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.precision import resolve_precision
+
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
+    if args.dtype == "float16":
+        dtype, draft_dtype, rows = torch.float16, torch.float16, False
+    else:
+        precision = resolve_precision(args.dtype, device)
+        print(precision.describe())
+        dtype, draft_dtype, rows = precision.target_dtype, precision.draft_dtype, precision.single_step_rows
     target, _ = load_target(args.target)
     target = target.to(device=device, dtype=dtype).eval()
     draft = _load_draft(args.draft, target)
     if draft is not None:
-        draft = draft.to(device=device, dtype=dtype).eval()
+        draft = draft.to(device=device, dtype=draft_dtype).eval()
     tokens = args.tokens or list(DEFAULT_TOKENS)
-    print(f"profiling on {device} ({args.dtype}, {torch.get_num_threads()} threads): B = {tokens}, "
+    print(f"profiling on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): B = {tokens}, "
           f"context {args.context}, {args.warmup} warm-up + {args.repeats} timed forwards each")
-    profile = profile_target(target, draft, tokens=tokens, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
+    with single_step_rows() if rows else contextlib.nullcontext():
+        profile = profile_target(target, draft, tokens=tokens, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
     print("   B   ms/forward   forwards/s   tokens/s if all accepted")
     for b, s in zip(profile.tokens, profile.target_seconds):
         print(f"{b:4d}   {1000 * s:10.2f}   {1 / s:10.1f}   {b / s:10.1f}")

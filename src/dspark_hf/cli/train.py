@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--markov-rank", type=int, default=64)
     p.add_argument("--num-layers", type=int, default=2, help="draft decoder layers")
     p.add_argument("--block-size", type=int, default=7, help="gamma: slots per drafted block")
+    p.add_argument("--draft-vocab", type=int, default=None, metavar="K",
+                   help="a reduced output vocabulary: the K most frequent tokens of the training answers (FR-Spec); "
+                        "their counts are saved as token_counts.json beside the draft")
     p.add_argument("--target-layer-ids", help="comma-separated target layers to read (default: 5 spread over the depth)")
     p.add_argument("--num-anchors", type=int, default=64, help="blocks per sequence and step")
     p.add_argument("--max-length", type=int, default=512, help="cut sequences to this many tokens")
@@ -57,6 +60,9 @@ def register(subparsers) -> None:
     sd.add_argument("--max-new-tokens", type=int, default=192)
     sd.add_argument("--max-prompt-tokens", type=int, default=256)
     sd.add_argument("--distill-batch-size", type=int, default=16)
+    sd.add_argument("--distill-dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="the dtype the target answers in (a separate copy; bfloat16 is 2-3x faster on CPUs with "
+                         "AVX512-BF16 and on GPUs; training still reads the float32 target)")
     sd.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); else sampled")
     sd.add_argument("--top-p", type=float, default=0.8)
     sd.add_argument("--top-k", type=int, default=20)
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.draft_from_checkpoint and not Path(args.data).is_file():
         raise DataError(f"Training data file not found: {args.data}")
-    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs"):
+    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs") + (("draft_vocab",) if args.draft_vocab is not None else ()):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if not args.draft_from_checkpoint:
@@ -124,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
 
                 cache_layers = draft_config_for_target(target.config, target_layer_ids=layer_ids).target_layer_ids
                 cache = FeatureCache(args.feature_cache, cache_layers)
-            self_distill(target.to(accelerator.device), tokenizer, data, distilled, sampling, seed=args.seed,
+            answerer = target
+            if args.distill_dtype != "float32":
+                answerer, _ = load_target(args.target, dtype=getattr(torch, args.distill_dtype))
+            self_distill(answerer.to(accelerator.device), tokenizer, data, distilled, sampling, seed=args.seed,
                          feature_cache=cache, layer_ids=cache_layers)
+            del answerer
         accelerator.wait_for_everyone()
         data = distilled
     vocab = target.get_input_embeddings().num_embeddings  # pre-tokenized ids must index the embedding
@@ -152,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         save_dtype=args.save_dtype,
         bf16=not args.no_bf16,
         progress=not args.no_progress,
+        draft_vocab=args.draft_vocab,
         extra={"data": str(data), "target": args.target or "embedded SmolLM2-135M-Instruct"},
     )
     trainer = Trainer(target, examples, cfg, accelerator=accelerator)

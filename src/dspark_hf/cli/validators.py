@@ -20,6 +20,7 @@ _AT_LEAST = {
     "max_new_tokens": 1,
     "max_new_tokens_limit": 1,
     "max_prompt_tokens": 1,
+    "draft_vocab": 1,
 }
 
 
@@ -82,6 +83,8 @@ def check_shared_flags(args: argparse.Namespace) -> None:
         at_least("--top-k", values["top_k"], 0, " (0 = no top-k)")
     if "policy" in values:
         policy("--policy", values["policy"])
+    if values.get("token_counts") and values.get("draft_vocab") is None:
+        raise UnsupportedUsageError("--token-counts needs --draft-vocab K (how many of its tokens to keep).")
 
 
 def check_draft_folder(name: str | None) -> None:
@@ -102,3 +105,23 @@ def check_draft_folder(name: str | None) -> None:
         from dspark_hf.models.dspark.released_format import dspark_config_from_dict
 
         dspark_config_from_dict(raw, source=f"{name}/{CONFIG_NAME}")
+
+
+def add_dtype_flag(parser: argparse.ArgumentParser) -> None:
+    """``--dtype auto|float32|bfloat16|bfloat16-batched`` (see :mod:`dspark_hf.precision`)."""
+    from dspark_hf.precision import DTYPE_CHOICES
+
+    parser.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, default="auto",
+        help="target/draft dtypes: auto (default: the fastest that keeps the output identical to plain generate "
+        "on this machine, printed), float32 (target f32, draft bf16 where bf16 is native), bfloat16 (both bf16, "
+        "verification rows computed as one-token steps), bfloat16-batched (opt-in: fastest, not always identical)",
+    )
+
+
+def add_draft_vocab_flags(parser: argparse.ArgumentParser) -> None:
+    """``--draft-vocab K`` and ``--token-counts FILE``: restrict a draft's output vocabulary at load time."""
+    parser.add_argument("--draft-vocab", type=int, default=None, metavar="K",
+                        help="restrict the draft to the K most frequent tokens of a token-count file (FR-Spec)")
+    parser.add_argument("--token-counts", default=None, metavar="FILE",
+                        help="JSON token counts {\"id\": count} for --draft-vocab (default: token_counts.json in the draft folder)")

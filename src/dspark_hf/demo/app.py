@@ -16,6 +16,7 @@ import gradio as gr
 
 from dspark_hf.demo.handlers import ANSWER_PLACEHOLDER, COMPARE_HINT, DemoHandlers, models_line, status_html
 from dspark_hf.demo.models import ModelRegistry, resolve_names
+from dspark_hf.verification.policies import FASTEST_MEASURED_POLICY
 from dspark_hf.demo.prompts import DEFAULT_MAX_PROMPT_TOKENS
 from dspark_hf.demo.render import CSS, answer_html, legend_html, stats_html, step_chart
 
@@ -64,7 +65,7 @@ def build_demo(registry: ModelRegistry | None = None, *, target: str | None = No
                 gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
                 status = gr.HTML(status_html("idle", "Ready."), elem_id="dspark-status")
             with gr.Column(scale=3):
-                policy = gr.Dropdown(POLICIES, value="whole", label="Verification policy", elem_id="dspark-policy",
+                policy = gr.Dropdown(POLICIES, value=FASTEST_MEASURED_POLICY, label="Verification policy", elem_id="dspark-policy",
                                      info="how many drafted tokens the target verifies each round")
                 threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Confidence threshold",
                                       info="for the threshold and survival policies", elem_id="dspark-threshold")

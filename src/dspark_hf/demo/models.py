@@ -67,21 +67,25 @@ def random_draft(target_config):
         return DSparkDraft(draft_config_for_target(target_config)).eval()
 
 
-def load_models(target: str | None, draft: str | None) -> LoadedModels:
-    """Load the pair named by :func:`resolve_names` (float32, eval mode)."""
+def load_models(target: str | None, draft: str | None, dtype: str = "auto") -> LoadedModels:
+    """Load the pair named by :func:`resolve_names` (eval mode) in the dtypes ``dtype`` resolves to
+    (:mod:`dspark_hf.precision`; the output stays identical to plain decoding)."""
     from dspark_hf.checkpoints.files import check_local_folder, is_local_path
     from dspark_hf.loading import load_draft, load_target
+    from dspark_hf.precision import resolve_precision
+
+    precision = resolve_precision(dtype)
     target, draft = resolve_names(target, draft)
     if draft not in (None, RANDOM) and is_local_path(draft):
         from pathlib import Path
 
         check_local_folder(Path(draft).expanduser())
-    model, tokenizer = load_target(target)
+    model, tokenizer = load_target(target, dtype=precision.target_dtype)
     if draft == RANDOM:
-        draft_model = random_draft(model.config)
+        draft_model = random_draft(model.config).to(precision.draft_dtype)
         draft_label = "random (untrained, shaped for the target: exact text, rarely accepted)"
     else:
-        draft_model = load_draft(draft, model)
+        draft_model = load_draft(draft, model, dtype=precision.draft_dtype)
         draft_label = draft or "shipped default draft"
     from dspark_hf.bundled.target import DEFAULT_TARGET_NAME
 

@@ -1,7 +1,8 @@
 """Drawing a drafted block left to right from the draft's corrected, processed distributions.
 
 Slot ``k``'s logits are the backbone's base logits plus the sequential head's bias for the token
-drawn in slot ``k - 1`` (the anchor for slot 0), then the target's logits processors (temperature,
+drawn in slot ``k - 1`` (the anchor for slot 0), spread over the target's vocabulary when the draft has a
+reduced one (``-inf`` outside it: probability 0), then the target's logits processors (temperature,
 top-k, top-p, repetition penalty, ...) applied to the sequence so far. The token is the argmax
 (greedy) or a sample of ``softmax`` of those processed logits, and exactly those logits are reported,
 so the verifier's ``min(1, p/q)`` uses the true ``q`` and speculative sampling stays lossless.
@@ -19,7 +20,7 @@ from transformers.generation.logits_process import LogitsProcessorList
 
 @dataclass
 class DraftBlock:
-    """``tokens`` ``[1, gamma]``; ``logits`` ``[1, gamma, V]`` float32, the processed logits each token
+    """``tokens`` ``[1, gamma]``; ``logits`` ``[1, gamma, V]`` float32 (V: the target's vocabulary), the processed logits each token
     was drawn from; ``confidences`` ``[gamma]`` survival probabilities ``c_k`` (``None`` without a
     confidence head)."""
 
@@ -40,6 +41,7 @@ def draw_block(
     """Draw ``gamma`` tokens after ``prefix_ids`` (whose last token is the anchor) from the block's
     backbone output ``hidden [1, gamma, H]`` and ``base_logits [1, gamma, V]``."""
     head = draft.markov_head
+    expand = getattr(draft, "expand_to_target_vocab", None)
     prev = prefix_ids[:, -1]
     state = None
     sequence = prefix_ids
@@ -49,6 +51,8 @@ def draw_block(
         if head is not None:
             bias, state = head.step(prev, hidden[:, k], state)
             step_logits = step_logits + bias.float()
+        if expand is not None:
+            step_logits = expand(step_logits)
         if logits_processor:
             step_logits = logits_processor(sequence, step_logits)
         if do_sample:

@@ -10,7 +10,9 @@ private methods of ``GenerationMixin``, each time passing straight through unles
 - ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`;
 - ``_assisted_decoding``: runs transformers' loop with the call's token-level stopping criteria
   (``stop_strings``, custom criteria) checked on every prefix a round adds, and cuts the output back
-  to the first stop, so the result is plain ``generate``'s (:mod:`.stopping`).
+  to the first stop, so the result is plain ``generate``'s (:mod:`.stopping`); for a bf16 / fp16 target
+  its verification forwards compute attention row by row, so that they round as plain decoding's
+  one-token steps do (:mod:`.exact_verification`).
 
 Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
 original code unchanged. Versions of transformers without the generator hooks get one clear error.
@@ -30,6 +32,7 @@ from transformers.generation.utils import GenerationMixin
 
 from dspark_hf.errors import TransformersVersionError
 from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
+from dspark_hf.integration.exact_verification import single_step_rows, wants_single_step_rows
 from dspark_hf.integration.fit_checks import check_draft_fits_target, check_target_can_roll_back
 from dspark_hf.integration.stopping import ACTIVE_STOPS, RoundStops
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
@@ -100,9 +103,11 @@ def install_generation_hook() -> None:
         if stops.active:
             arguments["stopping_criteria"] = StoppingCriteriaList([*arguments["stopping_criteria"], stops])
             arguments["streamer"] = stops.streamer(arguments.get("streamer"), input_ids)
+        rows = single_step_rows() if wants_single_step_rows(self, arguments["generation_config"]) else contextlib.nullcontext()
         token = ACTIVE_STOPS.set(stops)
         try:
-            output = original_assisted(*bound.args, **bound.kwargs)
+            with rows:
+                output = original_assisted(*bound.args, **bound.kwargs)
         finally:
             ACTIVE_STOPS.reset(token)
         return stops.trim(output)

@@ -32,11 +32,11 @@ class SequentialHead(nn.Module):
 
     head_type = "vanilla"
 
-    def __init__(self, vocab_size: int, rank: int, hidden_size: int) -> None:
+    def __init__(self, vocab_size: int, rank: int, hidden_size: int, output_size: int | None = None) -> None:
         super().__init__()
         self.rank = rank
-        self.markov_w1 = nn.Embedding(vocab_size, rank)
-        self.markov_w2 = nn.Linear(rank, vocab_size, bias=False)
+        self.markov_w1 = nn.Embedding(vocab_size, rank)  # indexed by the previous token's (target) id
+        self.markov_w2 = nn.Linear(rank, output_size or vocab_size, bias=False)  # one bias per output logit
 
     def prev_embedding(self, prev_ids: torch.Tensor) -> torch.Tensor:
         return self.markov_w1(prev_ids.long())
@@ -57,8 +57,8 @@ class SequentialHead(nn.Module):
 class GatedSequentialHead(SequentialHead):
     head_type = "gated"
 
-    def __init__(self, vocab_size: int, rank: int, hidden_size: int) -> None:
-        super().__init__(vocab_size, rank, hidden_size)
+    def __init__(self, vocab_size: int, rank: int, hidden_size: int, output_size: int | None = None) -> None:
+        super().__init__(vocab_size, rank, hidden_size, output_size)
         self.gate_proj = nn.Linear(hidden_size + rank, rank)
 
     def step(self, prev_ids, hidden, state):
@@ -70,8 +70,8 @@ class GatedSequentialHead(SequentialHead):
 class RNNSequentialHead(SequentialHead):
     head_type = "rnn"
 
-    def __init__(self, vocab_size: int, rank: int, hidden_size: int) -> None:
-        super().__init__(vocab_size, rank, hidden_size)
+    def __init__(self, vocab_size: int, rank: int, hidden_size: int, output_size: int | None = None) -> None:
+        super().__init__(vocab_size, rank, hidden_size, output_size)
         self.joint_proj = nn.Linear(2 * rank + hidden_size, 3 * rank)
 
     def initial_state(self, like: torch.Tensor) -> torch.Tensor:
@@ -103,10 +103,12 @@ SEQUENTIAL_HEADS: dict[str, type[SequentialHead]] = {
 
 
 def build_sequential_head(config) -> SequentialHead | None:
-    """The head ``config`` asks for, or ``None`` for the DFlash variant (``markov_rank == 0``)."""
+    """The head ``config`` asks for, or ``None`` for the DFlash variant (``markov_rank == 0``). Its biases
+    cover the draft's output vocabulary (``draft_vocab_size`` when set)."""
     if config.markov_rank == 0:
         return None
-    return SEQUENTIAL_HEADS[config.markov_head_type](config.vocab_size, config.markov_rank, config.hidden_size)
+    output = getattr(config, "draft_vocab_size", None)
+    return SEQUENTIAL_HEADS[config.markov_head_type](config.vocab_size, config.markov_rank, config.hidden_size, output)
 
 
 class ConfidenceHead(nn.Module):

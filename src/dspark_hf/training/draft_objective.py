@@ -42,4 +42,5 @@ class DraftObjective(nn.Module):
         if draft.markov_head is not None:
             corrected = base + draft.markov_head.teacher_forced(prev, hidden).to(base.dtype)
         confidence = draft.confidence_logits(hidden, prev)
-        return dspark_losses(corrected, target_logits, packed.labels.to(hidden.device), packed.valid.to(hidden.device), confidence)
+        return dspark_losses(corrected, target_logits, packed.labels.to(hidden.device), packed.valid.to(hidden.device), confidence,
+                             draft_vocab_ids=getattr(draft, "draft_vocab_ids", None))

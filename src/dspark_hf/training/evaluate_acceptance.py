@@ -20,12 +20,16 @@ import torch
 
 from dspark_hf.eval_prompts import datasets_dir
 
-def first_turns(path: str | Path, count: int) -> list[str]:
-    prompts = []
+def first_turns(path: str | Path, count: int, start: int = 0) -> list[str]:
+    """The first turns of records ``start .. start + count - 1`` of a benchmark file."""
+    prompts, index = [], 0
     with open(path, encoding="utf-8") as handle:
         for line in handle:
-            if line.strip():
+            if not line.strip():
+                continue
+            if index >= start:
                 prompts.append(json.loads(line)["turns"][0])
+            index += 1
             if len(prompts) == count:
                 break
     return prompts
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["mt-bench", "gsm8k", "humaneval"])
     parser.add_argument("--datasets-dir", default=None, help="folder of <name>.jsonl (default: $DSPARK_EVAL_DATASETS_DIR or ../shared/eval_datasets)")
     parser.add_argument("--num-prompts", type=int, default=20)
+    parser.add_argument("--start", type=int, default=0, help="first record of each set (e.g. 40: held out from the bench's 0-19)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "bfloat16-batched"],
+                        help="as for dspark generate (tau does not depend on the draft's dtype)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--policy", default="whole")
     parser.add_argument("--threads", type=int, default=1)
@@ -82,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from dspark_hf.loading import load_draft, load_target
+    from dspark_hf.precision import resolve_precision
 
-    target, tokenizer = load_target(args.target)
-    draft = load_draft(args.draft, target)
+    precision = resolve_precision(args.dtype)
+    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
+    draft = load_draft(args.draft, target, dtype=precision.draft_dtype)
     results, emitted, rounds = {}, 0, 0
     for name in args.datasets:
-        prompts = first_turns(datasets_dir(args.datasets_dir) / f"{name}.jsonl", args.num_prompts)
+        prompts = first_turns(datasets_dir(args.datasets_dir) / f"{name}.jsonl", args.num_prompts, args.start)
         result = measure_tau(target, tokenizer, draft, prompts, args.max_new_tokens, args.policy)
         results[name] = result
         emitted += result["emitted"]
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         summary = {
             "draft": args.draft or "default", "policy": args.policy, "max_new_tokens": args.max_new_tokens,
-            "num_prompts": args.num_prompts, "tau_all": overall,
+            "num_prompts": args.num_prompts, "start": args.start, "precision": precision.describe(), "tau_all": overall,
             "tau": {k: v["tau"] for k, v in results.items()}, "details": results,
         }
         Path(args.json).write_text(json.dumps(summary, indent=1))

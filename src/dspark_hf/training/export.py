@@ -89,6 +89,11 @@ def deepspec_config(config, target_config=None, dtype: torch.dtype = torch.bfloa
 
 def deepspec_tensors(draft: nn.Module, target: nn.Module | None = None, dtype: torch.dtype | None = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Every tensor of the released layout, in ``dtype`` (``None``: the draft's own dtypes), contiguous on CPU."""
+    if getattr(draft.config, "draft_vocab_size", None):
+        raise ExportError(
+            f"The draft has a reduced vocabulary of {draft.config.draft_vocab_size} tokens, which the DeepSpec layout "
+            "cannot hold (its LM head covers the whole vocabulary); export a full-vocabulary draft."
+        )
     state = draft.state_dict()
     if any("lora_" in name or ".base_layer." in name for name in state):
         raise ExportError("The draft carries a LoRA adapter; merge it first (dspark_hf.training.lora.merge_adapter, or --adapter).")

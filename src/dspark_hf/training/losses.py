@@ -9,6 +9,11 @@ the first invalid slot:
 "Corrected" logits are the base logits plus the sequential head's bias for the true previous token
 (teacher forcing); the DFlash variant has no head, so they are the base logits. Each term is the
 weighted mean over valid slots (sum of ``w_k`` over valid slots as the denominator).
+
+A draft with a reduced vocabulary (``draft_vocab_ids``, K target ids) has K logits: its distribution is 0
+outside them, so the L1 term is ``sum_K |q - p_K| + (1 - sum_K p)`` (the target's mass outside, a constant
+the draft cannot lower but that the survival target ``1 - TV`` must count), and the CE term skips labels
+outside the vocabulary (they cannot be drafted).
 """
 
 from __future__ import annotations
@@ -43,17 +48,32 @@ def dspark_losses(
     valid: torch.Tensor,
     confidence_logits: torch.Tensor | None,
     decay: float = 4.0,
+    draft_vocab_ids: torch.Tensor | None = None,
 ) -> LossParts:
-    """Losses of ``[N, gamma, V]`` draft (corrected) and target logits, ``labels`` / ``valid``
-    ``[N, gamma]`` and optional pre-sigmoid ``confidence_logits`` ``[N, gamma]``."""
+    """Losses of ``[N, gamma, K]`` draft (corrected) and ``[N, gamma, V]`` target logits (K = V without
+    ``draft_vocab_ids``), ``labels`` (target ids) / ``valid`` ``[N, gamma]`` and optional pre-sigmoid
+    ``confidence_logits`` ``[N, gamma]``."""
     gamma = labels.shape[1]
     weights = slot_weights(gamma, decay).to(corrected_logits.device)[None, :] * valid.float()
     denom = weights.sum().clamp_min(1e-8)
     draft_logp = F.log_softmax(corrected_logits.float(), dim=-1)
-    ce = F.nll_loss(draft_logp.flatten(0, 1), labels.clamp_min(0).flatten(), reduction="none").view_as(weights)
-    ce = (ce * weights).sum() / denom
     target_p = F.softmax(target_logits.float(), dim=-1)
+    outside = None
+    draft_labels, ce_weights = labels.clamp_min(0), weights
+    if draft_vocab_ids is not None:
+        ids = draft_vocab_ids.to(target_p.device)
+        target_p = target_p[..., ids]
+        outside = (1.0 - target_p.sum(-1)).clamp_min(0.0)
+        position = torch.full((target_logits.shape[-1],), -1, dtype=torch.long, device=labels.device)
+        position[ids.to(labels.device)] = torch.arange(ids.numel(), device=labels.device)
+        draft_labels = position[labels.clamp_min(0)]
+        ce_weights = weights * (draft_labels >= 0).float()
+        draft_labels = draft_labels.clamp_min(0)
+    ce = F.nll_loss(draft_logp.flatten(0, 1), draft_labels.flatten(), reduction="none").view_as(weights)
+    ce = (ce * ce_weights).sum() / ce_weights.sum().clamp_min(1e-8)
     l1_per_slot = (draft_logp.exp() - target_p).abs().sum(-1)
+    if outside is not None:
+        l1_per_slot = l1_per_slot + outside
     l1 = (l1_per_slot * weights).sum() / denom
     total = CE_WEIGHT * ce + L1_WEIGHT * l1
     confidence = None
@@ -63,7 +83,10 @@ def dspark_losses(
         confidence = (bce * weights).sum() / denom
         total = total + CONFIDENCE_WEIGHT * confidence
     with torch.no_grad():
-        hits = (corrected_logits.argmax(-1) == labels).float() * valid.float()
+        drafted = corrected_logits.argmax(-1)
+        if draft_vocab_ids is not None:
+            drafted = draft_vocab_ids.to(drafted.device)[drafted]
+        hits = (drafted == labels).float() * valid.float()
         accuracy = hits.sum() / valid.float().sum().clamp_min(1.0)
     return LossParts(total=total, ce=ce, l1=l1, confidence=confidence, accuracy=accuracy)
 

@@ -76,6 +76,8 @@ class TrainConfig:
     bf16: bool = True  # autocast on GPU only
     stop_after: int | None = None  # end the run after this step, as a kill would (tests)
     progress: bool = True
+    draft_vocab: int | None = None  # K: a reduced output vocabulary of the K most frequent answer tokens
+    draft_vocab_ids: list[int] | None = None  # filled from the training answers when draft_vocab is set
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ def build_draft(target, cfg: TrainConfig) -> DSparkDraft:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         draft = DSparkDraft(config)
+    if cfg.draft_vocab_ids:
+        draft.restrict_vocabulary(cfg.draft_vocab_ids)
     target.requires_grad_(False)
     draft.bind_target_embeddings(target)
     return draft
@@ -117,7 +121,10 @@ def save_draft(draft: DSparkDraft, directory: str | Path, dtype: str = "float32"
     """Save the trained draft (without the target-owned embedding and LM head) in ``dtype``."""
     directory = Path(directory)
     owned = set(draft._TARGET_OWNED) if draft.config.embeddings_from_target else set()
-    state = {k: v.detach().to("cpu", getattr(torch, dtype)).contiguous() for k, v in draft.state_dict().items() if k not in owned}
+    state = {
+        k: v.detach().to("cpu", getattr(torch, dtype) if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in draft.state_dict().items() if k not in owned
+    }
     draft.save_pretrained(directory, state_dict=state)
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
@@ -142,6 +149,8 @@ class Trainer:
         self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
         if not self.examples:
             raise DSparkError("No training sequence has two consecutive assistant tokens to anchor a block on.")
+        if cfg.draft_vocab and not cfg.draft_vocab_ids:
+            cfg.draft_vocab_ids = self._draft_vocabulary(cfg.draft_vocab)
         self.draft = self._new_draft()
         self.layer_ids = self.draft.config.target_layer_ids
         world = self.accelerator.num_processes
@@ -264,9 +273,26 @@ class Trainer:
         draft = self.trained_draft()
         if acc.is_main_process:
             save_draft(draft, out / "draft", cfg.save_dtype)
+            counts = out / "token_counts.json"
+            if cfg.draft_vocab and counts.is_file():  # the counts the draft vocabulary was chosen from
+                (out / "draft" / counts.name).write_bytes(counts.read_bytes())
         acc.wait_for_everyone()
         self.online.close()
         return draft
+
+    def _draft_vocabulary(self, k: int) -> list[int]:
+        """The ``k`` most frequent answer tokens (assistant-masked) of the training sequences, the target's
+        end-of-turn ids always in; their counts are written to ``OUTPUT_DIR/token_counts.json``."""
+        from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, count_tokens, top_tokens, write_token_counts
+
+        counts = count_tokens([t for t, m in zip(e.input_ids, e.assistant_mask) if m] for e in self.examples)
+        eos = self.target.generation_config.eos_token_id
+        required = [] if eos is None else (eos if isinstance(eos, list) else [eos])
+        if self.accelerator.is_main_process:
+            out = Path(self.cfg.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_token_counts(counts, out / TOKEN_COUNTS_NAME)
+        return top_tokens(counts, k, required)
 
     # -- state ---------------------------------------------------------------------------------------
 

@@ -28,6 +28,12 @@ from dspark_hf.errors import UnsupportedUsageError
 from dspark_hf.telemetry import StepRecord
 
 
+# The policy `dspark generate` and the demo start with: the fastest one measured on this project's CPU
+# with the shipped draft (docs/benchmarks.md). It profiles the target's cost curve on first use when no
+# profile is stored (`dspark profile` stores one). `generate()` itself keeps "whole" unless told otherwise.
+FASTEST_MEASURED_POLICY = "hardware"
+
+
 class VerificationPolicy:
     """Base class; subclasses implement :meth:`verify_length`."""
 

@@ -35,7 +35,7 @@ _POSITIVE_INTS = (
 _FLAGS = ("attention_bias", "attention_k_eq_v", "enable_confidence_head", "confidence_head_with_markov", "embeddings_from_target")
 _STRINGS = ("hidden_act", "hidden_activation", "target_model_type")
 # Keys that may be null: they have a fallback (target_hidden_size = hidden_size, no soft-capping, ...).
-_NULLABLE = ("target_hidden_size", "final_logit_softcapping", "target_model_type", "rope_parameters") + _FLAGS
+_NULLABLE = ("target_hidden_size", "final_logit_softcapping", "target_model_type", "rope_parameters", "draft_vocab_size") + _FLAGS
 
 
 def _is_int(value: Any) -> bool:
@@ -97,6 +97,11 @@ def check_config_values(values: Mapping[str, Any], source: str = "DSparkConfig",
                 raise bad("mask_token_id", f"a whole number in [0, {vocab - 1}] (vocab_size is {vocab})")
         elif not (_is_int(mask) and mask >= 0):
             raise bad("mask_token_id", "a whole number >= 0")
+    if given("draft_vocab_size"):
+        size = values["draft_vocab_size"]
+        limit = f" and at most vocab_size ({vocab})" if _is_int(vocab) else ""
+        if not (_is_int(size) and size >= 1 and (not _is_int(vocab) or size <= vocab)):
+            raise bad("draft_vocab_size", f"a whole number >= 1{limit}, or null for the full vocabulary")
     rank = values.get("markov_rank")
     if given("markov_rank") and not (_is_int(rank) and rank >= 0):
         raise bad("markov_rank", "a whole number >= 0 (0: no sequential head)")
@@ -163,6 +168,10 @@ class DSparkConfig(PretrainedConfig):
         embeddings_from_target (`bool`): the draft's (frozen) input embedding and LM head are the
             target's own: they are not saved with the draft and are bound to the target's tensors on
             first use (:meth:`DSparkDraft.bind_target_embeddings`). The released drafts store copies.
+        draft_vocab_size (`int`, *optional*): a reduced output vocabulary of this many target tokens
+            (their ids are the model's ``draft_vocab_ids`` buffer, stored with the weights): the LM head
+            and the sequential head compute only these logits, and every other token has probability 0
+            in the draft's distribution. ``None`` (default): the whole ``vocab_size``.
 
     Every value is checked on construction (:func:`check_config_values`): a wrong type or range is one
     :class:`~dspark_hf.errors.ConfigValueError` (a ``CheckpointError``) line naming the key, the value
@@ -201,6 +210,7 @@ class DSparkConfig(PretrainedConfig):
         target_model_type: str | None = None,
         embeddings_from_target: bool = False,
         initializer_range: float = 0.02,
+        draft_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         target_layer_ids = list(target_layer_ids) if isinstance(target_layer_ids, (list, tuple)) else target_layer_ids
@@ -219,6 +229,7 @@ class DSparkConfig(PretrainedConfig):
                 enable_confidence_head=enable_confidence_head, confidence_head_with_markov=confidence_head_with_markov,
                 num_anchors=num_anchors, target_model_type=target_model_type,
                 embeddings_from_target=embeddings_from_target, initializer_range=initializer_range,
+                draft_vocab_size=draft_vocab_size,
             )
         )
         self.backbone = backbone
@@ -249,6 +260,9 @@ class DSparkConfig(PretrainedConfig):
         self.target_model_type = target_model_type
         self.embeddings_from_target = embeddings_from_target
         self.initializer_range = initializer_range
+        # A reduced output vocabulary (FR-Spec / EAGLE-3's d2t): the LM head and the sequential head compute
+        # draft_vocab_size logits for the target ids in the `draft_vocab_ids` buffer; None = all vocab_size.
+        self.draft_vocab_size = draft_vocab_size
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 

@@ -29,7 +29,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from dspark_hf.checkpoints.fetch import HUB_KEYWORDS, resolve_draft
 from dspark_hf.checkpoints.files import CONFIG_NAME, check_local_folder, is_local_path, load_config_json, safetensors_layout
 from dspark_hf.checkpoints.formats import DEEPSEEK_V4, checkpoint_format, describe
-from dspark_hf.errors import CheckpointError, CompatibilityError, UnsupportedUsageError
+from dspark_hf.errors import CheckpointError, CompatibilityError, ConfigValueError, UnsupportedUsageError
 from dspark_hf.models.deepseek_v4.checkpoint import load_v4_drafter
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 from dspark_hf.models.dspark.released_format import dspark_config_from_dict
@@ -221,7 +221,12 @@ class DSparkDraft(DSparkPreTrainedModel):
         self.rotary_emb = DSparkRotaryEmbedding(config)
         self.fc = nn.Linear(len(config.target_layer_ids) * config.target_hidden_size, config.hidden_size, bias=False)
         self.hidden_norm = DSparkRMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.draft_vocab_size or config.vocab_size, bias=False)
+        if config.draft_vocab_size:
+            # target id of each output logit (FR-Spec / EAGLE-3's d2t, as absolute ids), stored with the weights
+            self.register_buffer("draft_vocab_ids", torch.zeros(config.draft_vocab_size, dtype=torch.long))
+        else:
+            self.draft_vocab_ids = None
         self.markov_head: SequentialHead | None = build_sequential_head(config)
         self.confidence_head: ConfidenceHead | None = None
         if config.enable_confidence_head:
@@ -249,13 +254,17 @@ class DSparkDraft(DSparkPreTrainedModel):
         shared when device and dtype agree, else copied.
         """
         for mine, theirs in ((self.embed_tokens, target.get_input_embeddings()), (self.lm_head, target.get_output_embeddings())):
-            if theirs is None or theirs.weight.shape != mine.weight.shape:
+            full_shape = (self.config.vocab_size, mine.weight.shape[1])
+            if theirs is None or tuple(theirs.weight.shape) != full_shape:
                 shape = None if theirs is None else tuple(theirs.weight.shape)
                 raise CompatibilityError(
-                    f"Cannot take the target's embeddings: draft expects {tuple(mine.weight.shape)}, target has {shape}."
+                    f"Cannot take the target's embeddings: draft expects {full_shape}, target has {shape}."
                 )
             weight = theirs.weight
-            if weight.device != mine.weight.device or weight.dtype != mine.weight.dtype:
+            subset = mine is self.lm_head and self.draft_vocab_ids is not None
+            if subset:  # the draft vocabulary's rows: a copy, not shared
+                weight = weight.detach()[self.draft_vocab_ids.to(weight.device)]
+            if subset or weight.device != mine.weight.device or weight.dtype != mine.weight.dtype:
                 weight = nn.Parameter(weight.detach().to(mine.weight.device, mine.weight.dtype), requires_grad=False)
             mine.weight = weight
         self._bound_target = True
@@ -290,6 +299,56 @@ class DSparkDraft(DSparkPreTrainedModel):
         if cap:
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    def expand_to_target_vocab(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits over the draft vocabulary ``[..., K]`` -> over the target's ``[..., vocab_size]``, ``-inf``
+        (probability 0) outside it; the identity for a full-vocabulary draft."""
+        if self.draft_vocab_ids is None:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.config.vocab_size), float("-inf"))
+        full[..., self.draft_vocab_ids.to(logits.device)] = logits
+        return full
+
+    @torch.no_grad()
+    def restrict_vocabulary(self, token_ids) -> "DSparkDraft":
+        """Keep only the output logits of ``token_ids`` (target ids; e.g. the K most frequent answer
+        tokens, :func:`dspark_hf.models.dspark.draft_vocab.top_tokens`): the LM head's and the sequential
+        head's rows are sliced, ``config.draft_vocab_size`` and the ``draft_vocab_ids`` buffer are set.
+        On an already restricted draft the ids must be a subset of its vocabulary. Returns ``self``."""
+        ids = torch.as_tensor(list(token_ids), dtype=torch.long).unique(sorted=True)
+        vocab = self.config.vocab_size
+        if ids.numel() == 0 or int(ids[0]) < 0 or int(ids[-1]) >= vocab:
+            raise ConfigValueError(f"draft vocabulary: token ids must be a non-empty set within [0, {vocab - 1}].")
+        current = self.draft_vocab_ids.cpu() if self.draft_vocab_ids is not None else torch.arange(vocab)
+        position = torch.full((vocab,), -1, dtype=torch.long)
+        position[current] = torch.arange(current.numel())
+        rows = position[ids]
+        if bool((rows < 0).any()):
+            raise ConfigValueError(
+                f"draft vocabulary: {int((rows < 0).sum())} of the ids are outside this draft's vocabulary "
+                f"of {current.numel()} tokens."
+            )
+
+        def sliced(linear: nn.Linear) -> nn.Linear:
+            new = nn.Linear(linear.in_features, rows.numel(), bias=linear.bias is not None)
+            new = new.to(linear.weight.device, linear.weight.dtype)
+            new.weight.copy_(linear.weight[rows.to(linear.weight.device)])
+            if linear.bias is not None:
+                new.bias.copy_(linear.bias[rows.to(linear.bias.device)])
+            new.weight.requires_grad_(linear.weight.requires_grad)
+            return new
+
+        self.lm_head = sliced(self.lm_head)
+        if self.markov_head is not None:
+            self.markov_head.markov_w2 = sliced(self.markov_head.markov_w2)
+        device = self.fc.weight.device
+        if self.draft_vocab_ids is None:
+            del self.draft_vocab_ids
+            self.register_buffer("draft_vocab_ids", ids.to(device))
+        else:
+            self.draft_vocab_ids = ids.to(device)
+        self.config.draft_vocab_size = int(ids.numel())
+        return self
 
     def confidence_logits(self, hidden: torch.Tensor, prev_ids: torch.Tensor) -> torch.Tensor | None:
         """Pre-sigmoid confidence per slot from ``[h_k ; W1[prev_k]]``; ``None`` without a confidence head."""

@@ -1,0 +1,117 @@
+"""Verification forwards whose rows round exactly as plain decoding's one-token steps.
+
+Why: plain ``generate`` computes token ``t`` in a forward of one query row; a verification forward
+computes ``L + 1`` rows at once. In float32 the two agree to ~1e-6 and greedy outputs match; in
+bfloat16 the difference is rounded to bf16 and flips argmaxes (measured on the bundled SmolLM2: 4-6 of
+10 prompts diverge within 64 tokens). Every per-row operation of a decoder layer (linear layers, norms,
+rotary embeddings, activations) is a function of its own row only, and on CPUs whose bf16 GEMM does not
+change its reduction order with the number of rows (checked by :func:`bf16_linear_rows_invariant`) they
+give bit-identical rows for one row or nine. The one operation that mixes rows differently is attention:
+SDPA's kernels split a multi-row query differently from a one-row one.
+
+What: while :func:`single_step_rows` is active in a thread, the ``"sdpa"`` attention of transformers
+(``AttentionInterface``) computes a multi-row query over a non-empty cache one row at a time, each row
+over exactly the keys a one-token step would see, with the same call (no mask where every key is
+visible, as plain decoding passes none). Prefill (as many keys as queries) and every forward outside the
+context run transformers' own function unchanged, so plain ``generate`` is untouched.
+
+Cost: ``L + 1`` small attention calls per layer instead of one; for short contexts attention is a small
+part of a step (measured in ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+_STATE = threading.local()
+_WRAPPED_FLAG = "_dspark_hf_single_step_rows"
+
+
+def single_step_rows_active() -> bool:
+    return getattr(_STATE, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def single_step_rows():
+    """Within this block (this thread only), multi-row attention over a cache runs row by row."""
+    install_single_step_attention()
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.depth -= 1
+
+
+def _fully_visible(mask_row: torch.Tensor) -> bool:
+    if mask_row.dtype == torch.bool:
+        return bool(mask_row.all())
+    return bool((mask_row == 0).all())
+
+
+def _row_by_row(original, module, query, key, value, attention_mask, **kwargs):
+    rows, keys = query.shape[2], key.shape[2]
+    outputs = []
+    for i in range(rows):
+        visible = keys - rows + i + 1
+        mask = None
+        if attention_mask is not None:
+            mask_row = attention_mask[..., i : i + 1, :visible]
+            if not _fully_visible(mask_row):
+                mask = mask_row
+        out, _ = original(module, query[:, :, i : i + 1], key[:, :, :visible], value[:, :, :visible], mask, **kwargs)
+        outputs.append(out)
+    return torch.cat(outputs, dim=1), None
+
+
+def install_single_step_attention() -> None:
+    """Wrap transformers' ``"sdpa"`` attention once (idempotent); a pass-through outside the context."""
+    current = ALL_ATTENTION_FUNCTIONS.get("sdpa", sdpa_attention_forward)
+    if getattr(current, _WRAPPED_FLAG, False):
+        return
+    original = current
+
+    def sdpa_single_step_rows(module, query, key, value, attention_mask, *args, **kwargs):
+        rows, keys = query.shape[2], key.shape[2]
+        if not single_step_rows_active() or rows == 1 or keys == rows or query.shape[0] != 1:
+            return original(module, query, key, value, attention_mask, *args, **kwargs)
+        kwargs.pop("is_causal", None)  # a one-row query is never causal-masked, as in plain decoding
+        return _row_by_row(original, module, query, key, value, attention_mask, **kwargs)
+
+    setattr(sdpa_single_step_rows, _WRAPPED_FLAG, True)
+    AttentionInterface.register("sdpa", sdpa_single_step_rows)
+
+
+def target_attention(target) -> str:
+    return str(getattr(target.config, "_attn_implementation", None) or "eager")
+
+
+def wants_single_step_rows(target, generation_config) -> bool:
+    """Whether a DSpark call on ``target`` verifies row by row: ``dspark_single_step_rows`` of the
+    generation config (True / False), or by default whenever the target computes in reduced precision
+    with SDPA attention (float32 targets keep the batched forward: their rounding differences are below
+    what flips a token in practice, and the row-wise path would only cost time)."""
+    asked = getattr(generation_config, "dspark_single_step_rows", None)
+    if asked is not None:
+        return bool(asked)
+    dtype = next(target.parameters()).dtype
+    return dtype in (torch.bfloat16, torch.float16) and target_attention(target) == "sdpa"
+
+
+def bf16_linear_rows_invariant(in_features: int = 576, out_features: int = 1536, rows: int = 9,
+                               device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Whether ``F.linear`` on this device gives each row of an ``n``-row input bit-identical to the same
+    row alone, for every ``n <= rows`` (the property single-step rows rely on). Seeded, a few ms."""
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    weight = torch.randn(out_features, in_features, generator=generator).to(device, dtype)
+    x = torch.randn(rows, in_features, generator=generator).to(device, dtype)
+    with torch.no_grad():
+        single = torch.cat([torch.nn.functional.linear(x[i : i + 1], weight) for i in range(rows)])
+        for n in range(2, rows + 1):
+            if not torch.equal(torch.nn.functional.linear(x[:n], weight), single[:n]):
+                return False
+    return True
