@@ -278,6 +278,9 @@ def run_cost_mode(args) -> dict:
 
         draft_name = args.draft[0]
         draft = DSparkDraft.from_pretrained(args.draft[0]).eval()
+        if getattr(draft.config, "draft_vocab_size", None):
+            raise UnsupportedUsageError("--cost-mode forces proposals by target token id; it takes full-vocabulary drafts only "
+                                        f"({args.draft[0]} has a draft vocabulary of {draft.config.draft_vocab_size}).")
     block = draft.config.block_size if draft is not None else args.block_size
     if lengths is not None and max(lengths) > block:
         raise UnsupportedUsageError(f"--lengths go up to the block size {block}; got {max(lengths)}.")

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
+    p.add_argument("--keep-checkpoints", type=int, default=2, help="how many of the latest checkpoints to keep (default 2; "
+                   "more keep a learning curve measurable afterwards, dspark train --draft-from-checkpoint)")
     p.add_argument("--feature-cache", help="folder of a sharded safetensors cache of the target's features")
     p.add_argument("--prepare-only", action="store_true", help="self-distill and fill the feature cache, then stop")
     p.add_argument("--save-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.draft_from_checkpoint and not Path(args.data).is_file():
         raise DataError(f"Training data file not found: {args.data}")
-    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs") + (("draft_vocab",) if args.draft_vocab is not None else ()):
+    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs", "keep_checkpoints"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     if not args.draft_from_checkpoint:
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip,
         seed=args.seed,
         save_every=args.save_every,
+        keep_checkpoints=args.keep_checkpoints,
         feature_cache=args.feature_cache,
         save_dtype=args.save_dtype,
         bf16=not args.no_bf16,
