@@ -157,6 +157,15 @@ def test_generic_loader_returns_the_eagle3_draft(folder):
     assert draft.config.target_layer_ids == json.loads((folder / "config.json").read_text())["target_layer_ids"]
 
 
+def test_format_is_recognised_from_config_json(tmp_path):
+    from dspark_hf.checkpoints.formats import EAGLE3, checkpoint_format
+
+    for folder in FOLDERS:
+        assert checkpoint_format(json.loads((folder / "config.json").read_text())) == EAGLE3
+    load(FOLDERS[0]).save_pretrained(tmp_path)
+    assert checkpoint_format(json.loads((tmp_path / "config.json").read_text())) == EAGLE3
+
+
 def assert_same_run(a: Eagle3Draft, b: Eagle3Draft, ref: dict[str, torch.Tensor], label: str) -> None:
     ours, theirs = reproduce_outputs(a, ref), reproduce_outputs(b, ref)
     assert ours.keys() == theirs.keys()

@@ -56,8 +56,8 @@ def check_eagle3_values(values: dict[str, Any], source: str = "Eagle3Config") ->
     if values.get("num_hidden_layers", 1) != 1:
         raise bad("num_hidden_layers", "1 (an EAGLE-3 draft has one decoder layer)")
     decay = values.get("step_loss_decay")
-    if "step_loss_decay" in values and not (isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0 < decay <= 1):
-        raise bad("step_loss_decay", "a number in (0, 1]")
+    if "step_loss_decay" in values and not (isinstance(decay, (int, float)) and not isinstance(decay, bool) and math.isfinite(decay) and decay > 0):
+        raise bad("step_loss_decay", "a number > 0")
     if "rope_parameters" in values and not isinstance(values["rope_parameters"], dict):
         raise bad("rope_parameters", 'an object such as {"rope_type": "default", "rope_theta": 1000000.0}')
     if "target_layer_ids" in values:

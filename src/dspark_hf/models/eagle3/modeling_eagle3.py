@@ -18,7 +18,8 @@ see every other new row; only its last row is used for drafting).
 
 Drafting helpers, one job each: :meth:`Eagle3Draft.extend_context` (the prefill and the after-
 verification extend of the draft cache), :meth:`Eagle3Draft.crop_cache` (drop rejected steps) and
-:meth:`Eagle3Draft.propose` (the greedy TTT chain of ``ttt_length`` steps). Module and parameter names
+:meth:`Eagle3Draft.propose` (the greedy TTT chain of ``ttt_length`` steps); they run without
+gradients (training calls :meth:`Eagle3Draft.forward`). Module and parameter names
 are those of the released checkpoints (no ``model.`` prefix, no rotary buffer saved).
 """
 
