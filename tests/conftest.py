@@ -13,6 +13,9 @@ import dspark_hf  # noqa: F401  (installs the generation hook)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(os.environ.get("DSPARK_FIXTURES_DIR", REPO_ROOT.parent / "shared" / "fixtures" / "deepspec"))
+EAGLE3_FIXTURES_DIR = Path(
+    os.environ.get("DSPARK_EAGLE3_FIXTURES_DIR", REPO_ROOT.parent / "shared" / "fixtures" / "deepspec_eagle3")
+)
 EVAL_DATASETS_DIR = Path(os.environ.get("DSPARK_EVAL_DATASETS_DIR", REPO_ROOT.parent / "shared" / "eval_datasets"))
 
 

@@ -24,6 +24,7 @@ from dspark_hf.integration.generation_hook import SUPPORTED_TRANSFORMERS, instal
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.models.eagle3 import Eagle3Config, Eagle3Draft
 from dspark_hf.telemetry import GenerationTelemetry, StepRecord
 from dspark_hf.verification.policies import (
     ConfidenceThreshold,
@@ -39,12 +40,16 @@ from dspark_hf.version import __version__
 
 AutoConfig.register(DSparkConfig.model_type, DSparkConfig, exist_ok=True)
 AutoModel.register(DSparkConfig, DSparkDraft, exist_ok=True)
+AutoConfig.register(Eagle3Config.model_type, Eagle3Config, exist_ok=True)
+AutoModel.register(Eagle3Config, Eagle3Draft, exist_ok=True)
 install_generation_hook()
 
 __all__ = [
     "DSparkConfig",
     "DSparkDraft",
     "DSparkV4Draft",
+    "Eagle3Config",
+    "Eagle3Draft",
     "VerificationPolicy",
     "WholeBlock",
     "FixedLength",

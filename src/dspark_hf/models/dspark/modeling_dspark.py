@@ -28,11 +28,12 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from dspark_hf.checkpoints.fetch import HUB_KEYWORDS, resolve_draft
 from dspark_hf.checkpoints.files import CONFIG_NAME, check_local_folder, is_local_path, load_config_json, safetensors_layout
-from dspark_hf.checkpoints.formats import DEEPSEEK_V4, checkpoint_format, describe
+from dspark_hf.checkpoints.formats import DEEPSEEK_V4, EAGLE3, checkpoint_format, describe
 from dspark_hf.errors import CheckpointError, CompatibilityError, ConfigValueError, UnsupportedUsageError
 from dspark_hf.models.deepseek_v4.checkpoint import load_v4_drafter
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
 from dspark_hf.models.dspark.released_format import dspark_config_from_dict
+from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 from dspark_hf.models.outputs import DSparkBlockOutput
 from dspark_hf.models.heads import ConfidenceHead, SequentialHead, build_sequential_head
 
@@ -408,7 +409,9 @@ class DSparkDraft(DSparkPreTrainedModel):
         Released folders (``architectures: Qwen3DSparkModel / Gemma4DSparkModel``) are recognised from
         their config.json with no extra step. A DeepSeek-V4 repo gives its drafter, a
         :class:`~dspark_hf.models.deepseek_v4.DSparkV4Draft` (only the ``mtp.*`` shards are downloaded
-        and read). A Hub id is fetched through :mod:`dspark_hf.checkpoints.fetch` (the config first,
+        and read). An EAGLE-3 folder (DeepSpec's ``architectures: Qwen3Eagle3Model``, or one saved by
+        :class:`~dspark_hf.models.eagle3.Eagle3Draft`) gives an :class:`~dspark_hf.models.eagle3.Eagle3Draft`.
+        A Hub id is fetched through :mod:`dspark_hf.checkpoints.fetch` (the config first,
         then only the weights). Only safetensors weights are read, and they are checked against the
         config before anything is loaded: a missing, unexpected or wrong-shaped tensor, or a truncated
         file, is one :class:`~dspark_hf.errors.CheckpointError` line.
@@ -433,6 +436,8 @@ class DSparkDraft(DSparkPreTrainedModel):
             drafter = load_v4_drafter(folder, *model_args, **kwargs)
             drafter.name_or_path = str(source)
             return drafter
+        if kind == EAGLE3:
+            return Eagle3Draft._from_folder(folder, raw, str(source), *model_args, **kwargs)
         if kind is None:
             raise CheckpointError(f"{source} is not a DSpark draft: its config has {describe(raw)}.")
         config = kwargs.pop("config", None) or dspark_config_from_dict(raw, source=f"{source}/{CONFIG_NAME}")
