@@ -30,12 +30,13 @@ from transformers.generation.candidate_generator import CandidateGenerator
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 from transformers.generation.utils import GenerationMixin
 
-from dspark_hf.errors import TransformersVersionError
+from dspark_hf.errors import TransformersVersionError, UnsupportedUsageError
 from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
 from dspark_hf.integration.exact_verification import single_step_rows, wants_single_step_rows
 from dspark_hf.integration.fit_checks import check_draft_fits_target, check_target_can_roll_back
 from dspark_hf.integration.stopping import ACTIVE_STOPS, RoundStops
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
+from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 
 SUPPORTED_TRANSFORMERS = ">=5.20,<6"
@@ -130,6 +131,11 @@ def install_generation_hook() -> None:
     def _validate_generation_mode(self, *args, **kwargs):
         arguments = validate_signature.bind(self, *args, **kwargs).arguments
         assistant = (arguments.get("generation_mode_kwargs") or {}).get("assistant_model")
+        if isinstance(assistant, Eagle3Draft):
+            raise UnsupportedUsageError(
+                "EAGLE-3 drafts load, reproduce DeepSpec's outputs and export, but drafting with them in generate() "
+                "is not supported yet (dspark_hf drafts in generate() with DSpark, DFlash and DeepSeek-V4 drafts)."
+            )
         if _is_dspark(assistant):
             check_draft_fits_target(assistant, self)
             with _rollback_checked(self):
