@@ -50,7 +50,7 @@ def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.
 
 def restrict_draft_vocabulary(draft, k: int, token_counts: str | Path | None, target=None):
     """Restrict ``draft`` (in place) to the ``k`` most frequent tokens of ``token_counts``."""
-    from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, read_token_counts, top_tokens
+    from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, end_of_turn_ids, read_token_counts, top_tokens
 
     if not hasattr(draft, "restrict_vocabulary"):
         raise UnsupportedUsageError(f"{type(draft).__name__} drafts have no reduced-vocabulary support (--draft-vocab).")
@@ -62,10 +62,7 @@ def restrict_draft_vocabulary(draft, k: int, token_counts: str | Path | None, ta
                 f"--draft-vocab {k}: this draft has no {TOKEN_COUNTS_NAME}; pass a token-count file with --token-counts."
             )
     counts = read_token_counts(token_counts, vocab_size=draft.config.vocab_size)
-    required = []
-    if target is not None:
-        eos = target.generation_config.eos_token_id
-        required = [] if eos is None else (eos if isinstance(eos, list) else [eos])
+    required = end_of_turn_ids(target) if target is not None else []
     return draft.restrict_vocabulary(top_tokens(counts, k, required))
 
 

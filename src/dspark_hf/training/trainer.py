@@ -283,11 +283,10 @@ class Trainer:
     def _draft_vocabulary(self, k: int) -> list[int]:
         """The ``k`` most frequent answer tokens (assistant-masked) of the training sequences, the target's
         end-of-turn ids always in; their counts are written to ``OUTPUT_DIR/token_counts.json``."""
-        from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, count_tokens, top_tokens, write_token_counts
+        from dspark_hf.models.dspark.draft_vocab import TOKEN_COUNTS_NAME, count_tokens, end_of_turn_ids, top_tokens, write_token_counts
 
         counts = count_tokens([t for t, m in zip(e.input_ids, e.assistant_mask) if m] for e in self.examples)
-        eos = self.target.generation_config.eos_token_id
-        required = [] if eos is None else (eos if isinstance(eos, list) else [eos])
+        required = end_of_turn_ids(self.target)
         if self.accelerator.is_main_process:
             out = Path(self.cfg.output_dir)
             out.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,14 @@ def read_token_counts(path: str | Path, vocab_size: int | None = None) -> Counte
     return counts
 
 
+def end_of_turn_ids(model) -> list[int]:
+    """``model.generation_config.eos_token_id`` as a list (empty when unset): the ids a vocabulary keeps."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
+
+
 def top_tokens(counts: Counter, k: int, required: Iterable[int] = ()) -> list[int]:
     """The ``k`` most frequent ids (``required`` ones always in), sorted by id."""
     if k < 1:
