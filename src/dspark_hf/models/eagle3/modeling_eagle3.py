@@ -34,9 +34,11 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from dspark_hf.models.rope import RotaryEmbedding as Eagle3RotaryEmbedding
+from dspark_hf.models.rope import apply_rope as _apply_rope
+from dspark_hf.models.rope import inverse_frequencies as _inverse_frequencies
 from dspark_hf.checkpoints.fetch import HUB_KEYWORDS, resolve_draft
 from dspark_hf.checkpoints.files import CONFIG_NAME, check_local_folder, is_local_path, load_config_json, safetensors_layout
 from dspark_hf.checkpoints.formats import EAGLE3, checkpoint_format, describe
@@ -58,37 +60,6 @@ class Eagle3RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
-def _inverse_frequencies(config: Eagle3Config) -> tuple[torch.Tensor, float]:
-    params = config.rope_parameters
-    rope_type = params.get("rope_type", "default")
-    if rope_type == "default":
-        dim = config.head_dim
-        return 1.0 / (float(params["rope_theta"]) ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
-    return ROPE_INIT_FUNCTIONS[rope_type](config, None)
-
-
-class Eagle3RotaryEmbedding(nn.Module):
-    def __init__(self, config: Eagle3Config) -> None:
-        super().__init__()
-        inv_freq, self.attention_scaling = _inverse_frequencies(config)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-
-    @torch.no_grad()
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = position_ids[..., None].float() * self.inv_freq.to(position_ids.device)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return (emb.cos() * self.attention_scaling).to(dtype), (emb.sin() * self.attention_scaling).to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x [B, heads, S, D]``, ``cos``/``sin`` ``[B, S, D]``."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return x * cos + _rotate_half(x) * sin
 
 
 class Eagle3Attention(nn.Module):
