@@ -93,12 +93,13 @@ def test_same_seed_gives_the_same_batches_and_anchors_for_both_methods(tmp_path)
     assert [other.step_indices(s) for s in range(6)] != [runs[0].step_indices(s) for s in range(6)]
 
 
-def _cli(tmp_path, out, steps):
+def _cli(tmp_path, out, steps, target_layers=4, layer_ids="0,2"):
+    """``python -m dspark_hf.cli train`` on tiny data and a tiny target of ``target_layers`` layers saved under ``tmp_path``."""
     data = tmp_path / "data.jsonl"
     if not data.exists():
         data.write_text("".join(json.dumps({"input_ids": e.input_ids, "assistant_mask": e.assistant_mask}) + "\n"
                                 for e in tiny_examples()))
-        target = tiny_target()
+        target = tiny_target(layers=target_layers)
         target.save_pretrained(tmp_path / "target")
         from transformers import PreTrainedTokenizerFast
         from tokenizers import Tokenizer, models
@@ -107,7 +108,7 @@ def _cli(tmp_path, out, steps):
                                 unk_token="<unk>").save_pretrained(tmp_path / "target")
     return [sys.executable, "-m", "dspark_hf.cli", "train", "--target", str(tmp_path / "target"), "--data", str(data),
             "--output-dir", str(out), "--max-steps", str(steps), "--save-every", "2", "--batch-size", "2",
-            "--num-anchors", "3", "--block-size", "4", "--markov-rank", "8", "--target-layer-ids", "0,2",
+            "--num-anchors", "3", "--block-size", "4", "--markov-rank", "8", "--target-layer-ids", layer_ids,
             "--threads", "1", "--no-progress"]
 
 

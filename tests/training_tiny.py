@@ -11,10 +11,11 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from dspark_hf.training.data import Example
 
 
-def tiny_target(seed: int = 0) -> LlamaForCausalLM:
+def tiny_target(seed: int = 0, layers: int = 4) -> LlamaForCausalLM:
+    """A random Llama of ``layers`` decoder layers (an EAGLE-3 draft reads five of ``[0, layers - 2]``: 6 or more)."""
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=256, eos_token_id=95, bos_token_id=1, pad_token_id=0,
     )
     return LlamaForCausalLM(config).eval()

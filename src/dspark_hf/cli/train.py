@@ -1,7 +1,7 @@
-"""``dspark train``: train a DSpark (or DFlash-variant) draft for any transformers causal LM target.
+"""``dspark train``: train a DSpark (or DFlash-variant, or EAGLE-3) draft for any transformers causal LM target.
 
     dspark train --data prompts.jsonl --self-distill --output-dir runs/smollm2 \
-        [--target PATH_OR_HUB_ID] [--method dspark|dflash] [--markov-head vanilla|gated|rnn] ...
+        [--target PATH_OR_HUB_ID] [--method dspark|dflash|eagle3] [--markov-head vanilla|gated|rnn] ...
 
 Data: JSON Lines of prompts or chats, or plain text (see :mod:`dspark_hf.training.data`). With
 ``--self-distill`` the target first answers the prompts itself (written to
@@ -23,8 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="training data: .jsonl (prompts, chats, text, token ids) or .txt")
     p.add_argument("--output-dir", required=True, help="checkpoints, logs and the trained draft (OUTPUT_DIR/draft)")
     p.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--method", choices=["dspark", "dflash"], default="dspark",
-                   help="dflash: the same draft with markov_rank 0, no sequential and no confidence head")
+    p.add_argument("--method", choices=["dspark", "dflash", "eagle3"], default="dspark",
+                   help="dflash: the same draft with markov_rank 0, no sequential and no confidence head; "
+                        "eagle3: DeepSpec's EAGLE-3 draft (one layer, test-time-training chain)")
     p.add_argument("--markov-head", choices=["vanilla", "gated", "rnn"], default="vanilla")
     p.add_argument("--markov-rank", type=int, default=64)
     p.add_argument("--num-layers", type=int, default=2, help="draft decoder layers")
@@ -32,6 +33,12 @@ def register(subparsers) -> None:
     p.add_argument("--draft-vocab", type=int, default=None, metavar="K",
                    help="a reduced output vocabulary: the K most frequent tokens of the training answers (FR-Spec); "
                         "their counts are saved as token_counts.json beside the draft")
+    e3 = p.add_argument_group("eagle3 (--method eagle3)")
+    e3.add_argument("--ttt-length", type=int, default=7, help="chain steps trained (tokens drafted per round)")
+    e3.add_argument("--step-loss-decay", type=float, default=0.8, help="chain step k's loss weighs step_loss_decay ** k")
+    e3.add_argument("--eagle3-positions", choices=["all", "anchors"], default="all",
+                    help="all: DeepSpec's loss over every position; anchors: the chain's logits and loss only at the "
+                         "--num-anchors positions DSpark samples (CPU-scaled, the same positions as a DSpark run)")
     p.add_argument("--target-layer-ids", help="comma-separated target layers to read (default: 5 spread over the depth)")
     p.add_argument("--num-anchors", type=int, default=64, help="blocks per sequence and step")
     p.add_argument("--max-length", type=int, default=512, help="cut sequences to this many tokens")
@@ -91,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.draft_from_checkpoint and not Path(args.data).is_file():
         raise DataError(f"Training data file not found: {args.data}")
-    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs", "keep_checkpoints"):
+    for name in ("num_layers", "block_size", "num_anchors", "batch_size", "epochs", "keep_checkpoints", "ttt_length"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if not args.step_loss_decay > 0:
+        raise DataError(f"--step-loss-decay must be > 0, got {args.step_loss_decay}.")
+    if args.method == "eagle3" and args.draft_vocab:
+        raise DataError("--draft-vocab is for DSpark and DFlash drafts; an EAGLE-3 draft covers the whole target vocabulary.")
     if not args.draft_from_checkpoint:
         read_records(args.data)  # every record's shape, as <file>:<line>: ..., before the target loads
     accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
@@ -105,14 +116,23 @@ def run(args: argparse.Namespace) -> int:
         path = save_draft(draft_from_checkpoint(target, args.draft_from_checkpoint), Path(args.output_dir) / "draft", args.save_dtype)
         print(f"Draft of {args.draft_from_checkpoint} saved to {path}")
         return 0
-    if args.export == "deepspec":  # refuse before training, not after it
+    layer_ids = [int(x) for x in args.target_layer_ids.split(",")] if args.target_layer_ids else None
+    # The draft's config, checked before any data work (EAGLE-3: exactly five layers within the target).
+    if args.method == "eagle3":
+        from dspark_hf.models.eagle3.config_for_target import eagle3_config_for_target
+
+        draft_config = eagle3_config_for_target(target.config, target_layer_ids=layer_ids, ttt_length=args.ttt_length,
+                                                step_loss_decay=args.step_loss_decay)
+    else:
         from dspark_hf.models.dspark.config_for_target import draft_config_for_target
+
+        draft_config = draft_config_for_target(target.config, target_layer_ids=layer_ids)
+    if args.export == "deepspec" and args.method != "eagle3":  # refuse before training, not after it
         from dspark_hf.training.export import released_architecture
 
-        released_architecture(draft_config_for_target(target.config))
+        released_architecture(draft_config)
     out = Path(args.output_dir)
     data = Path(args.data)
-    layer_ids = [int(x) for x in args.target_layer_ids.split(",")] if args.target_layer_ids else None
     if args.self_distill:
         distilled = out / "distilled.jsonl"
         if accelerator.is_main_process:
@@ -127,10 +147,9 @@ def run(args: argparse.Namespace) -> int:
             )
             cache, cache_layers = None, None
             if args.feature_cache:
-                from dspark_hf.models.dspark.config_for_target import draft_config_for_target
                 from dspark_hf.training.target_outputs import FeatureCache
 
-                cache_layers = draft_config_for_target(target.config, target_layer_ids=layer_ids).target_layer_ids
+                cache_layers = draft_config.target_layer_ids
                 cache = FeatureCache(args.feature_cache, cache_layers)
             answerer = target
             if args.distill_dtype != "float32":
@@ -166,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
         bf16=not args.no_bf16,
         progress=not args.no_progress,
         draft_vocab=args.draft_vocab,
+        ttt_length=args.ttt_length,
+        step_loss_decay=args.step_loss_decay,
+        eagle3_positions=args.eagle3_positions,
         extra={"data": str(data), "target": args.target or "embedded SmolLM2-135M-Instruct"},
     )
     trainer = Trainer(target, examples, cfg, accelerator=accelerator)
@@ -176,9 +198,14 @@ def run(args: argparse.Namespace) -> int:
     draft = trainer.train()
     accelerator.print(f"Trained draft saved to {out / 'draft'}")
     if args.export == "deepspec" and accelerator.is_main_process:
-        from dspark_hf.training.export import export_deepspec
-
         # The released layout: bf16, with the target's embedding and LM head.
-        export_deepspec(draft, out / "deepspec", target=target)
+        if args.method == "eagle3":
+            from dspark_hf.training.export_eagle3 import export_eagle3
+
+            export_eagle3(draft, out / "deepspec")
+        else:
+            from dspark_hf.training.export import export_deepspec
+
+            export_deepspec(draft, out / "deepspec", target=target)
         print(f"DeepSpec-layout export written to {out / 'deepspec'}")
     return 0

@@ -1,4 +1,7 @@
-"""The DSpark training losses (DeepSpec recipe), per slot weighted by ``w_k = exp(-k / 4)`` and cut at
+"""The training losses (DeepSpec's recipes): DSpark / DFlash (:func:`dspark_losses`) and EAGLE-3
+(:func:`eagle3_losses`).
+
+DSpark, per slot weighted by ``w_k = exp(-k / 4)`` and cut at
 the first invalid slot:
 
 - ``0.1 * CE(corrected logits, true next token)``;
@@ -14,6 +17,12 @@ A draft with a reduced vocabulary (``draft_vocab_ids``, K target ids) has K logi
 outside them, so the L1 term is ``sum_K |q - p_K| + (1 - sum_K p)`` (the target's mass outside, a constant
 the draft cannot lower but that the survival target ``1 - TV`` must count), and the CE term skips labels
 outside the vocabulary (they cannot be drafted).
+
+EAGLE-3 (DeepSpec's ``compute_eagle3_loss``): per chain step ``k``, the soft cross-entropy
+``-sum_v p_target(v) log q_draft(v)`` against the target's full distribution (not the hard label),
+summed over the rows in DeepSpec's position mask and divided by the sequence length ``S`` (all rows,
+masked or not: its ``local_mean`` at one sequence per forward), weighted ``step_loss_decay ** k``
+and summed over the ``ttt_length`` steps.
 """
 
 from __future__ import annotations
@@ -89,6 +98,35 @@ def dspark_losses(
         hits = (drafted == labels).float() * valid.float()
         accuracy = hits.sum() / valid.float().sum().clamp_min(1.0)
     return LossParts(total=total, ce=ce, l1=l1, confidence=confidence, accuracy=accuracy)
+
+
+def eagle3_losses(
+    draft_logits: torch.Tensor,
+    target_logits: torch.Tensor,
+    steps: torch.Tensor,
+    labels: torch.Tensor,
+    row_weight: float,
+    step_loss_decay: float,
+) -> LossParts:
+    """The EAGLE-3 loss of ``P`` (row, step) pairs in the position mask: ``draft_logits`` /
+    ``target_logits`` ``[P, V]``, their chain ``steps`` ``[P]`` and true next tokens ``labels`` ``[P]``
+    (``-100`` past the end; for the accuracy metric only). ``total = sum_p decay**step_p * row_weight *
+    softCE_p`` (``row_weight``: ``1 / S`` for DeepSpec's loss). Also reported, detached: ``ce``, the mean
+    soft cross-entropy per pair; ``l1``, the mean ``|| q - p ||_1``; ``accuracy``, greedy agreement with
+    the label."""
+    draft_logp = F.log_softmax(draft_logits.float(), dim=-1)
+    target_p = F.softmax(target_logits.float(), dim=-1)
+    soft_ce = -(target_p * draft_logp).sum(-1)
+    weights = step_loss_decay ** steps.to(soft_ce.device, torch.float32) * row_weight
+    total = (soft_ce * weights).sum()
+    with torch.no_grad():
+        count = max(1, soft_ce.numel())
+        ce = soft_ce.sum() / count
+        l1 = (draft_logp.exp() - target_p).abs().sum(-1).sum() / count
+        has_label = labels >= 0
+        hits = (draft_logits.argmax(-1) == labels) & has_label
+        accuracy = hits.float().sum() / has_label.float().sum().clamp_min(1.0)
+    return LossParts(total=total, ce=ce, l1=l1, confidence=None, accuracy=accuracy)
 
 
 assert math.isclose(float(slot_weights(5)[4]), math.exp(-1.0), rel_tol=1e-6)

@@ -9,6 +9,9 @@ positions) with a block attention mask: a block's rows see the context rows at p
 ``gamma`` rows of their own block, nothing else. This is exactly what one inference round sees (context
 cache up to the anchor, then the block, no mask), so a packed forward gives each block the logits
 inference would.
+
+EAGLE-3 drafts train on chain rows instead (:func:`chain_rows`): the chain drafting from anchor ``a`` is
+row ``a - 1``, so a run with sampled positions trains on the same anchors as a DSpark run.
 """
 
 from __future__ import annotations
@@ -89,4 +92,64 @@ def pack_blocks(input_ids: torch.Tensor, assistant_mask: torch.Tensor, anchors: 
         attention_mask=attention_mask,
         target_positions=slot_pos.clamp(max=seq_len - 1),
         valid=valid,
+    )
+
+
+@dataclass
+class ChainRows:
+    """One sequence's rows of an EAGLE-3 test-time-training chain (DeepSpec's recipe), ``R`` rows.
+
+    Row ``i`` pairs the target feature of position ``i`` with the token of position ``i + 1``; its chain
+    step ``k`` (``k = 0 .. T-1``) runs at RoPE position ``i + k`` on the token of position ``i + k + 1``
+    (teacher forcing) and predicts the token of position ``i + k + 2``, imitating the target's
+    distribution at position ``i + k + 1``. Inference drafting from anchor ``a`` is row ``a - 1``.
+
+    ``input_ids`` ``[S]``; ``rows`` ``[R]`` (sorted); ``anchors`` ``[R]`` = ``rows + 1``;
+    ``target_positions`` ``[R, T]`` (``i + k + 1``, clamped inside the sequence); ``mask`` ``[R, T]``:
+    DeepSpec's position mask, the assistant mask at ``i + k`` with the sequence's last position off;
+    ``labels`` ``[R, T]``: the token at ``i + k + 2`` (``-100`` past the end; a metric only);
+    ``row_weight``: what each row's loss is multiplied by (DeepSpec: ``1 / S``; on sampled rows
+    ``(candidates / sampled) / S``, so that the sum estimates the all-rows loss).
+    """
+
+    input_ids: torch.Tensor
+    rows: torch.Tensor
+    anchors: torch.Tensor
+    target_positions: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+    row_weight: float
+
+
+def chain_rows(input_ids: torch.Tensor, assistant_mask: torch.Tensor, ttt_length: int, anchors: torch.Tensor | None = None) -> ChainRows:
+    """The rows of the 1-D ``input_ids`` / ``assistant_mask`` an EAGLE-3 chain of ``ttt_length`` steps is
+    trained on: every row with a position in the loss (``anchors=None``, DeepSpec's loss), or the rows
+    ``a - 1`` of the sampled DSpark ``anchors`` (:func:`sample_anchors`: the same positions the DSpark
+    and DFlash drafts train on), weighted to estimate the all-rows loss."""
+    seq_len = input_ids.shape[0]
+    steps = torch.arange(ttt_length)
+    position_mask = assistant_mask.bool().clone()
+    position_mask[seq_len - 1] = False  # the last position has no next token inside the sequence
+    if anchors is None:
+        rows = torch.arange(seq_len)
+        at = (rows[:, None] + steps[None, :]).clamp(max=seq_len - 1)
+        keep = (position_mask[at] & (rows[:, None] + steps[None, :] < seq_len)).any(dim=1)
+        rows = rows[keep]
+        scale = 1.0
+    else:
+        candidates = valid_anchors(assistant_mask).numel()
+        rows = anchors[anchors >= 1] - 1
+        scale = candidates / max(1, anchors.numel())
+    shifted = rows[:, None] + steps[None, :]
+    mask = position_mask[shifted.clamp(max=seq_len - 1)] & (shifted < seq_len)
+    label_pos = shifted + 2
+    labels = torch.where(label_pos < seq_len, input_ids[label_pos.clamp(max=seq_len - 1)], torch.full_like(label_pos, IGNORE))
+    return ChainRows(
+        input_ids=input_ids,
+        rows=rows,
+        anchors=rows + 1,
+        target_positions=(shifted + 1).clamp(max=seq_len - 1),
+        mask=mask,
+        labels=labels,
+        row_weight=scale / seq_len,
     )

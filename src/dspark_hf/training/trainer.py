@@ -1,9 +1,10 @@
-"""The training loop: a DSpark (or DFlash-variant) draft trained against a frozen target.
+"""The training loop: a DSpark (or DFlash-variant, or EAGLE-3) draft trained against a frozen target.
 
 Everything that decides what a step sees is derived from ``seed`` and the step number: the epoch's
 order of sequences (a permutation seeded by ``seed`` and the epoch) and each sequence's anchors (seeded
 by ``seed``, the epoch and the sequence index). Two runs with the same data and seed therefore see the
-same sequences and anchors whatever their method or head, and a run resumed from a checkpoint continues
+same sequences and anchors whatever their method or head (an EAGLE-3 run on sampled positions trains
+the chain drafting from those anchors), and a run resumed from a checkpoint continues
 exactly where the killed one was.
 
 Multi-process training goes through accelerate (``accelerate launch``, DDP; on CPU with
@@ -25,7 +26,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 from dspark_hf.errors import DSparkError
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
 from dspark_hf.training.checkpointing import (
@@ -42,11 +42,16 @@ from dspark_hf.training.checkpointing import (
 )
 from dspark_hf.training.data import Example
 from dspark_hf.training.draft_objective import DraftObjective
+from dspark_hf.training.drafts import EAGLE3, bind_target_embeddings, build_draft, save_draft
+from dspark_hf.training.eagle3_objective import Eagle3Objective
 from dspark_hf.training.fsdp import check_fsdp_setup, configure_fsdp_plugin, full_trainable_state, load_sharded, save_sharded, uses_fsdp
-from dspark_hf.training.packing import pack_blocks, sample_anchors, valid_anchors
+from dspark_hf.training.packing import chain_rows, pack_blocks, sample_anchors, valid_anchors
 from dspark_hf.training.target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
 
-METHODS = ("dspark", "dflash")
+METHODS = ("dspark", "dflash", EAGLE3)
+EAGLE3_POSITIONS = ("all", "anchors")
+
+__all__ = ["METHODS", "TrainConfig", "Trainer", "build_draft", "draft_from_checkpoint", "save_draft"]
 
 
 @dataclass
@@ -78,35 +83,18 @@ class TrainConfig:
     progress: bool = True
     draft_vocab: int | None = None  # K: a reduced output vocabulary of the K most frequent answer tokens
     draft_vocab_ids: list[int] | None = None  # filled from the training answers when draft_vocab is set
+    ttt_length: int = 7  # eagle3: chain steps (tokens drafted per round)
+    step_loss_decay: float = 0.8  # eagle3: weight of chain step k is step_loss_decay ** k
+    eagle3_positions: str = "all"  # eagle3: "all" rows (DeepSpec's loss) or the sampled "anchors" (CPU-scaled)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise DSparkError(f"--method must be one of {METHODS}, got {self.method!r}.")
-
-
-def build_draft(target, cfg: TrainConfig) -> DSparkDraft:
-    """A freshly initialised draft for ``target`` (seeded by ``cfg.seed``) sharing its frozen embedding
-    and LM head. DFlash: no sequential head and no confidence head."""
-    rank = 0 if cfg.method == "dflash" else cfg.markov_rank
-    config = draft_config_for_target(
-        target.config,
-        num_hidden_layers=cfg.num_hidden_layers,
-        block_size=cfg.block_size,
-        target_layer_ids=cfg.target_layer_ids,
-        markov_rank=rank,
-        markov_head_type=cfg.markov_head,
-        enable_confidence_head=rank > 0,
-    )
-    config.num_anchors = cfg.num_anchors
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        draft = DSparkDraft(config)
-    if cfg.draft_vocab_ids:
-        draft.restrict_vocabulary(cfg.draft_vocab_ids)
-    target.requires_grad_(False)
-    draft.bind_target_embeddings(target)
-    return draft
+        if self.eagle3_positions not in EAGLE3_POSITIONS:
+            raise DSparkError(f"--eagle3-positions must be one of {EAGLE3_POSITIONS}, got {self.eagle3_positions!r}.")
+        if self.method == EAGLE3 and self.draft_vocab:
+            raise DSparkError("--draft-vocab is for DSpark and DFlash drafts; an EAGLE-3 draft covers the whole target vocabulary.")
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
@@ -115,22 +103,6 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
 
 def anchor_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 10_000_019 + index)
-
-
-def save_draft(draft: DSparkDraft, directory: str | Path, dtype: str = "float32") -> Path:
-    """Save the trained draft (without the target-owned embedding and LM head) in ``dtype``."""
-    directory = Path(directory)
-    owned = set(draft._TARGET_OWNED) if draft.config.embeddings_from_target else set()
-    state = {
-        k: v.detach().to("cpu", getattr(torch, dtype) if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in draft.state_dict().items() if k not in owned
-    }
-    draft.save_pretrained(directory, state_dict=state)
-    config_path = directory / "config.json"
-    config = json.loads(config_path.read_text())
-    config["dtype"] = dtype  # the weights' dtype (transformers writes the in-memory model's)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return directory
 
 
 class Trainer:
@@ -145,6 +117,8 @@ class Trainer:
         )
         check_fsdp_setup(self.accelerator)
         self.fsdp = uses_fsdp(self.accelerator)
+        if self.fsdp and cfg.method == EAGLE3:
+            raise DSparkError("--method eagle3 trains with DDP, not FSDP (its one draft layer is replicated); launch without --use_fsdp.")
         self.target = target.to(self.accelerator.device).eval()
         self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
         if not self.examples:
@@ -170,7 +144,8 @@ class Trainer:
         )
         if self.fsdp:
             configure_fsdp_plugin(self.accelerator, self.draft)
-        self.objective, self.optimizer = self.accelerator.prepare(DraftObjective(self.draft), self.optimizer)
+        objective = Eagle3Objective(self.draft) if cfg.method == EAGLE3 else DraftObjective(self.draft)
+        self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
         self.online = OnlineTargetOutputs(self.target, self.layer_ids)
         self.cache = FeatureCache(cfg.feature_cache, self.layer_ids) if cfg.feature_cache else None
 
@@ -206,6 +181,8 @@ class Trainer:
         epoch = step // self.steps_per_epoch
         anchors = sample_anchors(mask, self.cfg.num_anchors, anchor_generator(self.cfg.seed, epoch, index))
         cfg = self.draft.config
+        if self.cfg.method == EAGLE3:  # the same anchors, as chain rows (all rows for DeepSpec's own loss)
+            return chain_rows(ids, mask, cfg.ttt_length, anchors if self.cfg.eagle3_positions == "anchors" else None)
         return pack_blocks(ids, mask, anchors, cfg.block_size, cfg.mask_token_id)
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -299,7 +276,7 @@ class Trainer:
         """A fresh draft on the accelerator's device, sharing (not copying) the target's embedding and
         LM head there (built on CPU, it first holds copies of them when the target is on a GPU)."""
         draft = build_draft(self.target, self.cfg).to(self.accelerator.device)
-        draft.bind_target_embeddings(self.target)
+        bind_target_embeddings(draft, self.target)
         return draft
 
     def trained_draft(self) -> DSparkDraft:

@@ -9,17 +9,9 @@ target's embedding and LM head (``embeddings_from_target``) unless told otherwis
 from __future__ import annotations
 
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.models.target_shape import backbone_shape, spread_layer_ids
 
-
-def spread_layer_ids(num_target_layers: int, num_features: int = 5) -> list[int]:
-    """``num_features`` layer ids from 1 to ``num_target_layers - 3``, evenly spaced (the released
-    Qwen3-4B/8B drafts use [1, 9, 17, 25, 33] of 36 layers)."""
-    first, last = 1, max(1, num_target_layers - 3)
-    if num_features == 1:
-        return [last]
-    step = (last - first) / (num_features - 1)
-    ids = sorted({round(first + i * step) for i in range(num_features)})
-    return ids
+__all__ = ["draft_config_for_target", "spread_layer_ids"]
 
 
 def draft_config_for_target(
@@ -40,34 +32,20 @@ def draft_config_for_target(
     when its tokenizer has one. ``markov_rank=0`` gives the DFlash variant (no sequential or confidence
     head).
     """
-    cfg = target_config.get_text_config()
-    heads = cfg.num_attention_heads
-    rope = getattr(cfg, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(cfg, "rope_theta", 10000.0)}
-    if isinstance(rope, dict) and "rope_theta" not in rope:  # per-layer-type rope (e.g. Gemma): take full attention
-        rope = rope.get("full_attention") or next(iter(rope.values()))
-    num_layers = cfg.num_hidden_layers
+    shape = backbone_shape(target_config)
+    num_layers = shape["num_target_layers"]
     return DSparkConfig(
         backbone="qwen3",
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
+        **shape,
         num_hidden_layers=num_hidden_layers,
-        num_attention_heads=heads,
-        num_key_value_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads,
-        hidden_act=getattr(cfg, "hidden_act", "silu"),
-        rms_norm_eps=getattr(cfg, "rms_norm_eps", 1e-6),
-        max_position_embeddings=getattr(cfg, "max_position_embeddings", 4096),
-        rope_parameters=dict(rope),
         block_size=block_size,
-        mask_token_id=cfg.vocab_size - 1 if mask_token_id is None else mask_token_id,
+        mask_token_id=shape["vocab_size"] - 1 if mask_token_id is None else mask_token_id,
         target_layer_ids=target_layer_ids or spread_layer_ids(num_layers),
-        num_target_layers=num_layers,
-        target_hidden_size=cfg.hidden_size,
+        target_hidden_size=shape["hidden_size"],
         markov_rank=markov_rank,
         markov_head_type=markov_head_type,
         enable_confidence_head=enable_confidence_head and markov_rank > 0,
         confidence_head_with_markov=markov_rank > 0,
-        target_model_type=cfg.model_type,
+        target_model_type=target_config.get_text_config().model_type,
         embeddings_from_target=embeddings_from_target,
     )
