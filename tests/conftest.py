@@ -20,7 +20,7 @@ EVAL_DATASETS_DIR = Path(os.environ.get("DSPARK_EVAL_DATASETS_DIR", REPO_ROOT.pa
 
 
 # The core subset (`make test-core`, and `make test-compat` on other transformers releases): fixture
-# exactness, greedy equality, DeepSeek-V4, sampling, and the generate() hook with its options.
+# exactness, greedy equality, DeepSeek-V4, EAGLE-3 in generate(), sampling, and the generate() hook with its options.
 CORE_TEST_FILES = {
     "test_fixture_exactness.py",
     "test_generate_greedy_tiny.py",
@@ -30,6 +30,7 @@ CORE_TEST_FILES = {
     "test_sampling_distribution.py",
     "test_scheduling_lossless.py",
     "test_other_assistant_paths.py",
+    "test_eagle3_generate.py",
 }
 
 
@@ -88,3 +89,16 @@ def tiny_gemma3_target(seed: int = 0):
         final_logit_softcapping=30.0, pad_token_id=0, bos_token_id=2, eos_token_id=1,
     )
     return Gemma3ForCausalLM(cfg).eval()
+
+
+def synthetic_profile(block_size: int):
+    """Verifying ``B`` tokens costs ``100 (1 + 0.35 (B - 1))`` seconds: verifying a slot pays when its
+    cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
+    verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
+    policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
+    the confidences / acceptance estimates only, never on timing; nothing is profiled."""
+    from dspark_hf.verification.scheduling.cost_profile import CostProfile
+
+    tokens = list(range(1, 2 * block_size + 3))
+    return CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
+                       target_seconds=[100.0 * (1 + 0.35 * (b - 1)) for b in tokens])

@@ -264,19 +264,3 @@ def test_bad_target_layer_ids_are_one_line(tmp_path, ids, expected):
     text = one_line(err)
     assert "config.json" in text and "target_layer_ids" in text and expected in text
 
-
-def test_generate_with_an_eagle3_draft_is_refused_in_one_line():
-    """Until EAGLE-3 drafting is wired into generate(), passing one as assistant_model is one clear line
-    (without the refusal transformers' own assisted generation fails deep inside)."""
-    import pytest as _pytest
-
-    from conftest import tiny_qwen3_target, one_line
-    from dspark_hf import DSparkDraft
-    from dspark_hf.errors import UnsupportedUsageError
-
-    folder = next(iter(sorted(EAGLE3_FIXTURES_DIR.glob("*/reference.safetensors")))).parent
-    draft = DSparkDraft.from_pretrained(folder)
-    target = tiny_qwen3_target()
-    with _pytest.raises(UnsupportedUsageError) as err:
-        target.generate(torch.tensor([[1, 2, 3]]), assistant_model=draft, max_new_tokens=4)
-    assert "EAGLE-3 drafts" in one_line(err)

@@ -21,11 +21,10 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from conftest import EVAL_DATASETS_DIR
+from conftest import EVAL_DATASETS_DIR, synthetic_profile
 from dspark_hf import DSparkDraft
 from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 from dspark_hf.verification.policies import HardwareAware, OnlineAcceptance
-from dspark_hf.verification.scheduling.cost_profile import CostProfile
 from test_generate_greedy_tiny import force_towards
 
 NEW_TOKENS = 64
@@ -89,17 +88,6 @@ def test_greedy_equality_on_smollm2(smollm2, policy, oracle):
 POLICY_NEW_TOKENS = 40
 POLICY_PROMPTS = (0, 7, 14)  # the first mt-bench, gsm8k and humaneval prompts
 WRONG_EVERY = 3  # force_towards' default: slot k at position pos is wrong where (pos + k) % 3 == 0
-
-
-def synthetic_profile(block_size: int) -> CostProfile:
-    """Verifying ``B`` tokens costs ``100 (1 + 0.35 (B - 1))`` seconds: verifying a slot pays when its
-    cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
-    verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
-    policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
-    the confidences / acceptance estimates only, never on timing; nothing is profiled."""
-    tokens = list(range(1, 2 * block_size + 3))
-    return CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
-                       target_seconds=[100.0 * (1 + 0.35 * (b - 1)) for b in tokens])
 
 
 POLICY_FACTORIES = {

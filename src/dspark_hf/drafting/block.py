@@ -17,6 +17,24 @@ from transformers.generation.logits_process import LogitsProcessorList
 
 
 
+def draw_token(
+    logits: torch.Tensor, sequence: torch.LongTensor, logits_processor: LogitsProcessorList | None, do_sample: bool
+) -> tuple[torch.LongTensor, torch.Tensor]:
+    """One drafted token after ``sequence`` ``[1, n]`` from the draft's ``logits`` ``[1, V]``.
+
+    The target's logits processors are applied to ``sequence`` and the float32 ``logits``; the token is
+    the argmax (greedy) or a sample of ``softmax`` of the result. Returns ``(token [1], processed
+    logits [1, V])``: the distribution the token was drawn from, the one to report to the verifier.
+    Shared by every drafting strategy (DSpark blocks, EAGLE-3 chains)."""
+    logits = logits.float()
+    if logits_processor:
+        logits = logits_processor(sequence, logits)
+    if do_sample:
+        token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+    else:
+        token = logits.argmax(dim=-1)
+    return token, logits
+
 
 @dataclass
 class DraftBlock:
@@ -53,12 +71,7 @@ def draw_block(
             step_logits = step_logits + bias.float()
         if expand is not None:
             step_logits = expand(step_logits)
-        if logits_processor:
-            step_logits = logits_processor(sequence, step_logits)
-        if do_sample:
-            token = torch.multinomial(torch.softmax(step_logits, dim=-1), num_samples=1).squeeze(1)
-        else:
-            token = step_logits.argmax(dim=-1)
+        token, step_logits = draw_token(step_logits, sequence, logits_processor, do_sample)
         tokens.append(token)
         logits.append(step_logits)
         sequence = torch.cat([sequence, token[:, None].to(sequence.device)], dim=-1)

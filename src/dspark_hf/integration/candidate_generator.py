@@ -1,30 +1,47 @@
-"""`DSparkCandidateGenerator`: DSpark drafting inside transformers' assisted-generation loop.
+"""Candidate generators: drafting from the target's own layer outputs inside transformers' assisted-generation loop.
 
-transformers' ``_assisted_decoding`` calls :meth:`get_candidates` before each target forward and
-:meth:`update_candidate_strategy` after verification. One round:
+Structured as transformers' ``generation/candidate_generator.py``: one interface
+(:class:`FeatureDraftCandidateGenerator`, a ``CandidateGenerator``), one class per drafting strategy.
+transformers' ``_assisted_decoding`` calls :meth:`~FeatureDraftCandidateGenerator.get_candidates`
+before each target forward and :meth:`~FeatureDraftCandidateGenerator.update_candidate_strategy` after
+verification. One round, whatever the strategy:
 
-1. target features: the hooked target layers' outputs for the positions committed since the last
-   round (the prompt, on the first round) are projected into the draft's context cache;
-2. draft block: one parallel draft forward on ``[anchor, MASK x (gamma-1)]``, then left-to-right
-   drawing with the sequential head and the target's logits processors (:mod:`dspark_hf.drafting`);
-3. verification length: the policy picks ``L`` from the confidences (:mod:`dspark_hf.verification.policies`);
-4. verify: transformers runs the target on the anchor and the first ``L`` tokens and applies greedy
-   matching or speculative sampling with the reported draft distributions;
-5. telemetry: the round's counts go to ``draft.last_telemetry`` and the callback.
+1. target features: the hooked target layers' outputs (:class:`.target_features.TargetFeatureTap`) for
+   the positions committed since the last round (the prompt, on the first round), exactly
+   ``n - 1 - committed`` rows for a sequence of ``n`` tokens;
+2. draft: the strategy's round turns them into ``proposed`` tokens, each with the processed
+   distribution it was drawn from and, where the draft has a confidence head, its confidence;
+3. verification length: the policy picks ``L`` from the confidences (:mod:`dspark_hf.verification.policies`;
+   ``None`` without a confidence head), clipped to ``max_length`` and to the first drafted token that
+   would stop generation (:mod:`.stopping`);
+4. verify: transformers runs the target on the anchor and the first ``L`` tokens and applies its own
+   greedy matching or speculative sampling with the reported draft distributions;
+5. telemetry: the round's counts go to ``draft.last_telemetry``, the policy (online estimates) and the
+   ``dspark_callback``.
 
-The first call returns no candidates, so that the target's prefill runs first and its features exist.
-A generator serves one sequence from its first token: a cache that already holds positions (a
-continued generation) is refused, since the draft needs the target's features of every position.
-When the call has stopping criteria beyond EOS and length (``stop_strings``, custom criteria), no
-draft token past the first that would stop generation is verified (:mod:`.stopping`).
+The base class holds everything the strategies share: the batch-1, padding and continued-cache
+refusals, the feature tap, the policy, stops inside accepted blocks, ``max_length`` clipping,
+telemetry and callback, and the first call, which returns no candidates so that the target's prefill
+runs first and its features exist. A generator serves one sequence from its first token: a cache that
+already holds positions (a continued generation) is refused, since the draft needs the target's
+features of every position. A strategy implements :meth:`~FeatureDraftCandidateGenerator.draft_round`.
 
-What it needs from a draft (:class:`DSparkDraft`, or the DeepSeek-V4 drafter ``dspark_hf.models.deepseek_v4.DSparkV4Draft``):
-``config.{block_size, mask_token_id, target_layer_ids, embeddings_from_target}``,
-``bind_target_embeddings(target)``, ``new_cache()``, a forward taking ``input_ids``,
-``context_features``, ``position_ids``, ``past_key_values`` and returning ``last_hidden_state`` and
-``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`dspark_hf.drafting.block`), and optionally
-``target_feature``: how one target layer's output becomes that layer's feature. The target's cache is
-made rewindable first where transformers' is not (:func:`.fit_checks.prepare_target_cache`).
+- :class:`DSparkCandidateGenerator`: DSpark / DFlash / DeepSeek-V4 drafts. One parallel block forward
+  on ``[anchor, MASK x (gamma-1)]`` over the draft's context cache, then the block drawn left to right
+  with the sequential head (:func:`dspark_hf.drafting.round.draft_round`). It needs from a draft
+  (:class:`DSparkDraft`, or ``dspark_hf.models.deepseek_v4.DSparkV4Draft``):
+  ``config.{block_size, mask_token_id, target_layer_ids, embeddings_from_target}``,
+  ``bind_target_embeddings(target)``, ``new_cache()``, a forward taking ``input_ids``,
+  ``context_features``, ``position_ids``, ``past_key_values`` and returning ``last_hidden_state`` and
+  ``logits``, ``markov_head`` and ``confidence_logits`` (see :mod:`dspark_hf.drafting.block`), and
+  optionally ``target_feature``: how one target layer's output becomes that layer's feature.
+- :class:`Eagle3CandidateGenerator`: EAGLE-3 drafts (:class:`~dspark_hf.models.eagle3.Eagle3Draft`),
+  DeepSpec's protocol per round: crop the draft cache back to the committed positions, extend it with
+  the verified features and committed tokens, chain ``ttt_length`` tokens
+  (:func:`dspark_hf.drafting.eagle3_round.eagle3_round`). No confidence head: confidence policies
+  verify the whole chain, as for DFlash drafts.
+
+The target's cache is made rewindable first where transformers' is not (:func:`.fit_checks.prepare_target_cache`).
 """
 
 from __future__ import annotations
@@ -36,6 +53,8 @@ from typing import Any
 import torch
 from transformers.generation.candidate_generator import CandidateGenerator
 
+from dspark_hf.drafting.block import DraftBlock
+from dspark_hf.drafting.eagle3_round import Eagle3Context, eagle3_round
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.errors import UnsupportedUsageError
 from dspark_hf.integration.fit_checks import prepare_target_cache
@@ -46,34 +65,39 @@ from dspark_hf.transformers_compat import generation_cache
 from dspark_hf.verification.policies import resolve_policy
 
 
-class DSparkCandidateGenerator(CandidateGenerator):
-    """Drafts blocks from the target's own hidden states; see the module docstring for one round."""
+class FeatureDraftCandidateGenerator(CandidateGenerator):
+    """The interface: drafts from the target's own layer outputs; see the module docstring for one round.
+
+    Contract of a subclass: set ``self.context`` (per-sequence drafting state with a ``committed``
+    attribute: the number of positions whose features the draft has consumed) in ``__init__`` after
+    calling this ``__init__``, and implement :meth:`draft_round`. ``proposed`` is the number of tokens a
+    round drafts (the block size / chain length)."""
 
     requires_model_outputs = True
     # Features come from forward hooks on the chosen layers, so the target's forward needs no extra
     # outputs: nothing else is captured.
     model_kwargs_overrides: dict[str, Any] = {}
+    # How the strategy is named in its refusals.
+    strategy = "Speculative"
 
-    def __init__(self, target, draft, input_ids, generation_config, logits_processor, model_kwargs) -> None:
+    def __init__(self, target, draft, input_ids, generation_config, logits_processor, model_kwargs, proposed: int) -> None:
         if input_ids.shape[0] != 1:
             raise UnsupportedUsageError(
-                f"DSpark drafting serves one sequence per generate() call; got a batch of {input_ids.shape[0]}."
+                f"{self.strategy} drafting serves one sequence per generate() call; got a batch of {input_ids.shape[0]}."
             )
         mask = model_kwargs.get("attention_mask")
         if mask is not None and not bool(mask.all()):
-            raise UnsupportedUsageError("DSpark drafting does not support padded inputs; pass the unpadded sequence.")
+            raise UnsupportedUsageError(f"{self.strategy} drafting does not support padded inputs; pass the unpadded sequence.")
         target_cache = generation_cache(model_kwargs)
         cached = target_cache.get_seq_length() if target_cache is not None else 0
         if cached:
             raise UnsupportedUsageError(
-                f"DSpark drafting cannot continue from a cache that already holds {int(cached)} positions: the draft "
+                f"{self.strategy} drafting cannot continue from a cache that already holds {int(cached)} positions: the draft "
                 "needs the target's features of every position; pass the whole sequence without a cache."
             )
         prepare_target_cache(target, target_cache)
-        if draft.config.embeddings_from_target and not draft._bound_target:
-            draft.bind_target_embeddings(target)
         self.draft = draft
-        self.block_size = draft.config.block_size
+        self.proposed = proposed
         self.max_length = generation_config.max_length
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = logits_processor
@@ -86,8 +110,14 @@ class DSparkCandidateGenerator(CandidateGenerator):
         # Drafts may say how a target layer's output becomes a feature (e.g. V4: mean over mHC streams).
         self.tap = TargetFeatureTap(target, draft.config.target_layer_ids, reduce=getattr(draft, "target_feature", None))
         weakref.finalize(self, self.tap.close)
-        self.context = DraftContext(draft)
+        self.context: Any = None
         self._pending: dict[str, Any] | None = None
+
+    def draft_round(self, features: torch.Tensor, input_ids: torch.LongTensor) -> DraftBlock:
+        """Draft ``proposed`` tokens after ``input_ids`` ``[1, n]`` from ``features``
+        ``[1, n - 1 - context.committed, F]``; the block's ``logits`` are the processed distributions
+        the tokens were drawn from (what speculative sampling compares with the target's)."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def get_candidates(self, input_ids, model_kwargs=None, model_outputs=None, is_first_iteration=False, n_last_matches=0, **kwargs):
@@ -99,8 +129,8 @@ class DSparkCandidateGenerator(CandidateGenerator):
         t0 = time.perf_counter()
         cur_len = input_ids.shape[1]
         features = self.tap.features()[:, : cur_len - 1 - self.context.committed]
-        block = draft_round(self.draft, self.context, features, input_ids, self.logits_processor, self.do_sample)
-        length = self.policy.verify_length(block.confidences, self.block_size)
+        block = self.draft_round(features, input_ids)
+        length = self.policy.verify_length(block.confidences, self.proposed)
         length = max(0, min(length, self.max_length - cur_len - 1))
         tokens = block.tokens[:, :length].to(input_ids.device)
         if length and self.stops is not None and self.stops.active:
@@ -132,7 +162,7 @@ class DSparkCandidateGenerator(CandidateGenerator):
         emitted = end - pending["cur_len"]
         record = StepRecord(
             step=len(self.telemetry.steps),
-            proposed=self.block_size,
+            proposed=self.proposed,
             verified=pending["verified"],
             accepted=min(int(num_matches), pending["verified"], emitted),
             emitted=emitted,
@@ -144,3 +174,34 @@ class DSparkCandidateGenerator(CandidateGenerator):
         self.policy.observe(record)
         if self.callback is not None:
             self.callback(record)
+
+
+class DSparkCandidateGenerator(FeatureDraftCandidateGenerator):
+    """DSpark, DFlash and DeepSeek-V4 drafts: one block of ``block_size`` tokens per round, drafted in
+    one parallel forward over the draft's context cache (:func:`dspark_hf.drafting.round.draft_round`)."""
+
+    strategy = "DSpark"
+
+    def __init__(self, target, draft, input_ids, generation_config, logits_processor, model_kwargs) -> None:
+        super().__init__(target, draft, input_ids, generation_config, logits_processor, model_kwargs, draft.config.block_size)
+        if draft.config.embeddings_from_target and not draft._bound_target:
+            draft.bind_target_embeddings(target)
+        self.context = DraftContext(draft)
+
+    def draft_round(self, features, input_ids):
+        return draft_round(self.draft, self.context, features, input_ids, self.logits_processor, self.do_sample)
+
+
+class Eagle3CandidateGenerator(FeatureDraftCandidateGenerator):
+    """EAGLE-3 drafts: a test-time-training chain of ``ttt_length`` tokens per round, after the draft
+    cache is cropped to the committed positions and extended with the verified features
+    (:func:`dspark_hf.drafting.eagle3_round.eagle3_round`, DeepSpec's protocol)."""
+
+    strategy = "EAGLE-3"
+
+    def __init__(self, target, draft, input_ids, generation_config, logits_processor, model_kwargs) -> None:
+        super().__init__(target, draft, input_ids, generation_config, logits_processor, model_kwargs, draft.config.ttt_length)
+        self.context = Eagle3Context(draft)
+
+    def draft_round(self, features, input_ids):
+        return eagle3_round(self.draft, self.context, features, input_ids, self.logits_processor, self.do_sample)

@@ -1,13 +1,14 @@
-"""Installs DSpark drafting into transformers' ``generate(assistant_model=...)``.
+"""Installs DSpark and EAGLE-3 drafting into transformers' ``generate(assistant_model=...)``.
 
-transformers has no public argument for a custom candidate generator, so ``import dspark_hf`` wraps two
-private methods of ``GenerationMixin``, each time passing straight through unless the assistant is a
-:class:`DSparkDraft`:
+transformers has no public argument for a custom candidate generator, so ``import dspark_hf`` wraps three
+private methods of ``GenerationMixin``, each time passing straight through unless the assistant is one
+of this library's drafts (:class:`DSparkDraft`, the DeepSeek-V4 drafter, or an :class:`Eagle3Draft`):
 
 - ``_validate_generation_mode``: checks that the draft fits the target first, so a mismatch gives our
   one-line error instead of transformers' tokenizer advice; a target transformers marks stateful is
   refused in one line unless its cache can be made rewindable (DeepSeek-V4, see ``v4/target_cache.py``);
-- ``_get_candidate_generator``: returns a :class:`DSparkCandidateGenerator`;
+- ``_get_candidate_generator``: returns the draft's candidate generator (:data:`GENERATORS`:
+  :class:`DSparkCandidateGenerator` or :class:`Eagle3CandidateGenerator`);
 - ``_assisted_decoding``: runs transformers' loop with the call's token-level stopping criteria
   (``stop_strings``, custom criteria) checked on every prefix a round adds, and cuts the output back
   to the first stop, so the result is plain ``generate``'s (:mod:`.stopping`); for a bf16 / fp16 target
@@ -30,8 +31,8 @@ from transformers.generation.candidate_generator import CandidateGenerator
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 from transformers.generation.utils import GenerationMixin
 
-from dspark_hf.errors import TransformersVersionError, UnsupportedUsageError
-from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator
+from dspark_hf.errors import TransformersVersionError
+from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator, Eagle3CandidateGenerator
 from dspark_hf.integration.exact_verification import single_step_rows, wants_single_step_rows
 from dspark_hf.integration.fit_checks import check_draft_fits_target, check_target_can_roll_back
 from dspark_hf.integration.stopping import ACTIVE_STOPS, RoundStops
@@ -61,9 +62,22 @@ def check_transformers_version(version: str | None = None) -> None:
         )
 
 
+# Each draft class of this library and the candidate generator that drives it in generate().
+GENERATORS = (
+    ((DSparkDraft, DSparkV4Draft), DSparkCandidateGenerator),
+    ((Eagle3Draft,), Eagle3CandidateGenerator),
+)
+
+
+def _generator_for(model):
+    """The candidate generator class for ``model``, or ``None`` when it is not one of our drafts."""
+    return next((generator for kinds, generator in GENERATORS if isinstance(model, kinds)), None)
+
+
 def _is_dspark(model) -> bool:
-    """A DSpark draft: :class:`DSparkDraft`, or a DeepSeek-V4 drafter (:class:`DSparkV4Draft`)."""
-    return isinstance(model, (DSparkDraft, DSparkV4Draft))
+    """One of this library's drafts: :class:`DSparkDraft`, a DeepSeek-V4 drafter (:class:`DSparkV4Draft`)
+    or an :class:`Eagle3Draft`."""
+    return _generator_for(model) is not None
 
 
 @contextlib.contextmanager
@@ -116,9 +130,10 @@ def install_generation_hook() -> None:
     @functools.wraps(original_get)
     def _get_candidate_generator(self, *args, **kwargs):
         arguments = get_signature.bind(self, *args, **kwargs).arguments
-        if not _is_dspark(arguments.get("assistant_model")):
+        generator = _generator_for(arguments.get("assistant_model"))
+        if generator is None:
             return original_get(self, *args, **kwargs)
-        return DSparkCandidateGenerator(
+        return generator(
             self,
             arguments["assistant_model"],
             arguments["input_ids"],
@@ -131,11 +146,6 @@ def install_generation_hook() -> None:
     def _validate_generation_mode(self, *args, **kwargs):
         arguments = validate_signature.bind(self, *args, **kwargs).arguments
         assistant = (arguments.get("generation_mode_kwargs") or {}).get("assistant_model")
-        if isinstance(assistant, Eagle3Draft):
-            raise UnsupportedUsageError(
-                "EAGLE-3 drafts load, reproduce DeepSpec's outputs and export, but drafting with them in generate() "
-                "is not supported yet (dspark_hf drafts in generate() with DSpark, DFlash and DeepSeek-V4 drafts)."
-            )
         if _is_dspark(assistant):
             check_draft_fits_target(assistant, self)
             with _rollback_checked(self):

@@ -222,7 +222,10 @@ class HardwareAware(_CalibratedConfidences):
             block = draft.config.block_size
             print(f"dspark: {err} Profiling now (once; stored for later runs).", file=sys.stderr)
             tokens = sorted(set(range(1, block + 2)) | {block + 4, 2 * block + 2, 4 * block})
-            profile = profile_target(target, draft, tokens=tokens, warmup=2, repeats=5)
+            # The profiler times a block draft's round (DSpark, DFlash, V4: drafts with a mask token); for
+            # other drafts (EAGLE-3 chains) only the target is profiled and the round time is learned online.
+            timed = draft if getattr(draft.config, "mask_token_id", None) is not None else None
+            profile = profile_target(target, timed, tokens=tokens, warmup=2, repeats=5)
             path = save_profile(profile)
             print(f"dspark: cost profile stored at {path}", file=sys.stderr)
             _PROFILE_CACHE.clear()

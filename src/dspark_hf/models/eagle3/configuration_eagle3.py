@@ -149,6 +149,16 @@ class Eagle3Config(PretrainedConfig):
         super().__init__(**kwargs)
 
     @property
+    def block_size(self) -> int:
+        """Tokens drafted per round (``ttt_length``), under the name verification policies read."""
+        return self.ttt_length
+
+    @property
+    def target_hidden_size(self) -> int:
+        """The target's hidden size the features have per layer (the draft's own: ``fc`` is ``[H, 5H]``)."""
+        return self.hidden_size
+
+    @property
     def feature_size(self) -> int:
         """Width of the concatenated target features ``fc`` reads (``5 * hidden_size``)."""
         return len(self.target_layer_ids) * self.hidden_size

@@ -18,7 +18,7 @@ see every other new row; only its last row is used for drafting).
 
 Drafting helpers, one job each: :meth:`Eagle3Draft.extend_context` (the prefill and the after-
 verification extend of the draft cache), :meth:`Eagle3Draft.crop_cache` (drop rejected steps) and
-:meth:`Eagle3Draft.propose` (the greedy TTT chain of ``ttt_length`` steps); they run without
+:meth:`Eagle3Draft.propose` (the TTT chain of ``ttt_length`` steps, greedy unless given a ``draw``); they run without
 gradients (training calls :meth:`Eagle3Draft.forward`). Module and parameter names
 are those of the released checkpoints (no ``model.`` prefix, no rotary buffer saved).
 """
@@ -193,6 +193,9 @@ class Eagle3Draft(Eagle3PreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary_emb = Eagle3RotaryEmbedding(config)
         self.post_init()
+        # Set by generate() (see dspark_hf.integration): the per-draft default policy and the last call's rounds.
+        self.verification_policy = None
+        self.last_telemetry = None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -270,14 +273,20 @@ class Eagle3Draft(Eagle3PreTrainedModel):
             cache.crop(-excess)
 
     @torch.no_grad()
-    def propose(self, h0: torch.Tensor, anchor: torch.LongTensor, start: int, cache: Cache, steps: int | None = None) -> Eagle3Proposal:
-        """The greedy test-time-training chain: ``steps`` (default ``ttt_length``) draft tokens.
+    def propose(
+        self, h0: torch.Tensor, anchor: torch.LongTensor, start: int, cache: Cache, steps: int | None = None, draw=None
+    ) -> Eagle3Proposal:
+        """The test-time-training chain: ``steps`` (default ``ttt_length``) draft tokens.
 
         ``h0`` ``[B, H]`` or ``[B, 1, H]`` is the pre-norm hidden state of the last committed position
         (``start - 1``), ``anchor`` ``[B, 1]`` the token at ``start`` (it heads ``verify_input_ids``),
         ``cache`` holds exactly ``start`` positions. For k = 0 .. T-1: ``d_{k+1} = argmax lm_head(norm(h_k))``
         and ``h_{k+1} = draft(h_k, d_{k+1})`` at position ``start + k`` (H-wide, so ``fc`` is skipped). The
         cache ends with ``start + T`` positions.
+
+        ``draw``, when given, replaces the argmax: ``draw(logits [B, V]) -> (token [B], reported [B, V])``
+        (generation draws through the target's logits processors, or samples, and ``logits`` then holds
+        the ``reported`` rows: the distributions the tokens were drawn from).
         """
         steps = self.config.ttt_length if steps is None else steps
         h = h0.reshape(h0.shape[0], 1, -1)
@@ -285,7 +294,11 @@ class Eagle3Draft(Eagle3PreTrainedModel):
         hidden, logits, tokens, positions = [], [], [], []
         for k in range(steps):
             step_logits = self.compute_logits(h)
-            token = step_logits.argmax(dim=-1)
+            if draw is None:
+                token = step_logits.argmax(dim=-1)
+            else:
+                drawn, reported = draw(step_logits[:, -1])
+                token, step_logits = drawn.reshape(bsz, 1).to(h.device), reported[:, None]
             position = torch.full((bsz, 1), start + k, dtype=torch.long, device=token.device)
             hidden.append(h)
             logits.append(step_logits)
