@@ -3,7 +3,7 @@
 - :func:`load_target`: a local folder or Hub id through transformers' ``AutoModelForCausalLM``, or,
   with no name, the bundled SmolLM2-135M-Instruct target (:mod:`dspark_hf.bundled.target`).
 - :func:`load_draft`: a draft folder or Hub id through :meth:`DSparkDraft.from_pretrained` (DSpark,
-  DFlash and DeepSeek-V4 drafters), ``"random"`` for an untrained draft shaped for the target, or, with
+  DFlash, EAGLE-3 and DeepSeek-V4 drafters), ``"random"`` for an untrained draft shaped for the target, or, with
   no name, the draft bundled for the default target. A draft published on the Hub gets the registry's
   recommended verification policy (:mod:`dspark_hf.hub.registry`) unless it has one already.
 """
@@ -92,7 +92,7 @@ def _load_draft(name, target, dtype, target_config, hub_kwargs):
     draft = DSparkDraft.from_pretrained(source, dtype=dtype).eval()
     draft.name_or_path = str(name)
     draft._dspark_folder = Path(source)  # where a token_counts.json would be
-    if not is_local_path(name) and draft.verification_policy is None:
+    if not is_local_path(name) and getattr(draft, "verification_policy", None) is None:
         from dspark_hf.hub.registry import lookup
         from dspark_hf.verification.policies import resolve_policy
 

@@ -82,13 +82,35 @@ class AssistantModel(Method):
         return {**super().describe(), "assistant": self.name}
 
 
+def draft_variant(draft) -> str:
+    """``"eagle3"`` (an EAGLE-3 draft: ``ttt_length`` in its config), ``"dflash"`` (a DSpark-family draft
+    with ``markov_rank`` 0) or ``"dspark"``."""
+    config = draft.config
+    if getattr(config, "ttt_length", None) is not None and getattr(config, "markov_rank", None) is None:
+        return "eagle3"
+    return "dflash" if config.markov_rank == 0 else "dspark"
+
+
+def draft_block_size(draft) -> int:
+    """Tokens a draft proposes per round: the block size, or an EAGLE-3 draft's chain length."""
+    return draft.config.ttt_length if draft_variant(draft) == "eagle3" else draft.config.block_size
+
+
+def has_confidence_head(draft) -> bool:
+    """Whether the draft reports per-slot confidences (DSpark drafts with a head; never DFlash or EAGLE-3)."""
+    return getattr(draft, "confidence_head", None) is not None
+
+
 class DSpark(Method):
+    """A speculative method driven by a draft through ``generate(assistant_model=draft)``: DSpark, DFlash
+    and EAGLE-3 drafts (``variant``), under one verification policy."""
+
     kind = "dspark"
 
     def __init__(self, draft, draft_name: str, policy: str, id: str | None = None) -> None:
         from dspark_hf.verification.policies import resolve_policy
 
-        variant = "dflash" if draft.config.markov_rank == 0 else "dspark"
+        variant = draft_variant(draft)
         super().__init__(id or f"{variant}[{draft_name}]:{policy}", f"{variant} {draft_name} / {policy}")
         self.draft = draft
         self.draft_name = draft_name
@@ -105,7 +127,7 @@ class DSpark(Method):
 
     @property
     def has_confidence_head(self) -> bool:
-        return self.draft.confidence_head is not None
+        return has_confidence_head(self.draft)
 
     def temperatures(self):
         from dspark_hf.verification.calibration.temperatures import draft_temperatures
@@ -114,6 +136,6 @@ class DSpark(Method):
 
     def describe(self) -> dict:
         return {**super().describe(), "kind": self.kind, "variant": self.variant, "draft": self.draft_name,
-                "policy": self.policy_spec, "block_size": self.draft.config.block_size,
-                "markov_rank": self.draft.config.markov_rank, "confidence_head": self.has_confidence_head,
+                "policy": self.policy_spec, "block_size": draft_block_size(self.draft),
+                "markov_rank": getattr(self.draft.config, "markov_rank", 0), "confidence_head": self.has_confidence_head,
                 "temperatures": list(self.temperatures() or []) or None}

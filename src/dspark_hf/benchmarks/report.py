@@ -223,6 +223,11 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {r['dataset']} | {r['label']} | {raw['n']} | {_f(raw['ece'], '{:.4f}')} | {_f(raw['auroc'], '{:.3f}')} | "
                              f"{_f(after.get('ece'), '{:.4f}')} | {_f(after.get('auroc'), '{:.3f}')} |")
         lines.append("")
+    from dspark_hf.benchmarks.tau_ratios import markdown_section as tau_ratio_section
+
+    ratios = tau_ratio_section(report)
+    if ratios:
+        lines.append(ratios)
     if report.get("policy_comparison"):
         lines.append(markdown_section(report["policy_comparison"]))
     return "\n".join(lines)

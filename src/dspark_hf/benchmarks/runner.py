@@ -18,7 +18,7 @@ from transformers import GenerationConfig
 
 from dspark_hf.benchmarks import prompt_runs
 from dspark_hf.benchmarks import report as report_mod
-from dspark_hf.benchmarks.methods import AssistantModel, DSpark, PromptLookup
+from dspark_hf.benchmarks.methods import AssistantModel, DSpark, PromptLookup, has_confidence_head
 from dspark_hf.benchmarks.prompt_sets import encode_prompts
 from dspark_hf.benchmarks.session import Suite, run_suite
 from dspark_hf.benchmarks.settings import preserved_settings
@@ -62,7 +62,7 @@ def bench_prompts(
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
     generation on that pair, each next to plain generation of its own target. ``start``: the file index
     of each set's first prompt (``--start``), used for prompt indices and per-prompt seeds. Drafts
-    without a confidence head (DFlash) run under ``dflash_policies``; by default ``policies`` less those
+    without a confidence head (DFlash, EAGLE-3) run under ``dflash_policies``; by default ``policies`` less those
     that read confidences and would only repeat whole-block verification (:func:`confidence_free`).
     With a ``fixed:L`` policy among ``policies`` the report carries ``policy_comparison``. The
     report's ``prompt_runs`` (per-prompt records, :mod:`.prompt_runs`) go to ``runs.jsonl.gz``, not
@@ -77,7 +77,7 @@ def bench_prompts(
         if prompt_lookup_tokens:
             methods.append(PromptLookup(prompt_lookup_tokens))
         for name, draft in drafts.items():
-            has_confidences = draft.confidence_head is not None
+            has_confidences = has_confidence_head(draft)
             mine = policies if has_confidences else (confidence_free(policies) if dflash_policies is None else dflash_policies)
             for policy in dict.fromkeys(mine):
                 methods.append(DSpark(draft, name, policy))

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     parser.parse_known_args = _refusing_unknown(parser)
     parser.add_argument("--target", help="target model: local folder or Hub id (default: embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--draft", action="append", default=None,
-                        help='DSpark or DFlash draft: folder, Hub id or "random"; repeat for several (default: the shipped draft)')
+                        help='DSpark, DFlash or EAGLE-3 draft: folder, Hub id or "random"; repeat for several (default: the shipped draft)')
     parser.add_argument("--datasets", default="mt-bench,gsm8k,humaneval",
                         help="comma-separated prompt sets: names in --datasets-dir or paths to .jsonl files")
     parser.add_argument("--datasets-dir", default=None, help="folder of <name>.jsonl (default: $DSPARK_EVAL_DATASETS_DIR or ../shared/eval_datasets)")
@@ -169,15 +169,17 @@ def _policies(text: str, cost: bool, flag: str = "--policies") -> list[str]:
 def expand_policies(specs: list[str], drafts: dict) -> list[str]:
     """``whole`` first, then ``specs`` with ``all`` replaced by the comparison's list
     (:func:`dspark_hf.benchmarks.policy_comparison.comparison_policies`) for the block size of the first
-    DSpark draft (``markov_rank > 0``; the first draft when all are DFlash); duplicates dropped."""
+    DSpark draft (``markov_rank > 0``; the first draft when none is: DFlash and EAGLE-3 drafts, whose block
+    is their chain length); duplicates dropped."""
+    from dspark_hf.benchmarks.methods import draft_block_size, draft_variant
     from dspark_hf.benchmarks.policy_comparison import comparison_policies
 
     out = ["whole"]
     for spec in specs:
         if spec == ALL_POLICIES:
             models = list(drafts.values())
-            first = next((d for d in models if d.config.markov_rank > 0), models[0])
-            out += comparison_policies(first.config.block_size)
+            first = next((d for d in models if draft_variant(d) == "dspark"), models[0])
+            out += comparison_policies(draft_block_size(first))
         else:
             out.append(spec)
     return list(dict.fromkeys(out))

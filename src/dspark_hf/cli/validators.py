@@ -94,7 +94,7 @@ def check_draft_folder(name: str | None) -> None:
     if name in (None, "random"):
         return
     from dspark_hf.checkpoints.files import CONFIG_NAME, check_local_folder, is_local_path, load_config_json
-    from dspark_hf.checkpoints.formats import DSPARK, RELEASED, checkpoint_format
+    from dspark_hf.checkpoints.formats import DSPARK, EAGLE3, RELEASED, checkpoint_format
 
     if not is_local_path(name):
         return
@@ -105,6 +105,10 @@ def check_draft_folder(name: str | None) -> None:
         from dspark_hf.models.dspark.released_format import dspark_config_from_dict
 
         dspark_config_from_dict(raw, source=f"{name}/{CONFIG_NAME}")
+    elif checkpoint_format(raw) == EAGLE3:
+        from dspark_hf.models.eagle3.configuration_eagle3 import eagle3_config_from_dict
+
+        eagle3_config_from_dict(raw, source=f"{name}/{CONFIG_NAME}")
 
 
 def add_dtype_flag(parser: argparse.ArgumentParser) -> None:
