@@ -29,6 +29,9 @@ EXPECTED_IDS = {
     "deepseek-ai/dflash_qwen3_8b_block7": "Qwen/Qwen3-8B",
     "deepseek-ai/dflash_qwen3_14b_block7": "Qwen/Qwen3-14B",
     "deepseek-ai/dflash_gemma4_12b_block7": "google/gemma-4-12B-it",
+    "deepseek-ai/eagle3_qwen3_4b_ttt7": "Qwen/Qwen3-4B",
+    "deepseek-ai/eagle3_qwen3_8b_ttt7": "Qwen/Qwen3-8B",
+    "deepseek-ai/eagle3_qwen3_14b_ttt7": "Qwen/Qwen3-14B",
     "deepseek-ai/DeepSeek-V4-Flash-DSpark": "deepseek-ai/DeepSeek-V4-Flash-DSpark",
     "deepseek-ai/DeepSeek-V4-Pro-DSpark": "deepseek-ai/DeepSeek-V4-Pro-DSpark",
 }
@@ -40,7 +43,7 @@ def test_registry_lists_every_published_draft_with_its_target():
         assert d.block_size == (5 if d.kind == "deepseek_v4" else 7)
         assert d.license
         resolve_policy(d.recommended_policy)  # a valid policy spec
-        assert (d.kind == "dflash") == (d.recommended_policy == "whole")
+        assert (d.kind in ("dflash", "eagle3")) == (d.recommended_policy == "whole")  # no confidence head: whole
     assert registry.lookup("DEEPSEEK-AI/DSPARK_QWEN3_4B_BLOCK7").repo_id == "deepseek-ai/dspark_qwen3_4b_block7"
     assert registry.lookup("someone/else") is None
     with pytest.raises(DSparkError, match="not a published DSpark draft"):
@@ -63,14 +66,14 @@ def test_published_acceptance_numbers_match_the_paper_table():
     assert len(table) >= 5
     names = {"Qwen/Qwen3-4B": "Qwen3-4B", "Qwen/Qwen3-8B": "Qwen3-8B", "google/gemma-4-12B-it": "Gemma4-12B"}
     with_tau = [d for d in registry.PUBLISHED_DRAFTS if d.tau]
-    assert len(with_tau) == 4
+    methods = {"dspark": "DSpark", "dflash": "DFlash", "eagle3": "EAGLE-3"}
+    assert len(with_tau) == 5
     for d in with_tau:
-        assert list(d.tau.values()) == table[(names[d.target], "DSpark" if d.kind == "dspark" else "DFlash")]
+        assert list(d.tau.values()) == table[(names[d.target], methods[d.kind])]
         assert "Table 1" in d.tau_source
     # every paper row for a released draft is in the registry
     for (target, method), _ in table.items():
-        if method in ("DSpark", "DFlash"):
-            assert any(d.tau and names.get(d.target) == target and d.kind == method.lower() for d in with_tau)
+        assert any(d.tau and names.get(d.target) == target and methods[d.kind] == method for d in with_tau), (target, method)
 
 
 @pytest.mark.parametrize("family", sorted({d.card for d in registry.PUBLISHED_DRAFTS}))

@@ -1,9 +1,10 @@
 """The drafts DeepSeek published for DSpark, by Hub id.
 
-Each :class:`PublishedDraft` names its paired target, block size, licence and the verification policy
-we recommend with it (a spec string for :func:`dspark_hf.verification.policies.resolve_policy`).
-Sources: the DeepSpec README ("Released Checkpoints" table; MIT licence) and the DSpark paper
-(Table 1 acceptance lengths; production figures for DeepSeek-V4). The V4 drafters live inside the
+Each :class:`PublishedDraft` names its paired target, block size (an EAGLE-3 draft's: its chain length
+``ttt_length``), licence and the verification policy we recommend with it (a spec string for
+:func:`dspark_hf.verification.policies.resolve_policy`). Sources: the DeepSpec README ("Released
+Checkpoints" table, which also lists the EAGLE-3 baselines; MIT licence) and the DSpark paper (Table 1
+acceptance lengths; production figures for DeepSeek-V4). The V4 drafters live inside the
 V4 target repos as ``mtp.*`` tensors (see :mod:`dspark_hf.checkpoints.fetch`).
 """
 
@@ -19,7 +20,9 @@ class PublishedDraft:
     """One published draft repo.
 
     ``kind``: ``"dspark"`` (Markov + confidence heads), ``"dflash"`` (the DFlash baseline: no Markov
-    head) or ``"deepseek_v4"`` (the drafter is the ``mtp.*`` part of a full V4 target repo).
+    head), ``"eagle3"`` (the EAGLE-3 baseline, DeepSpec's ``Qwen3Eagle3Model``: one layer, a chain of
+    ``ttt_length`` steps, no confidence head) or ``"deepseek_v4"`` (the drafter is the ``mtp.*`` part of
+    a full V4 target repo). ``block_size``: tokens drafted per round (EAGLE-3: ``ttt_length``).
     ``card``: the file under ``hub_cards/`` that documents the family.
     ``tau``: published mean accepted tokens per round (bonus included), benchmark -> value.
     """
@@ -67,6 +70,12 @@ PUBLISHED_DRAFTS: tuple[PublishedDraft, ...] = (
     PublishedDraft("deepseek-ai/dflash_qwen3_14b_block7", "dflash", "Qwen/Qwen3-14B", 7, "mit", "whole", "dflash.md"),
     PublishedDraft("deepseek-ai/dflash_gemma4_12b_block7", "dflash", "google/gemma-4-12B-it", 7, "mit", "whole",
                    "dflash.md"),
+    # EAGLE-3 baselines (Qwen3Eagle3Model, ttt_length 7): no confidence head either, verify the whole chain.
+    # (DeepSpec also lists deepseek-ai/eagle3_gemma4_12b_ttt7, a Gemma4 EAGLE-3 model this library does not load.)
+    PublishedDraft("deepseek-ai/eagle3_qwen3_4b_ttt7", "eagle3", "Qwen/Qwen3-4B", 7, "mit", "whole",
+                   "eagle3_qwen3.md", _tau(5.14, 4.62, 3.92, 3.69, 4.16, 3.77, 2.39, 2.26, 2.55), _TABLE1),
+    PublishedDraft("deepseek-ai/eagle3_qwen3_8b_ttt7", "eagle3", "Qwen/Qwen3-8B", 7, "mit", "whole", "eagle3_qwen3.md"),
+    PublishedDraft("deepseek-ai/eagle3_qwen3_14b_ttt7", "eagle3", "Qwen/Qwen3-14B", 7, "mit", "whole", "eagle3_qwen3.md"),
     # DeepSeek-V4 production drafters (gamma = 5): the target is the same repo.
     PublishedDraft("deepseek-ai/DeepSeek-V4-Flash-DSpark", "deepseek_v4", "deepseek-ai/DeepSeek-V4-Flash-DSpark", 5,
                    "mit", _DSPARK_POLICY, "deepseek_v4_dspark.md"),
