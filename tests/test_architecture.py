@@ -2,8 +2,9 @@
 and lower layers never import higher ones.
 
 Layers, bottom up: ``errors`` / ``telemetry`` / ``transformers_compat`` / ``checkpoints`` (files, formats,
-the one Hub fetcher) -> ``models`` -> ``drafting`` -> ``verification`` -> ``integration`` -> ``loading``,
-``precision``, ``bundled``, ``hub`` -> ``training``, ``benchmarks``, ``demo`` -> ``cli``. Fails when, e.g., a model
+the one Hub fetcher) -> ``models`` -> ``drafting`` -> ``verification`` -> ``integration`` -> ``batching``
+(speculative continuous batching), ``loading``, ``precision``, ``bundled``, ``hub`` -> ``training``,
+``benchmarks``, ``demo`` -> ``cli``. Fails when, e.g., a model
 module imports ``dspark_hf.hub`` (as ``v4/checkpoint.py`` did on main) or training imports the CLI."""
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ def test_no_import_circle():
 
 # (layer prefix, prefixes it must not import)
 FORBIDDEN = [
-    ("dspark_hf.checkpoints", ["dspark_hf.precision", "dspark_hf.models", "dspark_hf.drafting", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.hub", "dspark_hf.cli"]),
-    ("dspark_hf.models", ["dspark_hf.precision", "dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.drafting", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.loading"]),
-    ("dspark_hf.drafting", ["dspark_hf.precision", "dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.cli"]),
-    ("dspark_hf.verification", ["dspark_hf.precision", "dspark_hf.hub", "dspark_hf.integration", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.bundled", "dspark_hf.loading"]),
-    ("dspark_hf.integration", ["dspark_hf.precision", "dspark_hf.hub", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.demo", "dspark_hf.loading"]),
+    ("dspark_hf.checkpoints", ["dspark_hf.batching", "dspark_hf.precision", "dspark_hf.models", "dspark_hf.drafting", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.hub", "dspark_hf.cli"]),
+    ("dspark_hf.models", ["dspark_hf.batching", "dspark_hf.precision", "dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.drafting", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.loading"]),
+    ("dspark_hf.drafting", ["dspark_hf.batching", "dspark_hf.precision", "dspark_hf.hub", "dspark_hf.verification", "dspark_hf.integration", "dspark_hf.cli"]),
+    ("dspark_hf.verification", ["dspark_hf.batching", "dspark_hf.precision", "dspark_hf.hub", "dspark_hf.integration", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.bundled", "dspark_hf.loading"]),
+    ("dspark_hf.integration", ["dspark_hf.batching", "dspark_hf.precision", "dspark_hf.hub", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.demo", "dspark_hf.loading"]),
+    ("dspark_hf.batching", ["dspark_hf.precision", "dspark_hf.hub", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.demo", "dspark_hf.loading", "dspark_hf.bundled"]),
     ("dspark_hf.precision", ["dspark_hf.hub", "dspark_hf.cli", "dspark_hf.training", "dspark_hf.benchmarks", "dspark_hf.demo", "dspark_hf.loading", "dspark_hf.bundled"]),
     ("dspark_hf.training", ["dspark_hf.cli"]),
     ("dspark_hf.benchmarks", ["dspark_hf.cli"]),

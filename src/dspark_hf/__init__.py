@@ -11,6 +11,7 @@ installs DSpark drafting into ``generate(assistant_model=...)``::
 
 from transformers import AutoConfig, AutoModel
 
+from dspark_hf.batching.entry_points import install_batching_hook
 from dspark_hf.errors import (
     CheckpointError,
     CompatibilityError,
@@ -43,6 +44,7 @@ AutoModel.register(DSparkConfig, DSparkDraft, exist_ok=True)
 AutoConfig.register(Eagle3Config.model_type, Eagle3Config, exist_ok=True)
 AutoModel.register(Eagle3Config, Eagle3Draft, exist_ok=True)
 install_generation_hook()
+install_batching_hook()
 
 __all__ = [
     "DSparkConfig",

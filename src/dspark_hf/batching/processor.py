@@ -1,0 +1,225 @@
+"""The batch processor of a speculative continuous batch: transformers' ``ContinuousBatchProcessor``
+with its three per-step methods overridden.
+
+transformers' loop calls, per step, ``prepare_next_batch`` (admit requests, schedule, build the packed
+inputs), ``_generation_step`` (the packed forward, sampling one token per request) and
+``update_batch`` (append the token, finish requests, deliver outputs). Here:
+
+1. ``prepare_next_batch``: every decoding request without a pending block drafts one
+   (:func:`dspark_hf.drafting.round.draft_round` on its own draft context, from the features it has
+   not consumed yet); the verification lengths of all decoding requests are chosen together
+   (:mod:`.planning`); each request's tokens to process become ``[last, d_1 .. d_L]``; then
+   transformers' own scheduler admits them (decoding requests first, FIFO) with whatever prefill
+   fits the token budget, allocates their pages and builds the packed inputs.
+2. ``_generation_step``: one packed forward over all of it, keeping the logits of every verification
+   row and of each row that ends a prefill (:mod:`.packed_rows`); the target's features come from
+   forward hooks on the same forward.
+3. ``update_batch``: per request, acceptance (:mod:`.acceptance`), the accepted tokens and the
+   target's own appended through transformers' ``update_and_check_completion`` (EOS and
+   ``max_new_tokens`` per request), the cache rewound to the accepted length with the pages of
+   rejected positions released (:mod:`.paged_rewind`), the features of committed positions kept
+   for the next round, telemetry; finished requests free their pages and their draft state.
+
+A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
+step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
+its drafting state afresh. The processor is transformers' own, built by transformers and then given
+this class (:meth:`SpeculativeBatchProcessor.adopt`), so the cache, scheduler and packed-input code
+are transformers', unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers.generation.continuous_batching.continuous_api import ContinuousBatchProcessor
+from transformers.generation.continuous_batching.requests import RequestStatus
+
+from dspark_hf.batching.acceptance import verify_request
+from dspark_hf.batching.packed_rows import layout
+from dspark_hf.batching.paged_rewind import rewind_request
+from dspark_hf.batching.planning import observe_round, plan_lengths
+from dspark_hf.batching.speculation import Speculation
+from dspark_hf.batching.telemetry import BatchStep
+from dspark_hf.drafting.round import draft_round
+from dspark_hf.telemetry import StepRecord
+
+_SMOOTHING = 0.1
+
+
+class SpeculativeBatchProcessor(ContinuousBatchProcessor):
+    """``ContinuousBatchProcessor`` that drafts, verifies in the packed forward and accepts per request."""
+
+    speculation: Speculation
+
+    @classmethod
+    def adopt(cls, processor: ContinuousBatchProcessor, speculation: Speculation) -> "SpeculativeBatchProcessor":
+        """Turn a processor transformers built into this class (same state, these step methods)."""
+        processor.__class__ = cls
+        processor.speculation = speculation
+        processor._step = None
+        return processor
+
+    def reset(self) -> None:
+        super().reset()
+        self.speculation.requests.clear()
+
+    # -- 1. draft and plan, then transformers schedules --------------------------------------------
+
+    def prepare_next_batch(self) -> bool:
+        started = time.perf_counter()
+        self._forget_departed()
+        draft_seconds = self._draft_decoding_requests()
+        available = super().prepare_next_batch()
+        self._step = {"started": started, "draft_seconds": draft_seconds}
+        return available
+
+    def _forget_departed(self) -> None:
+        spec = self.speculation
+        live = self.scheduler.active_requests.keys() | self.scheduler.waiting_requests.keys()
+        for request_id in [r for r in spec.requests if r not in live]:
+            spec.forget(request_id)
+
+    def _draft_decoding_requests(self) -> float:
+        """Draft for every decoding request that has no pending block; choose all lengths; set each
+        request's tokens to process. Returns the drafting seconds."""
+        spec = self.speculation
+        draft = spec.draft
+        device = draft.device
+        decoding = [
+            s for s in self.scheduler.active_requests.values()
+            if s.status == RequestStatus.DECODING and s.generated_len() > 0 and s.request_id in spec.requests
+        ]
+        if not decoding:
+            return 0.0
+        started = time.perf_counter()
+        width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
+        for state in decoding:
+            request = spec.requests[state.request_id]
+            if request.block is None:
+                t0 = time.perf_counter()
+                features = request.take_features(width, device, draft.dtype)
+                sequence = request.sequence(state, device)
+                request.block = draft_round(draft, request.context, features, sequence, spec.logits_processor, spec.do_sample)
+                request.draft_seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - started
+        spec.draft_seconds = seconds if not spec.telemetry.steps else (1 - _SMOOTHING) * spec.draft_seconds + _SMOOTHING * seconds
+        blocks = [spec.requests[s.request_id].block for s in decoding]
+        caps = [s._new_tokens_limit - s.generated_len() - 1 for s in decoding]
+        lengths = plan_lengths(
+            spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
+            steps_per_second=spec.steps_per_second, draft_seconds=spec.draft_seconds,
+        )
+        for state, block, length in zip(decoding, blocks, lengths):
+            spec.requests[state.request_id].verify_length = length
+            state.tokens_to_process = [state.generated_tokens[-1]] + block.tokens[0, :length].tolist()
+        return seconds
+
+    # -- 2. one packed forward ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _generation_step(self, model) -> None:
+        spec = self.speculation
+        io = self.inputs_and_outputs
+        batch = io.get_model_kwargs(use_padding=False)
+        entries = []
+        for future in io.requests_in_batch:
+            state = future.state
+            request = spec.request(state.request_id)
+            if state.position_offset == future.query_length:  # prefilled from position 0 (again)
+                request.restart(spec.draft)
+            if request.block is not None:
+                if not (future.has_new_token and future.query_length == request.verify_length + 1):
+                    raise RuntimeError(f"speculative batch: request {state.request_id} was scheduled with {future.query_length} tokens, not {request.verify_length + 1}")
+                kind = "verify"
+            else:
+                kind = "last" if future.has_new_token else "none"
+            entries.append((state.request_id, future.query_length, kind))
+        rows, keep = layout(entries)
+        index = torch.tensor(keep, dtype=torch.long, device=self.model_device)
+        batch["logits_indices"] = index
+        tap = spec.feature_tap()
+        if self.model_runner.supports_logits_to_keep(model):
+            batch["logits_to_keep"] = index
+            logits = model(**batch).logits[0]
+        else:
+            logits = model(**batch).logits[0, index]
+        self._step.update(rows=rows, logits=logits.float(), features=tap.features()[0])
+
+    # -- 3. accept, rewind, finish -----------------------------------------------------------------
+
+    def update_batch(self) -> None:
+        spec = self.speculation
+        step, self._step = self._step, None
+        logits, features = step["logits"], step["features"]
+        record = BatchStep(
+            step=len(spec.telemetry.steps), batch_tokens=int(features.shape[0]), verify_tokens=0, prefill_tokens=0,
+            decoding=0, draft_seconds=step["draft_seconds"], step_seconds=0.0,
+        )
+        finished_rounds = []
+        outputs = []
+        device = logits.device
+        for future, rows in zip(self.inputs_and_outputs.requests_in_batch, step["rows"]):
+            state = future.state
+            request = spec.request(state.request_id)
+            own = features[rows.start : rows.start + rows.length]
+            row_logits = logits[rows.logits_start : rows.logits_start + rows.logits_count]
+            if request.block is not None:
+                length = request.verify_length
+                block = request.block
+                tokens, accepted = verify_request(
+                    row_logits, request.sequence(state, device), block.tokens[:, :length], block.logits[:, :length],
+                    spec.logits_processor, spec.do_sample,
+                )
+                request.add_features(own[: accepted + 1])
+                past = state.position_offset - rows.length
+                finished, emitted = self._commit(state, tokens)
+                round_ = StepRecord(
+                    step=len(request.telemetry.steps), proposed=spec.block_size, verified=length,
+                    accepted=min(accepted, emitted), emitted=emitted,
+                    confidences=block.confidences.tolist() if block.confidences is not None else None,
+                    draft_seconds=request.draft_seconds, step_seconds=0.0,
+                )
+                request.block = None
+                request.telemetry.steps.append(round_)
+                record.rounds[state.request_id] = round_
+                record.verify_tokens += rows.length
+                record.decoding += 1
+                finished_rounds.append(round_)
+                if not finished:
+                    rewind_request(self.cache, state, past + accepted + 1)
+            elif future.has_new_token:
+                request.add_features(own)
+                record.prefill_tokens += rows.length
+                tokens, _ = verify_request(row_logits, request.sequence(state, device), torch.empty(1, 0, dtype=torch.long), None, spec.logits_processor, spec.do_sample)
+                state.status = RequestStatus.DECODING
+                finished, _ = self._commit(state, tokens)
+                request.telemetry.prefill_tokens = 1
+            else:
+                request.add_features(own)
+                record.prefill_tokens += rows.length
+                continue
+            if finished:
+                self.scheduler.finish_request(state.request_id)
+                self.scheduler.block_new_requests = False
+                spec.forget(state.request_id)
+            if state.streaming or finished:
+                outputs.append(state.to_generation_output())
+        record.step_seconds = time.perf_counter() - step["started"]
+        for round_ in finished_rounds:
+            round_.step_seconds = record.step_seconds
+            observe_round(spec.policy, round_)
+        spec.telemetry.add_step(record)
+        if spec.callback is not None:
+            spec.callback(record)
+        if outputs:
+            self.output_router.deliver_batch(outputs)
+
+    @staticmethod
+    def _commit(state, tokens: list[int]) -> tuple[bool, int]:
+        """Append ``tokens`` one by one through transformers' own per-token update, which stops at EOS
+        and ``max_new_tokens``. Returns ``(finished, tokens appended)``."""
+        for count, token in enumerate(tokens, start=1):
+            if state.update_and_check_completion(token, None):
+                return True, count
+        return False, len(tokens)

@@ -1,0 +1,58 @@
+"""Per-request drafting state of a speculative batch.
+
+One :class:`SpeculativeRequest` per live request, created when the request first appears in a packed
+forward and dropped when it finishes or is cancelled, which frees its draft context cache.
+
+Contract (the bookkeeping of :func:`dspark_hf.drafting.round.draft_round`): after every packed forward
+the request's ``pending_features`` hold the target features of exactly the positions
+``context.committed .. n - 2`` of its sequence of ``n`` tokens: a prefill chunk adds all its rows, a
+verification of ``[last, d_1 .. d_L]`` with ``a`` accepted tokens adds its first ``a + 1`` rows (the
+last token and the accepted ones; the rows of rejected tokens are never kept). :meth:`take_features`
+hands them to the next drafting round and empties the list.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dspark_hf.drafting.block import DraftBlock
+from dspark_hf.drafting.round import DraftContext
+from dspark_hf.telemetry import GenerationTelemetry
+
+
+class SpeculativeRequest:
+    """Drafting state of one request: the draft's context cache, the target features it has not
+    consumed yet, the drafted block awaiting verification (with the length chosen for it) and the
+    request's telemetry."""
+
+    def __init__(self, draft) -> None:
+        self.context = DraftContext(draft)
+        self.pending_features: list[torch.Tensor] = []
+        self.block: DraftBlock | None = None
+        self.verify_length = 0
+        self.draft_seconds = 0.0
+        self.telemetry = GenerationTelemetry()
+
+    def restart(self, draft) -> None:
+        """Forget the drafting state (not the telemetry): the request is prefilled again from position 0
+        (transformers re-prefills a request it offloaded under cache pressure)."""
+        self.context = DraftContext(draft)
+        self.pending_features = []
+        self.block = None
+        self.verify_length = 0
+
+    @staticmethod
+    def sequence(state, device) -> torch.LongTensor:
+        """The request's prompt and generated tokens, ``[1, n]``."""
+        return torch.tensor([list(state.initial_tokens) + list(state.generated_tokens)], dtype=torch.long, device=device)
+
+    def add_features(self, rows: torch.Tensor) -> None:
+        """Keep ``rows`` ``[S, F]``: features of the next ``S`` committed positions."""
+        if rows.shape[0]:
+            self.pending_features.append(rows)
+
+    def take_features(self, width: int, device, dtype) -> torch.Tensor:
+        """``[1, S, F]``: every pending row, in order; the list is emptied."""
+        rows = torch.cat(self.pending_features, dim=0) if self.pending_features else torch.empty(0, width, device=device, dtype=dtype)
+        self.pending_features = []
+        return rows[None]

@@ -1,0 +1,68 @@
+"""The drafting set-up of one speculative batch engine, shared by all its requests.
+
+:class:`Speculation` binds the draft to the target (embeddings), resolves the verification policy
+(``generation_config.dspark_policy``, else ``draft.verification_policy``) and sets it up once, builds
+the target's logits processors for ``generation_config`` (used for the draft's blocks and for every
+verification row), keeps the per-request states and the telemetry, and owns the forward hooks that
+capture the target's features. The hooks belong to the engine's generation thread (transformers runs
+the loop in a background thread; :meth:`feature_tap` makes them there), so forwards of the same target
+in other threads are not recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from dspark_hf.batching.request_state import SpeculativeRequest
+from dspark_hf.batching.telemetry import BatchTelemetry
+from dspark_hf.integration.target_features import TargetFeatureTap
+from dspark_hf.verification.policies import resolve_policy
+
+
+class Speculation:
+    """Draft, policy, logits processors, per-request states, telemetry and feature hooks of one engine."""
+
+    def __init__(self, target, draft, generation_config, steps_per_second=None) -> None:
+        self.target = target
+        self.draft = draft
+        if draft.config.embeddings_from_target and not draft._bound_target:
+            draft.bind_target_embeddings(target)
+        self.block_size = draft.config.block_size
+        self.do_sample = bool(generation_config.do_sample)
+        self.logits_processor = target._get_logits_processor(generation_config)
+        self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
+        self.policy.setup(target, draft, generation_config)
+        self.steps_per_second = steps_per_second
+        self.callback = getattr(generation_config, "dspark_callback", None)
+        self.requests: dict[str, SpeculativeRequest] = {}
+        self.telemetry = BatchTelemetry()
+        draft.last_batch_telemetry = self.telemetry
+        self.draft_seconds = 0.0  # smoothed drafting time of a step, for the hardware-aware policy
+        self._tap: TargetFeatureTap | None = None
+        self._tap_thread: int | None = None
+
+    def request(self, request_id: str) -> SpeculativeRequest:
+        """The state of ``request_id``, made on first use."""
+        spec = self.requests.get(request_id)
+        if spec is None:
+            spec = self.requests[request_id] = SpeculativeRequest(self.draft)
+            self.telemetry.add_request(request_id, spec.telemetry)
+        return spec
+
+    def forget(self, request_id: str) -> None:
+        """Drop a finished or cancelled request's state (its draft context cache with it)."""
+        self.requests.pop(request_id, None)
+
+    def feature_tap(self) -> TargetFeatureTap:
+        """The hooks on the target's feature layers, owned by the calling (generation) thread."""
+        if self._tap is None or self._tap_thread != threading.get_ident():
+            self.close()
+            self._tap = TargetFeatureTap(self.target, self.draft.config.target_layer_ids, reduce=getattr(self.draft, "target_feature", None))
+            self._tap_thread = threading.get_ident()
+        return self._tap
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        if self._tap is not None:
+            self._tap.close()
+            self._tap = None

@@ -1,0 +1,80 @@
+"""Telemetry of a speculative batch: one :class:`BatchStep` per packed forward, and each request's
+own :class:`~dspark_hf.telemetry.GenerationTelemetry` (its drafting rounds as
+:class:`~dspark_hf.telemetry.StepRecord`, the same records as at batch 1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from dspark_hf.telemetry import GenerationTelemetry, StepRecord
+
+
+@dataclass
+class BatchStep:
+    """One packed target forward: ``batch_tokens`` query tokens in all (``verify_tokens`` of them
+    ``[last, d_1 .. d_L]`` rows of ``decoding`` requests, the rest prefill), and per decoding request
+    its round's record (``rounds``: request id -> :class:`StepRecord`)."""
+
+    step: int
+    batch_tokens: int
+    verify_tokens: int
+    prefill_tokens: int
+    decoding: int
+    draft_seconds: float
+    step_seconds: float
+    rounds: dict[str, StepRecord] = field(default_factory=dict)
+
+    @property
+    def proposed(self) -> int:
+        return sum(r.proposed for r in self.rounds.values())
+
+    @property
+    def verified(self) -> int:
+        return sum(r.verified for r in self.rounds.values())
+
+    @property
+    def accepted(self) -> int:
+        return sum(r.accepted for r in self.rounds.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# A long-running manager keeps the telemetry of this many latest steps and finished requests, so
+# that its memory stays bounded however many requests it serves.
+KEEP = 4096
+
+
+@dataclass
+class BatchTelemetry:
+    """The steps of one engine run and every request's telemetry (kept after the request finishes),
+    the latest :data:`KEEP` of each."""
+
+    steps: list[BatchStep] = field(default_factory=list)
+    requests: dict[str, GenerationTelemetry] = field(default_factory=dict)
+    keep: int = KEEP
+
+    def add_step(self, step: BatchStep) -> None:
+        self.steps.append(step)
+        if len(self.steps) > self.keep:
+            del self.steps[: len(self.steps) - self.keep]
+
+    def add_request(self, request_id: str, telemetry: GenerationTelemetry) -> None:
+        self.requests[request_id] = telemetry
+        while len(self.requests) > self.keep:
+            self.requests.pop(next(iter(self.requests)))
+
+    @property
+    def tau(self) -> float:
+        """Mean tokens a drafting round added (accepted + the target's own), over all requests' rounds."""
+        rounds = [s for t in self.requests.values() for s in t.steps]
+        return sum(s.emitted for s in rounds) / len(rounds) if rounds else 0.0
+
+    def summary(self) -> str:
+        rounds = [s for t in self.requests.values() for s in t.steps]
+        verified = sum(s.verified for s in rounds)
+        accepted = sum(s.accepted for s in rounds)
+        return (
+            f"{len(self.requests)} requests, {len(self.steps)} packed forwards, {len(rounds)} drafting rounds: "
+            f"tau {self.tau:.2f} tokens/round, acceptance {accepted / verified if verified else 0.0:.1%} of verified draft tokens"
+        )

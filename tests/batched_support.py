@@ -1,0 +1,77 @@
+"""Helpers of the batched-DSpark tests (tests/test_batched_*.py): small paged-cache configs, plain
+batch-1 references, and a draft forced partly right per request."""
+
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig
+from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+from dspark_hf import DSparkDraft
+from dspark_hf.batching import processor as processor_module
+from dspark_hf.drafting.block import DraftBlock
+
+from conftest import FIXTURES_DIR
+
+
+def small_cache(**overrides) -> ContinuousBatchingConfig:
+    """A paged cache sized for tiny tests (transformers' default sizes it from the machine's memory)."""
+    settings = {"num_blocks": 128, "max_batch_tokens": 256, "page_size": 16, "max_requests_per_batch": 16}
+    settings.update(overrides)
+    return ContinuousBatchingConfig(**settings)
+
+
+def fixture_draft(name: str = "qwen3_dspark_vanilla") -> DSparkDraft:
+    return DSparkDraft.from_pretrained(FIXTURES_DIR / name, dtype=torch.float32).eval()
+
+
+def prompts_of(lengths, seed: int = 0, low: int = 5, high: int = 300) -> list[list[int]]:
+    return [torch.randint(low, high, (n,), generator=torch.Generator().manual_seed(seed * 100 + i)).tolist() for i, n in enumerate(lengths)]
+
+
+def plain_greedy(target, prompts, new_tokens: int, eos_token_id=None) -> list[list[int]]:
+    """Each prompt's new tokens from plain batch-1 greedy ``generate`` (float32)."""
+    out = []
+    for p in prompts:
+        ids = target.generate(torch.tensor([p]), max_new_tokens=new_tokens, do_sample=False, eos_token_id=eos_token_id, pad_token_id=0)
+        out.append(ids[0, len(p):].tolist())
+    return out
+
+
+def greedy_config(new_tokens: int, policy="whole", eos_token_id=-1, **kwargs) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=eos_token_id, pad_token_id=0, dspark_policy=policy, **kwargs)
+
+
+def force_partly_right(monkeypatch, prompts, continuations, wrong_every: int = 3) -> None:
+    """Make every drafted block propose the request's plain continuation, except slot ``k`` of a block
+    anchored at position ``n - 1`` whenever ``(n + k) % wrong_every == 0`` (a wrong token there).
+    The real draft still runs (its context cache, features and confidences are the real ones); only the
+    drawn tokens and the reported logits (one-hot on the forced token) change. The request is found by
+    its sequence: the prompt it starts with."""
+    original = processor_module.draft_round
+    full = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+
+    def forced(draft, context, features, prefix_ids, logits_processor=None, do_sample=False):
+        block = original(draft, context, features, prefix_ids, logits_processor, do_sample)
+        seq = prefix_ids[0].tolist()
+        n = len(seq)
+        match = [f for f in full if f[:n] == seq]
+        if not match:
+            return block
+        tokens = block.tokens.clone()
+        logits = torch.full_like(block.logits, -1e4)
+        vocab = block.logits.shape[-1]
+        for k in range(tokens.shape[1]):
+            token = match[0][n + k] if n + k < len(match[0]) else int(tokens[0, k])
+            if (n + k) % wrong_every == 0:
+                token = (token + 1) % vocab
+            tokens[0, k] = token
+            logits[0, k, token] = 0.0
+        return DraftBlock(tokens=tokens, logits=logits, confidences=block.confidences)
+
+    monkeypatch.setattr(processor_module, "draft_round", forced)
+
+
+def rounds(draft) -> list:
+    """Every drafting round of the draft's last batch run, all requests together."""
+    return [s for t in draft.last_batch_telemetry.requests.values() for s in t.steps]

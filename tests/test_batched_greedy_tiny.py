@@ -1,0 +1,186 @@
+"""Batched DSpark on transformers' continuous batching (``generate_batch(..., assistant_model=draft)``)
+is lossless: every request's tokens equal plain batch-1 greedy ``generate`` of its prompt (float32),
+on a tiny random Qwen3 target with the Qwen3 fixture drafts.
+
+Mutations run once each (the named test failed, then the change was reverted):
+
+- ``acceptance.verify_request``: accept one drafted token more than matched
+  (``accepted = min(length, int(matches.cumprod(dim=0).sum()) + 1)``):
+  ``test_forced_draft_every_batch_size`` fails (tokens differ from plain);
+- ``processor.update_batch``: keep the last ``accepted + 1`` rows of a verification instead of the
+  first (``own[: accepted + 1]`` -> ``own[own.shape[0] - accepted - 1 :]``, the right count, the
+  wrong positions): ``test_draft_sees_exactly_the_committed_features`` fails (features differ);
+- ``processor.update_batch``: no rewind (the ``rewind_request`` call replaced by ``pass``):
+  ``test_forced_draft_every_batch_size`` fails (the next forward attends to rejected keys);
+- ``planning.plan_lengths``: ignore the tokens-left caps (``caps = [block_size for c in caps]``):
+  ``test_max_new_tokens_and_eos_per_request`` fails (a slot past ``max_new_tokens`` is verified;
+  the output itself stays right, transformers drops tokens past the limit).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from batched_support import fixture_draft, force_partly_right, greedy_config, plain_greedy, prompts_of, rounds, small_cache
+from conftest import synthetic_profile, tiny_qwen3_target
+from dspark_hf.batching import processor as processor_module
+from dspark_hf.verification.policies import HardwareAware, OnlineAcceptance
+from dspark_hf.drafting.block import DraftBlock
+from dspark_hf.verification.scheduling.prefix_scheduler import schedule_prefixes
+
+NEW = 24
+
+
+@pytest.fixture(scope="module")
+def target():
+    return tiny_qwen3_target()
+
+
+def run(target, draft, prompts, new=NEW, policy="whole", **config):
+    results = target.generate_batch(inputs=prompts, generation_config=greedy_config(new, policy, **config),
+                                    continuous_batching_config=small_cache(), assistant_model=draft)
+    assert all(r.error is None for r in results.values())
+    return [r.generated_tokens for r in results.values()]
+
+
+@pytest.mark.parametrize("requests", [1, 2, 4, 8])
+def test_forced_draft_every_batch_size(target, requests, monkeypatch):
+    """Prompts of different lengths, a draft right except at scheduled slots: blocks are partly
+    accepted and partly rejected in the same packed forwards, and every request stays exact."""
+    draft = fixture_draft()
+    prompts = prompts_of([5 + 7 * i for i in range(requests)], seed=requests)
+    plain = plain_greedy(target, prompts, NEW)
+    force_partly_right(monkeypatch, prompts, plain)
+    assert run(target, draft, prompts) == plain
+    steps = rounds(draft)
+    assert any(s.accepted > 0 for s in steps), "no drafted token was accepted"
+    assert any(s.accepted < s.verified for s in steps), "no drafted token was rejected"
+    if requests > 1:
+        assert max(s.decoding for s in draft.last_batch_telemetry.steps) == requests, "requests were not verified together"
+
+
+@pytest.mark.parametrize("name", ["qwen3_dspark_vanilla", "qwen3_dspark_rnn", "qwen3_dflash"])
+def test_random_draft(target, name):
+    """Unforced fixture drafts (nearly always rejected), with and without a confidence head."""
+    draft = fixture_draft(name)
+    prompts = prompts_of([6, 13, 21], seed=5)
+    assert run(target, draft, prompts) == plain_greedy(target, prompts, NEW)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    ["whole", "fixed:2", "fixed:0", "threshold:0.5", "survival:0.25", "hardware", "online"],
+)
+def test_every_policy(target, policy, monkeypatch):
+    draft = fixture_draft()
+    if policy == "hardware":
+        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+    elif policy == "online":
+        policy = OnlineAcceptance(profile=synthetic_profile(draft.config.block_size))
+    prompts = prompts_of([4, 11, 19, 26], seed=7)
+    plain = plain_greedy(target, prompts, NEW)
+    force_partly_right(monkeypatch, prompts, plain)
+    assert run(target, draft, prompts, policy=policy) == plain
+    steps = rounds(draft)
+    assert all(0 <= s.accepted <= s.verified <= s.proposed for s in steps)
+    if policy == "fixed:0":
+        assert all(s.verified == 0 for s in steps)
+
+
+def test_hardware_policy_schedules_over_the_batch(target, monkeypatch):
+    """The hardware-aware policy runs Algorithm 1 once per step over every decoding request: with
+    scripted confidences (request 0 sure, 1 doubtful, 2 in between) one step gives the three requests
+    the lengths ``schedule_prefixes`` gives their rows together, which differ per request."""
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9, 14], seed=9)
+    scripted = {0: 0.95, 1: 0.2, 2: 0.7}
+    real_round = processor_module.draft_round
+
+    def scripted_round(draft_, context, features, prefix_ids, *args):
+        block = real_round(draft_, context, features, prefix_ids, *args)
+        key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
+        return DraftBlock(tokens=block.tokens, logits=block.logits, confidences=torch.full_like(block.confidences, scripted[key]))
+
+    calls = []
+    real_plan = processor_module.plan_lengths
+
+    def spy(policy, confidences, *args, **kwargs):
+        lengths = real_plan(policy, confidences, *args, **kwargs)
+        caps = args[1]
+        calls.append(([round(float(c[0]), 2) for c in confidences], list(caps), lengths))
+        return lengths
+
+    monkeypatch.setattr(processor_module, "draft_round", scripted_round)
+    monkeypatch.setattr(processor_module, "plan_lengths", spy)
+    profile = synthetic_profile(draft.config.block_size)
+    assert run(target, draft, prompts, policy=HardwareAware(profile=profile)) == plain_greedy(target, prompts, NEW)
+    full = [call for call in calls if len(call[0]) == 3]
+    assert full, "the three requests were never scheduled together"
+    for confidences, caps, lengths in full:
+        rows = [[c] * draft.config.block_size for c in confidences]
+        assert lengths == schedule_prefixes(rows, profile.steps_per_second, max_lengths=caps)
+    confidences, _, lengths = full[0]
+    assert lengths[0] >= lengths[2] >= lengths[1] and lengths[0] > lengths[1], (confidences, lengths)
+
+
+def test_max_new_tokens_and_eos_per_request(target, monkeypatch):
+    """An EOS inside an accepted block ends that request there; the others go on to max_new_tokens."""
+    draft = fixture_draft()
+    prompts = prompts_of([5, 12, 18, 25], seed=11)
+    free = plain_greedy(target, prompts, NEW)
+    eos = free[1][9]  # a token request 1 generates mid-way
+    plain = plain_greedy(target, prompts, NEW, eos_token_id=eos)
+    assert len({len(p) for p in plain}) > 1, "EOS must end some requests early"
+    force_partly_right(monkeypatch, prompts, free)
+    assert run(target, draft, prompts, eos_token_id=eos) == plain
+    assert run(target, draft, prompts, new=7) == [p[:7] for p in free]
+    for request in draft.last_batch_telemetry.requests.values():  # no slot past max_new_tokens is verified
+        done = request.prefill_tokens
+        for s in request.steps:
+            assert done + s.verified + 1 <= 7, "a slot past max_new_tokens was verified"
+            done += s.emitted
+
+
+def test_draft_sees_exactly_the_committed_features(target, monkeypatch):
+    """The rows fed to each request's draft context, round after round, are the target's
+    hidden_states[l + 1] of that request's committed positions, in order, each once."""
+    draft = fixture_draft()
+    prompts = prompts_of([7, 15, 10], seed=13)
+    plain = plain_greedy(target, prompts, NEW)
+    force_partly_right(monkeypatch, prompts, plain)
+    seen: dict[int, list[torch.Tensor]] = {}
+    forced = processor_module.draft_round
+
+    def record(draft_, context, features, prefix_ids, *args):
+        key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
+        seen.setdefault(key, []).append(features[0])
+        return forced(draft_, context, features, prefix_ids, *args)
+
+    monkeypatch.setattr(processor_module, "draft_round", record)
+    out = run(target, draft, prompts)
+    assert out == plain
+    for i, prompt in enumerate(prompts):
+        rows = torch.cat(seen[i], dim=0)
+        with torch.no_grad():
+            hidden = target(torch.tensor([prompt + out[i]]), output_hidden_states=True).hidden_states
+        expected = torch.cat([hidden[l + 1] for l in draft.config.target_layer_ids], dim=-1)[0, : rows.shape[0]]
+        assert rows.shape[0] >= len(prompt) + len(out[i]) - 2 - draft.config.block_size
+        torch.testing.assert_close(rows, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_telemetry_per_step_and_per_request(target, monkeypatch):
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9], seed=17)
+    plain = plain_greedy(target, prompts, NEW)
+    force_partly_right(monkeypatch, prompts, plain)
+    seen = []
+    assert run(target, draft, prompts, dspark_callback=seen.append) == plain
+    telemetry = draft.last_batch_telemetry
+    assert seen == telemetry.steps
+    for request, out in zip(telemetry.requests.values(), plain):
+        assert request.new_tokens == len(out)
+    for step in telemetry.steps:
+        assert step.batch_tokens == step.verify_tokens + step.prefill_tokens
+        assert step.verify_tokens == sum(r.verified + 1 for r in step.rounds.values())
+    assert "requests" in telemetry.summary() and telemetry.tau > 1.0
