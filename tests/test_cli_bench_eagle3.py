@@ -52,6 +52,8 @@ def _loaded(root):
 
 
 def test_an_eagle3_folder_loads_beside_dspark_and_dflash_with_its_variant_and_block(three_drafts):
+    """Fails when EAGLE-3 drafts are not told apart (methods.py, ``draft_variant``:
+    ``getattr(config, "ttt_length", None) is not None`` -> ``False``: no ``markov_rank`` to read)."""
     drafts = _loaded(three_drafts)
     assert list(drafts) == ["dspark", "dflash", "eagle3"] and isinstance(drafts["eagle3"], Eagle3Draft)
     assert [draft_variant(d) for d in drafts.values()] == ["dspark", "dflash", "eagle3"]
@@ -79,7 +81,10 @@ def test_a_bad_eagle3_config_is_one_line_before_the_target_loads(three_drafts, t
 
 def test_drafts_without_a_confidence_head_get_the_confidence_free_policies(three_drafts, monkeypatch):
     """The EAGLE-3 draft, like the DFlash one, is measured under the policies that do not read confidences
-    (``threshold``/``survival`` dropped: they would repeat whole); the DSpark draft under all of them."""
+    (``threshold``/``survival`` dropped: they would repeat whole); the DSpark draft under all of them.
+
+    Fails when every draft gets every policy (runner.py: ``has_confidences = has_confidence_head(draft)``
+    -> ``has_confidences = True``)."""
     import dspark_hf.benchmarks.runner as runner
 
     class Stop(Exception):
@@ -113,6 +118,7 @@ def _report(taus: dict[str, dict[str, float]]) -> dict:
 
 
 def test_tau_ratio_lines_compare_dspark_with_eagle3_and_dflash_per_dataset():
+    """Fails when the ratio is inverted (tau_ratios.py: ``mine / theirs`` -> ``theirs / mine``)."""
     report = _report({"dspark": {"gsm8k": 3.0, "all": 2.4}, "eagle3": {"gsm8k": 2.0, "all": 2.0}, "dflash": {"gsm8k": 2.5, "all": 1.6}})
     assert tau_ratios(report) == [
         {"suite": "s", "dataset": "gsm8k", "DSpark/EAGLE-3": 1.5, "DSpark/DFlash": 1.2},

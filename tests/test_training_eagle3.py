@@ -103,7 +103,10 @@ def test_training_chain_equals_inference_prefill_and_propose():
 
 def test_sampled_positions_are_the_dspark_anchors_weighted_to_estimate_the_full_loss():
     """``--eagle3-positions anchors``: the chain rows are ``a - 1`` for the DSpark anchors ``a`` (the
-    chain drafting from each anchor), weighted ``candidates / sampled / S``; DeepSpec's mask is kept."""
+    chain drafting from each anchor), weighted ``candidates / sampled / S``; DeepSpec's mask is kept.
+
+    Fails when the rows are the anchors themselves (packing.py, ``chain_rows``: ``rows = anchors[anchors >= 1] - 1``
+    -> ``rows = anchors[anchors >= 1]``)."""
     ids, mask, _ = _sequence(20)
     anchors = sample_anchors(mask, 4, torch.Generator().manual_seed(0))
     rows = chain_rows(ids, mask, 3, anchors)
@@ -157,7 +160,10 @@ def test_stopped_then_resumed_eagle3_run_ends_with_identical_weights(positions, 
 
 def test_same_seed_gives_eagle3_the_dspark_batches_and_anchors(tmp_path):
     """Same data, steps and seed across methods: an EAGLE-3 run trains on the DSpark run's sequences,
-    step for step, and (sampled positions) on the chains drafting from the DSpark anchors."""
+    step for step, and (sampled positions) on the chains drafting from the DSpark anchors.
+
+    Fails when the EAGLE-3 run ignores the sampled anchors (trainer.py, ``packed_sequence``:
+    ``anchors if self.cfg.eagle3_positions == "anchors" else None`` -> ``None``)."""
     torch.set_num_threads(1)
     target = tiny_target(layers=LAYERS)
     ids = [0, 1, 2, 3, 4]
@@ -173,7 +179,10 @@ def test_same_seed_gives_eagle3_the_dspark_batches_and_anchors(tmp_path):
 def test_cli_tiny_run_saves_a_draft_that_loads_as_eagle3_and_exports(tmp_path):
     """``dspark train --method eagle3 ... --export deepspec`` on a tiny target: OUTPUT_DIR/draft loads with
     ``DSparkDraft.from_pretrained`` as an :class:`Eagle3Draft` holding the target's embedding and LM head,
-    with the trained weights; the DeepSpec-layout export loads back to the same tensors (bf16)."""
+    with the trained weights; the DeepSpec-layout export loads back to the same tensors (bf16).
+
+    Fails when the draft keeps its own random (frozen) embedding (drafts.py, ``bind_target_embeddings``:
+    ``draft.embed_tokens.weight = embed.weight`` -> ``draft.embed_tokens.requires_grad_(False)``)."""
     from dspark_hf import DSparkDraft
     from test_training_resume import _cli
 
@@ -206,6 +215,8 @@ def test_cli_tiny_run_saves_a_draft_that_loads_as_eagle3_and_exports(tmp_path):
     ],
 )
 def test_bad_eagle3_flags_are_one_line_before_training(capsys, tmp_path, extra, message):
+    """Fails (``--ttt-length 0`` reaches the config instead) when cli/train.py stops checking it:
+    ``"keep_checkpoints", "ttt_length")`` -> ``"keep_checkpoints")``."""
     from test_training_resume import _cli
 
     argv = _cli(tmp_path, tmp_path / "out", 2, target_layers=LAYERS, layer_ids="0,1,2,3,4")[3:]
