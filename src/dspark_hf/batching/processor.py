@@ -108,7 +108,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         caps = [s._new_tokens_limit - s.generated_len() - 1 for s in decoding]
         lengths = plan_lengths(
             spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
-            steps_per_second=spec.steps_per_second, draft_seconds=spec.draft_seconds,
+            steps_per_second=spec.steps_per_second_for(len(decoding)), draft_seconds=spec.draft_seconds,
         )
         for state, block, length in zip(decoding, blocks, lengths):
             spec.requests[state.request_id].verify_length = length

@@ -4,15 +4,20 @@
 (``generation_config.dspark_policy``, else ``draft.verification_policy``) and sets it up once, builds
 the target's logits processors for ``generation_config`` (used for the draft's blocks and for every
 verification row), keeps the per-request states and the telemetry, and owns the forward hooks that
-capture the target's features. The hooks belong to the engine's generation thread (transformers runs
+capture the target's features, and finds the cost curve of the packed forward for the hardware-aware policy
+(a stored ``dspark profile --packed``; without one, a one-line notice and the policy's batch-1 curve).
+The hooks belong to the engine's generation thread (transformers runs
 the loop in a background thread; :meth:`feature_tap` makes them there), so forwards of the same target
 in other threads are not recorded.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
+from dspark_hf.batching.packed_profile import find_packed_profile
+from dspark_hf.batching.planning import is_batch_scheduled
 from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
 from dspark_hf.integration.target_features import TargetFeatureTap
@@ -33,6 +38,12 @@ class Speculation:
         self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
         self.policy.setup(target, draft, generation_config)
         self.steps_per_second = steps_per_second
+        self.packed_profile = None
+        if steps_per_second is None and is_batch_scheduled(self.policy) and getattr(self.policy, "_given_profile", None) is None:
+            self.packed_profile = find_packed_profile(target)
+            if self.packed_profile is None:
+                print("dspark: no packed cost profile for this target here; the batch is scheduled on the batch-1 curve "
+                      "(run `dspark profile --packed` for the packed forward's).", file=sys.stderr)
         self.callback = getattr(generation_config, "dspark_callback", None)
         self.requests: dict[str, SpeculativeRequest] = {}
         self.telemetry = BatchTelemetry()
@@ -40,6 +51,15 @@ class Speculation:
         self.draft_seconds = 0.0  # smoothed drafting time of a step, for the hardware-aware policy
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
+
+    def steps_per_second_for(self, requests: int):
+        """``SPS(B)`` for a step of ``requests`` decoding requests: the given curve, else the stored
+        packed profile's (:mod:`.packed_profile`), else ``None`` (the policy's own batch-1 profile)."""
+        if self.steps_per_second is not None:
+            return self.steps_per_second
+        if self.packed_profile is not None:
+            return self.packed_profile.steps_per_second_for(requests)
+        return None
 
     def request(self, request_id: str) -> SpeculativeRequest:
         """The state of ``request_id``, made on first use."""

@@ -1,6 +1,9 @@
 """``dspark profile``: measure the target's cost curve (forwards per second against tokens per forward)
 and the draft's cost per round on this machine, and store it where the hardware-aware policy finds it.
 
+``--packed`` measures the packed multi-request forward of batched DSpark instead (one curve per number
+of requests; the hardware-aware policy of ``generate_batch`` / continuous batching schedules on it).
+
 The profile is keyed by model, device (GPU name, or CPU model and thread count) and dtype; run it with
 the same ``--threads``, ``--device`` and ``--dtype`` you generate with.
 """
@@ -34,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (part of the profile's key)")
     parser.add_argument("--output", help="write the JSON here instead of the profile store")
+    parser.add_argument("--packed", action="store_true", help="measure the packed multi-request forward of batched DSpark "
+                        "(continuous batching) instead: one curve per --requests value, B = R x (1 + drafted tokens per request)")
+    parser.add_argument("--requests", type=_tokens, default=None, help="with --packed: requests per forward, e.g. 1,2,4,8,16 (default)")
     parser.set_defaults(func=run)
 
 
@@ -84,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     draft = _load_draft(args.draft, target)
     if draft is not None:
         draft = draft.to(device=device, dtype=draft_dtype).eval()
+    if args.packed:
+        return _run_packed(args, target, device, dtype)
     tokens = args.tokens or list(DEFAULT_TOKENS)
     print(f"profiling on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): B = {tokens}, "
           f"context {args.context}, {args.warmup} warm-up + {args.repeats} timed forwards each")
@@ -95,5 +103,25 @@ def run(args: argparse.Namespace) -> int:
     if draft is not None:
         print(f"draft: {1000 * profile.draft_seconds:.2f} ms per drafting round (block {draft.config.block_size})")
     path = save_profile(profile, args.output)
+    print(f"stored {profile.key} at {path}")
+    return 0
+
+
+def _run_packed(args: argparse.Namespace, target, device, dtype) -> int:
+    """``--packed``: the packed forward's curves (:mod:`dspark_hf.batching.packed_profile`)."""
+    import torch
+
+    from dspark_hf.batching.packed_profile import DEFAULT_EXTRA, DEFAULT_REQUESTS, profile_packed, save_packed_profile
+
+    requests = args.requests or list(DEFAULT_REQUESTS)
+    extra = sorted({max(0, t - 1) for t in args.tokens}) if args.tokens else list(DEFAULT_EXTRA)
+    print(f"profiling packed forwards on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): "
+          f"R = {requests}, B = R x (1 + {extra}), context {args.context} per request, {args.warmup} warm-up + {args.repeats} timed each")
+    profile = profile_packed(target, requests, extra, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
+    print("   R      B   ms/forward   tokens/s if all accepted")
+    for r, curve in sorted(profile.curves.items()):
+        for b, s in zip(curve.tokens, curve.target_seconds):
+            print(f"{r:4d}   {b:4d}   {1000 * s:10.2f}   {b / s:10.1f}")
+    path = save_packed_profile(profile, args.output)
     print(f"stored {profile.key} at {path}")
     return 0

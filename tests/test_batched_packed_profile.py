@@ -1,0 +1,65 @@
+"""The packed forward's cost curves (``dspark profile --packed``) and the hardware-aware policy of a
+speculative batch scheduling on them.
+
+Mutation run once (the named test failed, then the change was reverted): ``Speculation.steps_per_second_for``
+ignoring the packed profile (``return None`` first): ``test_batch_is_scheduled_on_the_packed_curve``
+fails (the batch-1 curve, on which no slot pays, gives length 0).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from batched_support import fixture_draft, greedy_config, plain_greedy, prompts_of, small_cache
+from conftest import tiny_qwen3_target
+from dspark_hf.batching.packed_profile import (
+    PackedCostProfile, find_packed_profile, load_packed_profile, profile_packed, save_packed_profile,
+)
+from dspark_hf.verification.policies import HardwareAware
+from dspark_hf.verification.scheduling.cost_profile import CostProfile, device_name, dtype_name, model_name, save_profile
+
+
+@pytest.fixture(scope="module")
+def target():
+    return tiny_qwen3_target()
+
+
+def test_profile_packed_measures_one_curve_per_request_count(target, tmp_path):
+    profile = profile_packed(target, requests=(1, 3), extra=(0, 2, 5), context_length=24, warmup=1, repeats=2)
+    assert sorted(profile.curves) == [1, 3]
+    assert profile.curves[3].tokens == [3, 9, 18] and profile.curves[1].tokens == [1, 3, 6]
+    assert all(s > 0 for c in profile.curves.values() for s in c.target_seconds)
+    assert profile.curve(2) is profile.curves[3] and profile.curve(7) is profile.curves[3] and profile.curve(1) is profile.curves[1]
+    path = save_packed_profile(profile, tmp_path / "p.json")
+    again = load_packed_profile(path)
+    assert again.curves[3].target_seconds == profile.curves[3].target_seconds
+    assert target.config._attn_implementation == "sdpa"  # restored after profiling
+    # The engine still runs on the same target afterwards.
+    prompts = prompts_of([5, 8], seed=41)
+    results = target.generate_batch(inputs=prompts, generation_config=greedy_config(6), continuous_batching_config=small_cache(),
+                                    assistant_model=fixture_draft())
+    assert [r.generated_tokens for r in results.values()] == plain_greedy(target, prompts, 6)
+
+
+def _curve(target, seconds_per_token: float) -> CostProfile:
+    tokens = list(range(1, 65))
+    param = next(target.parameters())
+    return CostProfile(model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,
+                       target_seconds=[100.0 * (1 + seconds_per_token * (b - 1)) for b in tokens])
+
+
+def test_batch_is_scheduled_on_the_packed_curve(target, tmp_path, monkeypatch):
+    """A stored batch-1 curve on which no drafted slot pays, and a stored packed curve on which every
+    slot pays: the batch verifies whole blocks, so it read the packed one."""
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    save_profile(_curve(target, 10.0))
+    packed = PackedCostProfile({r: _curve(target, 0.0) for r in (1, 2, 4)})
+    save_packed_profile(packed)
+    assert find_packed_profile(target) is not None
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9, 12], seed=43)
+    results = target.generate_batch(inputs=prompts, generation_config=greedy_config(12, HardwareAware(on_missing="error")),
+                                    continuous_batching_config=small_cache(), assistant_model=draft)
+    assert [r.generated_tokens for r in results.values()] == plain_greedy(target, prompts, 12)
+    rounds = [s for t in draft.last_batch_telemetry.requests.values() for s in t.steps]
+    assert rounds and max(s.verified for s in rounds) > 0
