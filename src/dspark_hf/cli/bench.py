@@ -92,6 +92,10 @@ def register(subparsers) -> None:
     parser.add_argument("--merge", nargs="+", metavar="DIR", default=None,
                         help="measure nothing: merge the --out folders of runs over disjoint prompt ranges (--start/--limit) "
                              "into one report in --out, as if one run had measured every prompt")
+    load = parser.add_argument_group("load (batched DSpark on continuous batching)")
+    load.add_argument("--concurrency", default=None, help="requests served together, e.g. 1,2,4,8,16: plain continuous batching "
+                      "against DSpark with each of --policies (default fixed:3,threshold:0.5,hardware); see docs/batching.md")
+    load.add_argument("--arrival-rate", type=float, default=None, help="with --concurrency: Poisson arrivals at this many requests/s (default: all at once)")
     cost = parser.add_argument_group("cost mode")
     cost.add_argument("--cost-mode", action="store_true", help="measure the loop's overhead with forced acceptance on a random-weight target")
     cost.add_argument("--target-shape", default="tiny", help="tiny, qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b (default tiny)")
@@ -299,6 +303,10 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.benchmarks.runner import print_flags, write_outputs
 
     _check_common(args)
+    if args.concurrency:
+        from dspark_hf.cli.bench_concurrency import run_concurrency
+
+        return run_concurrency(args)
     if not args.no_plots:
         import importlib.util
 

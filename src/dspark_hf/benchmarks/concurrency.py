@@ -1,0 +1,127 @@
+"""Load benchmark of batched DSpark (``dspark bench --concurrency 1,2,4,8,16``).
+
+For each concurrency ``C`` and each method (plain continuous batching, then DSpark with each
+verification policy), ``C`` prompts are served by one continuous-batching manager, either all at once
+or arriving as a Poisson process of rate ``arrival_rate`` per second. Per run: aggregate tokens/s
+(all new tokens over the wall time from the first arrival to the last token), per-request tokens/s
+(new tokens over the time from the request's arrival to its last token: median and 10th percentile)
+and time to first token (median). Greedy outputs are checked token for token against plain
+continuous batching at the same concurrency (which equals plain batch-1 ``generate`` in float32);
+``mismatches`` counts the requests that differ.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from transformers import GenerationConfig
+
+from dspark_hf.batching.padded import workload_sized_config
+
+PLAIN = "plain"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return 0.0
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def serve(target, prompts: list[list[int]], config: GenerationConfig, draft=None, arrival_rate: float | None = None, seed: int = 0):
+    """Serve ``prompts`` with one manager (speculative when ``draft`` is given); return the outputs in
+    prompt order, each request's arrival time, and the wall time of the run."""
+    block = draft.config.block_size if draft is not None else 0
+    cb_config = workload_sized_config(prompts, config.max_new_tokens, block)
+    manager = target.init_continuous_batching(generation_config=config, continuous_batching_config=cb_config, assistant_model=draft)
+    rng = random.Random(seed)
+    manager.start()
+    arrivals, ids = [], []
+    try:
+        start = time.perf_counter()
+        for i, prompt in enumerate(prompts):
+            if arrival_rate and i:
+                time.sleep(rng.expovariate(arrival_rate))
+            arrivals.append(time.perf_counter())
+            ids.append(manager.add_request(prompt, record_timestamps=True))
+        results = {}
+        while len(results) < len(ids):
+            out = manager.get_result(timeout=1)
+            if out is not None and out.is_finished():
+                results[out.request_id] = out
+            elif out is None and not manager.is_running():
+                raise RuntimeError("the continuous-batching loop stopped before every request finished")
+        wall = max(r.timestamps[-1] if r.timestamps else r.lifespan[1] for r in results.values()) - start
+    finally:
+        manager.stop(block=True)
+        manager.destroy()
+    return [results[i] for i in ids], arrivals, wall
+
+
+def run_metrics(outputs, arrivals, wall) -> dict:
+    tokens = [len(o.generated_tokens) for o in outputs]
+    per_request = [n / max(o.timestamps[-1] - a, 1e-9) for o, a, n in zip(outputs, arrivals, tokens) if o.timestamps]
+    ttft = [o.timestamps[0] - a for o, a in zip(outputs, arrivals) if o.timestamps]
+    return {
+        "requests": len(outputs), "new_tokens": sum(tokens), "wall_seconds": wall,
+        "aggregate_tokens_per_second": sum(tokens) / wall if wall > 0 else 0.0,
+        "per_request_tokens_per_second_median": statistics.median(per_request) if per_request else 0.0,
+        "per_request_tokens_per_second_p10": _percentile(per_request, 0.10),
+        "ttft_seconds_median": statistics.median(ttft) if ttft else 0.0,
+    }
+
+
+def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: list[int], policies: list, *, max_new_tokens: int,
+                      temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, log=print) -> dict:
+    """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency."""
+    rows = []
+    for c in concurrencies:
+        chosen = [prompts[i % len(prompts)] for i in range(c)]
+        reference = None
+        for method in [PLAIN, *policies]:
+            config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
+                                      eos_token_id=target.generation_config.eos_token_id, pad_token_id=0,
+                                      dspark_policy=None if method == PLAIN else method)
+            outputs, arrivals, wall = serve(target, chosen, config, draft=None if method == PLAIN else draft, arrival_rate=arrival_rate, seed=seed)
+            row = {"concurrency": c, "method": str(method), **run_metrics(outputs, arrivals, wall)}
+            if method == PLAIN:
+                reference = [o.generated_tokens for o in outputs]
+            elif temperature == 0:
+                row["mismatches"] = sum(o.generated_tokens != r for o, r in zip(outputs, reference))
+            if method != PLAIN:
+                telemetry = draft.last_batch_telemetry
+                row["tau"] = telemetry.tau
+                steps = telemetry.steps
+                row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
+            rows.append(row)
+            log(f"C={c:3d} {row['method']:>16}: {row['aggregate_tokens_per_second']:8.1f} tok/s aggregate, "
+                f"{row['per_request_tokens_per_second_median']:7.1f} per request (p10 {row['per_request_tokens_per_second_p10']:.1f}), "
+                f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
+    return {"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
+            "max_new_tokens": max_new_tokens, "temperature": temperature}
+
+
+def concurrency_markdown(report: dict) -> str:
+    """The runs as a table, and per concurrency the best fixed length next to the adaptive policies."""
+    arrivals = f"Poisson arrivals at {report['arrival_rate']}/s" if report["arrival_rate"] else "all requests at once"
+    lines = [f"# dspark bench --concurrency ({arrivals}, {report['max_new_tokens']} new tokens)", "",
+             "| C | method | aggregate tok/s | per-request tok/s median | p10 | TTFT median ms | tau | batch tokens | mismatches |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['concurrency']} | {r['method']} | {r['aggregate_tokens_per_second']:.1f} | {r['per_request_tokens_per_second_median']:.1f} | "
+            f"{r['per_request_tokens_per_second_p10']:.1f} | {1000 * r['ttft_seconds_median']:.0f} | {r.get('tau', 0):.2f} | "
+            f"{r.get('mean_batch_tokens', 0):.1f} | {r.get('mismatches', '')} |"
+        )
+    lines += ["", "| C | plain | best fixed | threshold | hardware |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for c in sorted({r["concurrency"] for r in report["rows"]}):
+        at = [r for r in report["rows"] if r["concurrency"] == c]
+        best = lambda prefix: max((r["aggregate_tokens_per_second"] for r in at if r["method"].startswith(prefix)), default=None)
+        cells = [best(PLAIN), best("fixed") if any(r["method"].startswith("fixed") for r in at) else best("FixedLength"),
+                 best("threshold"), best("hardware")]
+        lines.append(f"| {c} | " + " | ".join("" if v is None else f"{v:.1f}" for v in cells) + " |")
+    return "\n".join(lines) + "\n"

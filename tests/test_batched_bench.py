@@ -1,0 +1,44 @@
+"""``dspark bench --concurrency``: every (concurrency, method) run measured, outputs checked against
+plain continuous batching (mismatches counted), the table written; bad flags refused in one line.
+
+Mutation run once (the named test failed, then the change was reverted): ``bench_concurrency``
+comparing against the wrong reference (``reference = [o.generated_tokens[::-1] ...]``):
+``test_bench_concurrency_rows_and_identity`` fails (mismatches > 0)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batched_support import fixture_draft, prompts_of
+from conftest import one_line, tiny_qwen3_target
+from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown
+from dspark_hf.cli.bench_concurrency import concurrency_levels
+from dspark_hf.errors import UnsupportedUsageError
+
+
+def test_bench_concurrency_rows_and_identity():
+    target = tiny_qwen3_target()
+    report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9, 13], seed=51), [1, 3], ["fixed:2", "threshold:0.5"],
+                               max_new_tokens=8, log=lambda m: None)
+    rows = report["rows"]
+    assert [(r["concurrency"], r["method"]) for r in rows] == [(c, m) for c in (1, 3) for m in ("plain", "fixed:2", "threshold:0.5")]
+    assert report["mismatches"] == 0 and all(r["new_tokens"] == 8 * r["concurrency"] for r in rows)
+    assert all(r["aggregate_tokens_per_second"] > 0 and r["ttft_seconds_median"] > 0 for r in rows)
+    assert all(r["per_request_tokens_per_second_p10"] <= r["per_request_tokens_per_second_median"] + 1e-9 for r in rows)
+    text = concurrency_markdown(report)
+    assert "| 3 | fixed:2 |" in text and "best fixed" in text
+
+
+def test_bench_concurrency_with_poisson_arrivals():
+    target = tiny_qwen3_target()
+    report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9], seed=53), [2], ["fixed:2"], max_new_tokens=4,
+                               arrival_rate=50.0, log=lambda m: None)
+    assert report["mismatches"] == 0 and report["arrival_rate"] == 50.0
+
+
+def test_bad_concurrency_is_one_line():
+    assert concurrency_levels("1,2,4-5") == [1, 2, 4, 5]
+    for bad in ("0,1", "x", ""):
+        with pytest.raises(UnsupportedUsageError) as err:
+            concurrency_levels(bad)
+        one_line(err)
