@@ -45,14 +45,13 @@ def greedy_config(new_tokens: int, policy="whole", eos_token_id=-1, **kwargs) ->
 def force_partly_right(monkeypatch, prompts, continuations, wrong_every: int = 3) -> None:
     """Make every drafted block propose the request's plain continuation, except slot ``k`` of a block
     anchored at position ``n - 1`` whenever ``(n + k) % wrong_every == 0`` (a wrong token there).
-    The real draft still runs (its context cache, features and confidences are the real ones); only the
-    drawn tokens and the reported logits (one-hot on the forced token) change. The request is found by
+    The real draft still runs, batched (its context caches, features and confidences are the real
+    ones); only the drawn tokens and the reported logits (one-hot on the forced token) change. The request is found by
     its sequence: the prompt it starts with."""
-    original = processor_module.draft_round
+    original = processor_module.draft_rounds
     full = [list(p) + list(c) for p, c in zip(prompts, continuations)]
 
-    def forced(draft, context, features, prefix_ids, logits_processor=None, do_sample=False):
-        block = original(draft, context, features, prefix_ids, logits_processor, do_sample)
+    def force(block, prefix_ids):
         seq = prefix_ids[0].tolist()
         n = len(seq)
         match = [f for f in full if f[:n] == seq]
@@ -69,7 +68,11 @@ def force_partly_right(monkeypatch, prompts, continuations, wrong_every: int = 3
             logits[0, k, token] = 0.0
         return DraftBlock(tokens=tokens, logits=logits, confidences=block.confidences)
 
-    monkeypatch.setattr(processor_module, "draft_round", forced)
+    def forced(draft, contexts, features, prefixes, logits_processor=None, do_sample=False):
+        blocks = original(draft, contexts, features, prefixes, logits_processor, do_sample)
+        return [force(block, prefix) for block, prefix in zip(blocks, prefixes)]
+
+    monkeypatch.setattr(processor_module, "draft_rounds", forced)
 
 
 def rounds(draft) -> list:

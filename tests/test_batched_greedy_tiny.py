@@ -95,12 +95,15 @@ def test_hardware_policy_schedules_over_the_batch(target, monkeypatch):
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=9)
     scripted = {0: 0.95, 1: 0.2, 2: 0.7}
-    real_round = processor_module.draft_round
+    real_rounds = processor_module.draft_rounds
 
-    def scripted_round(draft_, context, features, prefix_ids, *args):
-        block = real_round(draft_, context, features, prefix_ids, *args)
-        key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
-        return DraftBlock(tokens=block.tokens, logits=block.logits, confidences=torch.full_like(block.confidences, scripted[key]))
+    def scripted_rounds(draft_, contexts, features, prefixes, *args):
+        blocks = real_rounds(draft_, contexts, features, prefixes, *args)
+        out = []
+        for block, prefix_ids in zip(blocks, prefixes):
+            key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
+            out.append(DraftBlock(tokens=block.tokens, logits=block.logits, confidences=torch.full_like(block.confidences, scripted[key])))
+        return out
 
     calls = []
     real_plan = processor_module.plan_lengths
@@ -111,7 +114,7 @@ def test_hardware_policy_schedules_over_the_batch(target, monkeypatch):
         calls.append(([round(float(c[0]), 2) for c in confidences], list(caps), lengths))
         return lengths
 
-    monkeypatch.setattr(processor_module, "draft_round", scripted_round)
+    monkeypatch.setattr(processor_module, "draft_rounds", scripted_rounds)
     monkeypatch.setattr(processor_module, "plan_lengths", spy)
     profile = synthetic_profile(draft.config.block_size)
     assert run(target, draft, prompts, policy=HardwareAware(profile=profile)) == plain_greedy(target, prompts, NEW)
@@ -150,14 +153,15 @@ def test_draft_sees_exactly_the_committed_features(target, monkeypatch):
     plain = plain_greedy(target, prompts, NEW)
     force_partly_right(monkeypatch, prompts, plain)
     seen: dict[int, list[torch.Tensor]] = {}
-    forced = processor_module.draft_round
+    forced = processor_module.draft_rounds
 
-    def record(draft_, context, features, prefix_ids, *args):
-        key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
-        seen.setdefault(key, []).append(features[0])
-        return forced(draft_, context, features, prefix_ids, *args)
+    def record(draft_, contexts, features, prefixes, *args):
+        for rows, prefix_ids in zip(features, prefixes):
+            key = next(i for i, p in enumerate(prompts) if prefix_ids[0, : len(p)].tolist() == p)
+            seen.setdefault(key, []).append(rows[0])
+        return forced(draft_, contexts, features, prefixes, *args)
 
-    monkeypatch.setattr(processor_module, "draft_round", record)
+    monkeypatch.setattr(processor_module, "draft_rounds", record)
     out = run(target, draft, prompts)
     assert out == plain
     for i, prompt in enumerate(prompts):

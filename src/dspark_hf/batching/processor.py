@@ -5,9 +5,9 @@ transformers' loop calls, per step, ``prepare_next_batch`` (admit requests, sche
 inputs), ``_generation_step`` (the packed forward, sampling one token per request) and
 ``update_batch`` (append the token, finish requests, deliver outputs). Here:
 
-1. ``prepare_next_batch``: every decoding request without a pending block drafts one
-   (:func:`dspark_hf.drafting.round.draft_round` on its own draft context, from the features it has
-   not consumed yet); the verification lengths of all decoding requests are chosen together
+1. ``prepare_next_batch``: every decoding request without a pending block drafts one, all of
+   them in one batched draft forward over their own draft contexts (:mod:`.batched_drafting`), each
+   from the features it has not consumed yet; the verification lengths of all decoding requests are chosen together
    (:mod:`.planning`); each request's tokens to process become ``[last, d_1 .. d_L]``; then
    transformers' own scheduler admits them (decoding requests first, FIFO) with whatever prefill
    fits the token budget, allocates their pages and builds the packed inputs.
@@ -36,12 +36,12 @@ from transformers.generation.continuous_batching.continuous_api import Continuou
 from transformers.generation.continuous_batching.requests import RequestStatus
 
 from dspark_hf.batching.acceptance import verify_request
+from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.batching.planning import observe_round, plan_lengths
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
-from dspark_hf.drafting.round import draft_round
 from dspark_hf.telemetry import StepRecord
 
 _SMOOTHING = 0.1
@@ -94,14 +94,16 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             return 0.0
         started = time.perf_counter()
         width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
-        for state in decoding:
-            request = spec.requests[state.request_id]
-            if request.block is None:
-                t0 = time.perf_counter()
-                features = request.take_features(width, device, draft.dtype)
-                sequence = request.sequence(state, device)
-                request.block = draft_round(draft, request.context, features, sequence, spec.logits_processor, spec.do_sample)
-                request.draft_seconds = time.perf_counter() - t0
+        fresh = [s for s in decoding if spec.requests[s.request_id].block is None]
+        if fresh:
+            requests = [spec.requests[s.request_id] for s in fresh]
+            blocks = draft_rounds(
+                draft, [r.context for r in requests], [r.take_features(width, device, draft.dtype) for r in requests],
+                [r.sequence(s, device) for r, s in zip(requests, fresh)], spec.logits_processor, spec.do_sample,
+            )
+            share = (time.perf_counter() - started) / len(fresh)
+            for request, block in zip(requests, blocks):
+                request.block, request.draft_seconds = block, share
         seconds = time.perf_counter() - started
         spec.draft_seconds = seconds if not spec.telemetry.steps else (1 - _SMOOTHING) * spec.draft_seconds + _SMOOTHING * seconds
         blocks = [spec.requests[s.request_id].block for s in decoding]
