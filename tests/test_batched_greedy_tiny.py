@@ -188,3 +188,25 @@ def test_telemetry_per_step_and_per_request(target, monkeypatch):
         assert step.batch_tokens == step.verify_tokens + step.prefill_tokens
         assert step.verify_tokens == sum(r.verified + 1 for r in step.rounds.values())
     assert "requests" in telemetry.summary() and telemetry.tau > 1.0
+
+
+def test_hardware_policy_skips_drafting_that_does_not_pay(target):
+    """With a random draft (confidences about 0.5) on a cost curve where no slot pays, the
+    hardware-aware policy stops drafting: the decoding requests take plain steps, with a drafted step
+    at least every EXPLORE_EVERY steps; the output is still plain greedy's. Mutation run once:
+    ``planning.drafting_pays`` always ``True``: this test fails (no step skips drafting)."""
+    from dspark_hf.batching.speculation import EXPLORE_EVERY
+
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9, 14], seed=19)
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+    assert run(target, draft, prompts, policy=policy) == plain_greedy(target, prompts, NEW)
+    steps = draft.last_batch_telemetry.steps
+    skipped = [s.drafting_skipped for s in steps]
+    assert sum(skipped) > len(steps) // 2, skipped
+    assert all(not s.rounds for s in steps if s.drafting_skipped)
+    run_length = longest = 0
+    for flag in skipped:
+        run_length = run_length + 1 if flag else 0
+        longest = max(longest, run_length)
+    assert longest <= EXPLORE_EVERY - 1

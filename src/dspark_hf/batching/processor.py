@@ -20,6 +20,9 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
    rejected positions released (:mod:`.paged_rewind`), the features of committed positions kept
    for the next round, telemetry; finished requests free their pages and their draft state.
 
+With the hardware-aware policy a step may skip drafting altogether when a plain decoding step is
+expected to be faster (:func:`.planning.drafting_pays`, decided on the previous blocks' confidences,
+at least one drafted step in ``EXPLORE_EVERY``): its decoding requests then take one plain token.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
 its drafting state afresh. The processor is transformers' own, built by transformers and then given
@@ -39,8 +42,8 @@ from dspark_hf.batching.acceptance import verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
-from dspark_hf.batching.planning import observe_round, plan_lengths
-from dspark_hf.batching.speculation import Speculation
+from dspark_hf.batching.planning import drafting_pays, observe_round, plan_lengths
+from dspark_hf.batching.speculation import EXPLORE_EVERY, Speculation
 from dspark_hf.batching.telemetry import BatchStep
 from dspark_hf.telemetry import StepRecord
 
@@ -69,9 +72,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
     def prepare_next_batch(self) -> bool:
         started = time.perf_counter()
         self._forget_departed()
+        self._skipped = False
         draft_seconds = self._draft_decoding_requests()
         available = super().prepare_next_batch()
-        self._step = {"started": started, "draft_seconds": draft_seconds}
+        self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped}
         return available
 
     def _forget_departed(self) -> None:
@@ -95,6 +99,8 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         started = time.perf_counter()
         width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
         fresh = [s for s in decoding if spec.requests[s.request_id].block is None]
+        if len(fresh) == len(decoding) and self._skip_drafting(decoding):
+            return 0.0
         if fresh:
             requests = [spec.requests[s.request_id] for s in fresh]
             blocks = draft_rounds(
@@ -114,8 +120,24 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         )
         for state, block, length in zip(decoding, blocks, lengths):
             spec.requests[state.request_id].verify_length = length
+            spec.requests[state.request_id].last_confidences = block.confidences
             state.tokens_to_process = [state.generated_tokens[-1]] + block.tokens[0, :length].tolist()
         return seconds
+
+    def _skip_drafting(self, decoding) -> bool:
+        """Whether this step's decoding requests take a plain step: the hardware-aware policy expects
+        drafting not to pay (:func:`.planning.drafting_pays`, on the previous blocks' confidences,
+        token-blind for this step), and the last drafted step is less than ``EXPLORE_EVERY`` steps ago."""
+        spec = self.speculation
+        known = [spec.requests[s.request_id].last_confidences for s in decoding]
+        if spec.steps_without_drafting + 1 >= EXPLORE_EVERY or drafting_pays(
+            spec.policy, known, spec.block_size, spec.steps_per_second_for(len(decoding)), spec.draft_seconds
+        ):
+            spec.steps_without_drafting = 0
+            return False
+        spec.steps_without_drafting += 1
+        self._skipped = True
+        return True
 
     # -- 2. one packed forward ---------------------------------------------------------------------
 
@@ -156,7 +178,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         logits, features = step["logits"], step["features"]
         record = BatchStep(
             step=len(spec.telemetry.steps), batch_tokens=int(features.shape[0]), verify_tokens=0, prefill_tokens=0,
-            decoding=0, draft_seconds=step["draft_seconds"], step_seconds=0.0,
+            decoding=0, draft_seconds=step["draft_seconds"], step_seconds=0.0, drafting_skipped=step["skipped"],
         )
         finished_rounds = []
         outputs = []
@@ -194,9 +216,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 request.add_features(own)
                 record.prefill_tokens += rows.length
                 tokens, _ = verify_request(row_logits, request.sequence(state, device), torch.empty(1, 0, dtype=torch.long), None, spec.logits_processor, spec.do_sample)
+                if state.generated_len() == 0:
+                    request.telemetry.prefill_tokens = 1
                 state.status = RequestStatus.DECODING
                 finished, _ = self._commit(state, tokens)
-                request.telemetry.prefill_tokens = 1
             else:
                 request.add_features(own)
                 record.prefill_tokens += rows.length

@@ -31,6 +31,7 @@ class SpeculativeRequest:
         self.block: DraftBlock | None = None
         self.verify_length = 0
         self.draft_seconds = 0.0
+        self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.drafting_pays)
         self.telemetry = GenerationTelemetry()
 
     def restart(self, draft) -> None:

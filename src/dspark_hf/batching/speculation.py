@@ -24,6 +24,11 @@ from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
 
 
+# A step is drafted at least this often even when drafting is not expected to pay, so that the
+# confidences the decision rests on stay fresh.
+EXPLORE_EVERY = 8
+
+
 class Speculation:
     """Draft, policy, logits processors, per-request states, telemetry and feature hooks of one engine."""
 
@@ -49,6 +54,7 @@ class Speculation:
         self.telemetry = BatchTelemetry()
         draft.last_batch_telemetry = self.telemetry
         self.draft_seconds = 0.0  # smoothed drafting time of a step, for the hardware-aware policy
+        self.steps_without_drafting = 0  # consecutive steps whose drafting did not pay (planning.drafting_pays)
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
 

@@ -13,7 +13,8 @@ from dspark_hf.telemetry import GenerationTelemetry, StepRecord
 class BatchStep:
     """One packed target forward: ``batch_tokens`` query tokens in all (``verify_tokens`` of them
     ``[last, d_1 .. d_L]`` rows of ``decoding`` requests, the rest prefill), and per decoding request
-    its round's record (``rounds``: request id -> :class:`StepRecord`)."""
+    its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafting_skipped``: the
+    decoding requests took a plain step because drafting was not expected to pay."""
 
     step: int
     batch_tokens: int
@@ -23,6 +24,7 @@ class BatchStep:
     draft_seconds: float
     step_seconds: float
     rounds: dict[str, StepRecord] = field(default_factory=dict)
+    drafting_skipped: bool = False  # the hardware-aware policy expected a plain step to be faster
 
     @property
     def proposed(self) -> int:
