@@ -7,26 +7,33 @@ comparing against the wrong reference (``reference = [o.generated_tokens[::-1] .
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from batched_support import fixture_draft, prompts_of
 from conftest import one_line, tiny_qwen3_target
-from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown
+from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown, frontier_plot
 from dspark_hf.cli.bench_concurrency import concurrency_levels
 from dspark_hf.errors import UnsupportedUsageError
 
 
-def test_bench_concurrency_rows_and_identity():
+def test_bench_concurrency_rows_and_identity(tmp_path):
     target = tiny_qwen3_target()
     report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9, 13], seed=51), [1, 3], ["fixed:2", "threshold:0.5"],
                                max_new_tokens=8, log=lambda m: None)
     rows = report["rows"]
-    assert [(r["concurrency"], r["method"]) for r in rows] == [(c, m) for c in (1, 3) for m in ("plain", "fixed:2", "threshold:0.5")]
+    assert [(r["concurrency"], r["method"]) for r in rows] == [
+        (1, "plain"), (1, "fixed:2"), (1, "batch-1 fixed:2"), (1, "threshold:0.5"), (1, "batch-1 threshold:0.5"),
+        (3, "plain"), (3, "fixed:2"), (3, "threshold:0.5"),
+    ]
     assert report["mismatches"] == 0 and all(r["new_tokens"] == 8 * r["concurrency"] for r in rows)
-    assert all(r["aggregate_tokens_per_second"] > 0 and r["ttft_seconds_median"] > 0 for r in rows)
+    assert all(r["aggregate_tokens_per_second"] > 0 for r in rows)
+    assert all(r["ttft_seconds_median"] > 0 for r in rows if not r["method"].startswith("batch-1"))
     assert all(r["per_request_tokens_per_second_p10"] <= r["per_request_tokens_per_second_median"] + 1e-9 for r in rows)
     text = concurrency_markdown(report)
     assert "| 3 | fixed:2 |" in text and "best fixed" in text
+    assert Path(frontier_plot(report, tmp_path / "f.png")).stat().st_size > 1000
 
 
 def test_bench_concurrency_with_poisson_arrivals():

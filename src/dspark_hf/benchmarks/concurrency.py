@@ -7,7 +7,10 @@ or arriving as a Poisson process of rate ``arrival_rate`` per second. Per run: a
 (new tokens over the time from the request's arrival to its last token: median and 10th percentile)
 and time to first token (median). Greedy outputs are checked token for token against plain
 continuous batching at the same concurrency (which equals plain batch-1 ``generate`` in float32);
-``mismatches`` counts the requests that differ.
+``mismatches`` counts the requests that differ. At concurrency 1 each policy also runs through the
+batch-1 path (``generate(ids, assistant_model=draft)``, row ``batch-1 <policy>``), the reference the
+engine is compared with at one request. :func:`frontier_plot` draws aggregate tokens/s against the
+median per-request tokens/s, one line per method over the concurrencies.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import random
 import statistics
 import time
 
+import torch
 from transformers import GenerationConfig
 
 from dspark_hf.batching.padded import workload_sized_config
@@ -75,6 +79,19 @@ def run_metrics(outputs, arrivals, wall) -> dict:
     }
 
 
+def batch_one_row(target, draft, prompt: list[int], config: GenerationConfig, policy) -> dict:
+    """The batch-1 path on one prompt (tokens/s over the whole call), and its output."""
+    ids = torch.tensor([prompt], device=target.device)
+    start = time.perf_counter()
+    out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
+    wall = time.perf_counter() - start
+    new = out.shape[1] - ids.shape[1]
+    row = {"concurrency": 1, "method": f"batch-1 {policy}", "requests": 1, "new_tokens": new, "wall_seconds": wall,
+           "aggregate_tokens_per_second": new / wall, "per_request_tokens_per_second_median": new / wall,
+           "per_request_tokens_per_second_p10": new / wall, "ttft_seconds_median": 0.0, "tau": draft.last_telemetry.tau}
+    return row, out[0, ids.shape[1]:].tolist()
+
+
 def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: list[int], policies: list, *, max_new_tokens: int,
                       temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, log=print) -> dict:
     """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency."""
@@ -98,6 +115,11 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                 steps = telemetry.steps
                 row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
             rows.append(row)
+            if c == 1 and method != PLAIN and arrival_rate is None:
+                one, tokens = batch_one_row(target, draft, chosen[0], config, method)
+                if temperature == 0:
+                    one["mismatches"] = int(tokens != reference[0])
+                rows.append(one)
             log(f"C={c:3d} {row['method']:>16}: {row['aggregate_tokens_per_second']:8.1f} tok/s aggregate, "
                 f"{row['per_request_tokens_per_second_median']:7.1f} per request (p10 {row['per_request_tokens_per_second_p10']:.1f}), "
                 f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
@@ -125,3 +147,33 @@ def concurrency_markdown(report: dict) -> str:
                  best("threshold"), best("hardware")]
         lines.append(f"| {c} | " + " | ".join("" if v is None else f"{v:.1f}" for v in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def frontier_plot(report: dict, path) -> str:
+    """PNG: aggregate tokens/s against median per-request tokens/s, one line per method (points
+    labelled with their concurrency)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for method in dict.fromkeys(r["method"] for r in report["rows"] if not r["method"].startswith("batch-1")):
+        at = sorted((r for r in report["rows"] if r["method"] == method), key=lambda r: r["concurrency"])
+        xs = [r["per_request_tokens_per_second_median"] for r in at]
+        ys = [r["aggregate_tokens_per_second"] for r in at]
+        ax.plot(xs, ys, marker="o", label=method)
+        for r, x, y in zip(at, xs, ys):
+            ax.annotate(str(r["concurrency"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("per-request tokens/s (median)")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_title("throughput against per-user speed (labels: concurrency)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

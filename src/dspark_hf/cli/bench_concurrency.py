@@ -26,7 +26,7 @@ def run_concurrency(args) -> int:
     import torch
 
     import dspark_hf  # noqa: F401
-    from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown
+    from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown, frontier_plot
     from dspark_hf.benchmarks.prompt_sets import encode_prompts, load_prompt_set
     from dspark_hf.errors import UnsupportedUsageError
     from dspark_hf.loading import load_draft, load_target
@@ -59,5 +59,8 @@ def run_concurrency(args) -> int:
     text = concurrency_markdown(report)
     (out / "concurrency.md").write_text(text)
     print(text)
-    print(f"wrote {out / 'concurrency.json'}, {out / 'concurrency.md'}")
+    written = [str(out / "concurrency.json"), str(out / "concurrency.md")]
+    if not args.no_plots:
+        written.append(frontier_plot(report, out / "concurrency_frontier.png"))
+    print("wrote " + ", ".join(written))
     return 3 if report["mismatches"] else 0
