@@ -18,7 +18,6 @@ of every row (as a verification step does), timed, and rewound (:func:`.paged_re
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.errors import DSparkError
 from dspark_hf.verification.scheduling.cost_profile import (
     CostProfile, ProfileMissingError, device_name, dtype_name, model_name, now_utc, profile_key, profile_path,
+    write_json_atomically,
 )
 
 DEFAULT_REQUESTS = (1, 2, 4, 8, 16)
@@ -71,12 +71,7 @@ def packed_profile_path(target) -> Path:
 
 
 def save_packed_profile(profile: PackedCostProfile, path: Path | None = None) -> Path:
-    path = Path(path) if path is not None else profile_path(profile.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_text(json.dumps(profile.to_dict(), indent=2) + "\n")
-    os.replace(staging, path)
-    return path
+    return write_json_atomically(profile.to_dict(), Path(path) if path is not None else profile_path(profile.key))
 
 
 def load_packed_profile(path: Path | str) -> PackedCostProfile:

@@ -144,14 +144,18 @@ def profile_path(key: str) -> Path:
     return profiles_dir() / f"{key}.json"
 
 
-def save_profile(profile: CostProfile, path: Path | None = None) -> Path:
-    """Write ``profile`` as JSON (atomically) at ``path`` or its key's place; return the path."""
-    path = Path(path) if path is not None else profile_path(profile.key)
+def write_json_atomically(data: dict, path: Path) -> Path:
+    """Write ``data`` as indented JSON at ``path`` through a staging file, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_text(json.dumps(profile.to_dict(), indent=2) + "\n")
+    staging.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(staging, path)
     return path
+
+
+def save_profile(profile: CostProfile, path: Path | None = None) -> Path:
+    """Write ``profile`` as JSON (atomically) at ``path`` or its key's place; return the path."""
+    return write_json_atomically(profile.to_dict(), Path(path) if path is not None else profile_path(profile.key))
 
 
 def load_profile(path: Path | str) -> CostProfile:
