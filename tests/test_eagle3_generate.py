@@ -152,11 +152,12 @@ def test_draft_cache_follows_deepspec_protocol(policy):
 
 
 def test_refusals_are_one_line():
-    """Batch of two and padded inputs: the shared base's refusals, named for EAGLE-3."""
+    """A batch of two (the batching engine's refusal: EAGLE-3 drafts are not wired into it) and padded
+    single-sequence inputs (the shared base's refusal, named for EAGLE-3): one line each."""
     target, draft = tiny_qwen3_target(), load_fixture_draft(FIXTURES[0])
     with pytest.raises(UnsupportedUsageError) as err:
         target.generate(torch.randint(5, 300, (2, 6)), assistant_model=draft, max_new_tokens=4, do_sample=False)
-    assert "EAGLE-3 drafting serves one sequence" in one_line(err)
+    assert "EAGLE-3 drafts are not wired into batched generation" in one_line(err)
     ids = torch.randint(5, 300, (1, 6))
     mask = torch.ones_like(ids)
     mask[0, 0] = 0

@@ -98,13 +98,6 @@ def test_not_a_draft(tmp_path):
     assert "is not a DSpark draft: its config has model_type='qwen3'" in one_line(err)
 
 
-def test_batch_of_two_is_refused():
-    draft = DSparkDraft.from_pretrained(VANILLA, dtype=torch.float32).eval()
-    with pytest.raises(UnsupportedUsageError) as err:
-        generate_with(draft, ids=torch.randint(5, 300, (2, 6)))
-    assert "one sequence per generate() call; got a batch of 2" in one_line(err)
-
-
 def test_unknown_policy_spec():
     draft = DSparkDraft.from_pretrained(VANILLA, dtype=torch.float32).eval()
     with pytest.raises(UnsupportedUsageError) as err:
