@@ -6,6 +6,8 @@ is step 2) and then rerun by a fresh Trainer from that checkpoint. Each rank wri
 and final trainable weights and what FSDP did to the draft (``facts{rank}.json``), including the
 steps it trained in the stopped run and in the rerun.
 
+``--method dspark|eagle3``: the method trained (``training_tiny.TINY_RUNS``; default dspark).
+
 ``--run NAME STEPS``: only one run of STEPS steps into ``NAME`` (resuming from its checkpoints).
 
 ``--bf16``: bf16 mixed precision (accelerate's FSDP policy plus autocast).
@@ -33,10 +35,15 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin  # 
 from dspark_hf.training.checkpointing import trainable_state  # noqa: E402
 from dspark_hf.training.fsdp import full_trainable_state  # noqa: E402
 from dspark_hf.training.trainer import Trainer, TrainConfig  # noqa: E402
-from training_tiny import tiny_examples, tiny_target  # noqa: E402
+from training_tiny import TINY_RUNS, tiny_examples, tiny_run  # noqa: E402
 
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
+method = sys.argv[sys.argv.index("--method") + 1] if "--method" in sys.argv else "dspark"
+
+
+def tiny_target():
+    return tiny_run(method)[1]
 
 
 def new_accelerator() -> Accelerator:
@@ -59,8 +66,8 @@ rank = accelerator.process_index
 
 
 def config(name, **kw):
-    base = dict(output_dir=str(out / name), num_anchors=3, batch_size=2, max_steps=6, save_every=2, block_size=4,
-                markov_rank=8, target_layer_ids=[0, 2], progress=False)
+    base = dict(output_dir=str(out / name), num_anchors=3, batch_size=2, max_steps=6, save_every=2, progress=False,
+                **TINY_RUNS[method][0])
     return TrainConfig(**{**base, **kw})
 
 

@@ -10,6 +10,8 @@ in a different order); a run stopped after its step-2 checkpoint and resumed by 
 that checkpoint, trains only steps 3-6 on each rank (logged with the uninterrupted run's losses) and
 ends bit-identical to the uninterrupted run (a deterministic restart from scratch would end there too,
 hence the steps are checked); the exported draft loads with ``DSparkDraft.from_pretrained``.
+These checks run for a DSpark draft and for an EAGLE-3 one (``--method eagle3``, its one layer part of
+the root FSDP unit; ``training_tiny.TINY_RUNS`` gives both tiny runs).
 Slow (``-m slow``): the same with bf16 mixed precision, and a real SIGKILL of the launcher and both
 workers. On two CUDA GPUs the plain launch (no switch) runs the same checks; skipped elsewhere.
 """
@@ -30,10 +32,15 @@ from safetensors.torch import load_file
 
 from dspark_hf.errors import CheckpointError
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
+from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 from dspark_hf.training.checkpointing import latest_checkpoint, trainable_state
 from dspark_hf.training.trainer import Trainer, TrainConfig, draft_from_checkpoint
 
-from training_tiny import computed, read_log, tiny_examples, tiny_target
+from training_tiny import computed, read_log, tiny_examples, tiny_run
+
+# Per method: the full shape of the draft's ``fc`` (half of its rows on each rank), a parameter-name
+# prefix that must change in training besides ``fc``, and the class the exported draft loads as.
+EXPECTED = {"dspark": ([32, 64], "markov_head", DSparkDraft), "eagle3": ([32, 160], "layers.0.", Eagle3Draft)}
 
 HERE = Path(__file__).resolve().parent
 SINGLE_PROCESS_ATOL = 1e-6  # float32; measured 3.7e-9 after 6 steps (2 CPU processes vs 1)
@@ -45,7 +52,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker_command(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> tuple[list[str], dict]:
+def _worker_command(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None,
+                    method: str = "dspark") -> tuple[list[str], dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     if cpu:
@@ -53,33 +61,36 @@ def _worker_command(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, in
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no",
            "--dynamo_backend", "no", "--main_process_port", str(_free_port()), str(HERE / "fsdp_worker.py"), str(out)]
-    cmd += (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else []) + (["--run", run[0], str(run[1])] if run else [])
+    cmd += ["--method", method] + (["--force-cpu-fsdp"] if cpu else []) + (["--bf16"] if bf16 else []) + (["--run", run[0], str(run[1])] if run else [])
     return cmd, env
 
 
-def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None) -> str:
+def _launch_fsdp_worker(out: Path, cpu: bool, bf16: bool = False, run: tuple[str, int] | None = None,
+                        method: str = "dspark") -> str:
     """Run the worker to its end; returns its output."""
-    cmd, env = _worker_command(out, cpu, bf16, run)
+    cmd, env = _worker_command(out, cpu, bf16, run, method)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout + result.stderr
 
 
-def _single_process_run(out: Path) -> tuple[dict, dict]:
+def _single_process_run(out: Path, method: str) -> tuple[dict, dict]:
     """The same 6 steps in one process with the same global batch (2 processes x 2 sequences)."""
     torch.set_num_threads(1)
-    cfg = TrainConfig(output_dir=str(out), num_anchors=3, batch_size=4, max_steps=6, save_every=100, block_size=4,
-                      markov_rank=8, target_layer_ids=[0, 2], progress=False, bf16=False)
-    trainer = Trainer(tiny_target(), tiny_examples(), cfg)
+    fields, target = tiny_run(method)
+    cfg = TrainConfig(output_dir=str(out), num_anchors=3, batch_size=4, max_steps=6, save_every=100, progress=False,
+                      bf16=False, **fields)
+    trainer = Trainer(target, tiny_examples(), cfg)
     init = {k: v.clone() for k, v in trainable_state(trainer.draft).items()}  # CPU: not views of the live weights
     return init, trainable_state(trainer.train())
 
 
-def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bool = True) -> list[dict]:
+def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bool = True, method: str = "dspark") -> list[dict]:
+    fc_shape, trained_prefix, draft_class = EXPECTED[method]
     facts = [json.loads((tmp_path / f"facts{r}.json").read_text()) for r in (0, 1)]
     for f in facts:
         assert f["distributed_type"] == "DistributedType.FSDP" and f["world"] == 2
-        assert f["trainable_are_dtensors"] and f["fc_full_shape"] == [32, 64] and f["fc_local_shape"] == [16, 64]
+        assert f["trainable_are_dtensors"] and f["fc_full_shape"] == fc_shape and f["fc_local_shape"] == [fc_shape[0] // 2, fc_shape[1]]
         assert f["frozen_not_sharded"] and f["embedding_shared_with_target"] and f["lm_head_shared_with_target"]
         assert f["stopped_checkpoints"] == ["checkpoint-2"] and f["trainable_dtypes"] == ["torch.float32"]
         # The rerun resumed from checkpoint-2: each rank trained only the 4 remaining steps (0-based 2-5).
@@ -102,17 +113,22 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bo
         assert torch.equal(resumed0[name], resumed1[name]), name
         assert same(straight0[name], resumed0[name]), name  # stopped + resumed == uninterrupted
     changed = [n for n in straight0 if not torch.equal(straight0[n], init0[n])]
-    assert "fc.weight" in changed and any(n.startswith("markov_head") for n in changed)
+    assert "fc.weight" in changed and any(n.startswith(trained_prefix) for n in changed)
 
     # What is on disk: the full, unsharded draft, and checkpoints holding the sharded state.
     exported = load_file(str(tmp_path / "straight" / "draft" / "model.safetensors"))
-    assert exported.keys() == straight0.keys() and all(torch.equal(exported[n], straight0[n]) for n in exported)
-    assert isinstance(DSparkDraft.from_pretrained(tmp_path / "straight" / "draft"), DSparkDraft)
+    assert all(torch.equal(exported[n], straight0[n]) for n in straight0)
+    frozen = exported.keys() - straight0.keys()  # an EAGLE-3 draft is saved with the target's embedding and LM head
+    assert frozen == ({"embed_tokens.weight", "lm_head.weight"} if method == "eagle3" else set()), frozen
+    target = tiny_run(method)[1]
+    owned = {"embed_tokens.weight": target.get_input_embeddings().weight, "lm_head.weight": target.get_output_embeddings().weight}
+    assert all(torch.equal(exported[name], owned[name]) for name in frozen)
+    assert isinstance(DSparkDraft.from_pretrained(tmp_path / "straight" / "draft"), draft_class)
     checkpoint = tmp_path / "straight" / "checkpoints" / "checkpoint-6"
     assert (checkpoint / "sharded" / ".metadata").is_file()
     in_checkpoint = load_file(str(checkpoint / "draft.safetensors"))
     assert all(torch.equal(in_checkpoint[n], straight0[n]) for n in straight0)
-    from_checkpoint = trainable_state(draft_from_checkpoint(tiny_target(), checkpoint))  # --draft-from-checkpoint
+    from_checkpoint = trainable_state(draft_from_checkpoint(tiny_run(method)[1], checkpoint))  # --draft-from-checkpoint
     assert all(torch.equal(from_checkpoint[n], straight0[n]) for n in straight0)
 
     for name in straight0:
@@ -120,44 +136,51 @@ def _check_fsdp_run(tmp_path: Path, exact: bool, atol: float, single_process: bo
     if not single_process:
         return facts
     # One process, same global batch: the same training up to float32 summation order.
-    init, single = _single_process_run(tmp_path / "single")
+    init, single = _single_process_run(tmp_path / "single", method)
     assert all(torch.equal(init[n], init0[n]) for n in init)
     for name in single:
         assert torch.allclose(single[name], straight0[name], rtol=0, atol=atol), (name, (single[name] - straight0[name]).abs().max())
     return facts
 
 
-def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(tmp_path):
-    """See the module docstring. The resume check fails with resume switched off in trainer.py,
+@pytest.mark.parametrize("method", ["dspark", "eagle3"])
+def test_fsdp_on_two_cpu_processes_shards_trains_and_resumes_exactly(method, tmp_path):
+    """See the module docstring. EAGLE-3 fails with its decoder layer made an FSDP unit of its own
+    (trainer.py, ``Trainer.__init__``: ``layer_units=cfg.method != EAGLE3`` -> ``layer_units=True``, and
+    fsdp.py ``WRAPPED_LAYER = "DSparkDecoderLayer"`` -> ``"Eagle3DecoderLayer"``): the training chain calls
+    the layer's modules, not the layer, so its weights stay sharded ("mixed torch.Tensor and DTensor");
+    with ``layer_units=True`` alone accelerate finds no ``DSparkDecoderLayer`` to wrap. The resume check fails with resume switched off in trainer.py,
     ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)`` -> ``latest = None`` (the rerun starts over:
     the same final weights, but each rank trains all 6 steps, not the last 4); also with the sharded
     state not loaded (``Trainer.load_checkpoint``: ``load_sharded(path / SHARDED_DIR, self.objective,
     self.optimizer.optimizer)`` -> ``pass``: step 3 logs another loss)."""
-    _launch_fsdp_worker(tmp_path, cpu=True)
-    _check_fsdp_run(tmp_path, exact=True, atol=SINGLE_PROCESS_ATOL)
+    _launch_fsdp_worker(tmp_path, cpu=True, method=method)
+    _check_fsdp_run(tmp_path, exact=True, atol=SINGLE_PROCESS_ATOL, method=method)
     # A sharded checkpoint is refused, in one line, by a run without FSDP.
-    cfg = TrainConfig(output_dir=str(tmp_path / "straight"), num_anchors=3, batch_size=2, max_steps=8, block_size=4,
-                      markov_rank=8, target_layer_ids=[0, 2], progress=False)
+    fields, target = tiny_run(method)
+    cfg = TrainConfig(output_dir=str(tmp_path / "straight"), num_anchors=3, batch_size=2, max_steps=8, progress=False, **fields)
     with pytest.raises(CheckpointError, match="written under FSDP"):
-        Trainer(tiny_target(), tiny_examples(), cfg).train()
+        Trainer(target, tiny_examples(), cfg).train()
 
 
 @pytest.mark.slow
-def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("method", ["dspark", "eagle3"])
+def test_fsdp_bf16_mixed_precision_on_two_cpu_processes(method, tmp_path):
     """bf16 as on GPUs: accelerate's FSDP policy (bf16 compute and gradient reduction, float32 master
     weights) plus autocast, with forward inputs and outputs left uncast so the target's logits and the
     losses stay float32. Ranks agree and stop/resume stays bit-exact (the rerun trains only the steps
     after its checkpoint); no single-process comparison (one CPU process trains in float32). The resume
     check fails with resume switched off in trainer.py, ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)``
     -> ``latest = None`` (each rank trains all 6 steps again)."""
-    _launch_fsdp_worker(tmp_path, cpu=True, bf16=True)
-    facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False)
+    _launch_fsdp_worker(tmp_path, cpu=True, bf16=True, method=method)
+    facts = _check_fsdp_run(tmp_path, exact=True, atol=0.0, single_process=False, method=method)
     policy = facts[0]["mixed_precision_policy"]
     assert "param_dtype=torch.bfloat16" in policy and "cast_forward_inputs=False" in policy and "output_dtype=None" in policy
 
 
 @pytest.mark.slow
-def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("method", ["dspark", "eagle3"])
+def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(method, tmp_path):
     """Both FSDP processes and the launcher killed (SIGKILL) once a checkpoint exists, relaunched: the
     relaunch resumes from that checkpoint, logs only the steps after it (with the uninterrupted run's
     losses) and ends with the same final weights as an uninterrupted FSDP run, bit for bit.
@@ -165,7 +188,7 @@ def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     Fails with resume switched off in trainer.py, ``Trainer.train``: ``latest = latest_checkpoint(ckpt_dir)``
     -> ``latest = None`` (the relaunch logs all 30 steps)."""
     steps = 30
-    cmd, env = _worker_command(tmp_path, cpu=True, run=("killed", steps))
+    cmd, env = _worker_command(tmp_path, cpu=True, run=("killed", steps), method=method)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 300
@@ -181,8 +204,8 @@ def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     stopped_at = int(latest_checkpoint(checkpoints).name.split("-")[1])
     assert stopped_at < steps and not (tmp_path / "killed" / "draft").exists()
     logged_before = len(read_log(tmp_path / "killed"))
-    relaunch = _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps))
-    _launch_fsdp_worker(tmp_path, cpu=True, run=("uninterrupted", steps))
+    relaunch = _launch_fsdp_worker(tmp_path, cpu=True, run=("killed", steps), method=method)
+    _launch_fsdp_worker(tmp_path, cpu=True, run=("uninterrupted", steps), method=method)
     appended = read_log(tmp_path / "killed")[logged_before:]  # what the relaunch logged
     assert [e["step"] for e in appended] == list(range(stopped_at + 1, steps + 1)), f"not from checkpoint-{stopped_at}"
     assert [computed(e) for e in appended] == [computed(e) for e in read_log(tmp_path / "uninterrupted")[stopped_at:]]
@@ -194,11 +217,12 @@ def test_fsdp_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP without the CPU switch needs two CUDA GPUs (NCCL); none here")
-def test_fsdp_on_two_gpus(tmp_path):
+@pytest.mark.parametrize("method", ["dspark", "eagle3"])
+def test_fsdp_on_two_gpus(method, tmp_path):
     """The plain launch, no switch: accelerate enables FSDP itself. cuBLAS and atomic adds make GPU
     float32 results order-dependent, hence a tolerance instead of bit equality."""
-    _launch_fsdp_worker(tmp_path, cpu=False)
-    _check_fsdp_run(tmp_path, exact=False, atol=1e-4)
+    _launch_fsdp_worker(tmp_path, cpu=False, method=method)
+    _check_fsdp_run(tmp_path, exact=False, atol=1e-4, method=method)
 
 
 def test_cli_refuses_fsdp_where_accelerate_cannot_run_it(tmp_path):

@@ -21,6 +21,20 @@ def tiny_target(seed: int = 0, layers: int = 4) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
+# Per method: the TrainConfig fields and the target depth of the tiny runs that the distributed tests
+# repeat for each method (an EAGLE-3 draft reads five target layers, hence 6).
+TINY_RUNS = {
+    "dspark": ({"method": "dspark", "block_size": 4, "markov_rank": 8, "target_layer_ids": [0, 2]}, 4),
+    "eagle3": ({"method": "eagle3", "eagle3_positions": "anchors", "ttt_length": 3}, 6),
+}
+
+
+def tiny_run(method: str) -> tuple[dict, LlamaForCausalLM]:
+    """The TrainConfig fields of a tiny ``method`` run and a fresh tiny target for it."""
+    fields, layers = TINY_RUNS[method]
+    return dict(fields), tiny_target(layers=layers)
+
+
 def tiny_examples(count: int = 12, seed: int = 1) -> list[Example]:
     """Sequences of 18-29 tokens: an 8-token 'prompt' then 'assistant' tokens."""
     generator = torch.Generator().manual_seed(seed)

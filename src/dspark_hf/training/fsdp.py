@@ -7,8 +7,10 @@ with ``torch.distributed.fsdp.fully_shard``. This module adapts accelerate's plu
 - the draft's embedding and LM head are the frozen target's own tensors: they are left out of the
   sharding (``ignored_modules``), so they stay shared with the target and are never communicated;
   everything else of the draft (decoder layers, ``fc``, norms, sequential and confidence heads) is
-  sharded, and with accelerate's default ``NO_WRAP`` policy each decoder layer becomes its own FSDP
-  unit (``TRANSFORMER_BASED_WRAP`` on ``DSparkDecoderLayer``);
+  sharded, and with accelerate's default ``NO_WRAP`` policy each decoder layer of a DSpark draft becomes
+  its own FSDP unit (``TRANSFORMER_BASED_WRAP`` on ``DSparkDecoderLayer``); an EAGLE-3 draft is one FSDP
+  unit (its training chain, :mod:`.eagle3_chain`, calls its one layer's modules directly, which would
+  skip a layer unit's all-gather);
 - checkpoints hold the model and optimizer state sharded, written and read by every process with
   ``torch.distributed.checkpoint`` (as accelerate's ``save_state`` does for FSDP2), frozen tensors left
   out; the full trainable weights are gathered for ``draft.safetensors`` and for the final draft.
@@ -70,17 +72,24 @@ def check_fsdp_setup(accelerator) -> None:
         )
 
 
-def configure_fsdp_plugin(accelerator, draft) -> None:
+def configure_fsdp_plugin(accelerator, draft, layer_units: bool = True) -> None:
     """Set accelerate's FSDP plugin up for ``draft`` before ``accelerator.prepare``: the target-owned
     embedding and LM head are ignored (not sharded), decoder layers are wrapped one by one unless
     the launch chose a wrap policy, and ``cpu_ram_efficient_loading`` is off (it moves the model to
     the meta device, which would take the shared target tensors with it; every process builds the
-    same seeded draft anyway). Under mixed precision, forward inputs and outputs are not cast (see below)."""
+    same seeded draft anyway). Under mixed precision, forward inputs and outputs are not cast (see below).
+
+    ``layer_units=False``: no wrap policy at all, whatever the launch chose, so the whole trainable
+    draft is the one (root) FSDP unit, all-gathered by the objective's forward. For a draft whose
+    training calls its layers' submodules rather than the layers (EAGLE-3's chain): FSDP2 all-gathers
+    a unit's weights in the pre-forward hook of the module it wraps, which such calls skip."""
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
     plugin = accelerator.state.fsdp_plugin
     plugin.ignored_modules = [draft.embed_tokens, draft.lm_head]
-    if plugin.auto_wrap_policy is None or (
+    if not layer_units:
+        plugin.auto_wrap_policy = None
+    elif plugin.auto_wrap_policy is None or (
         plugin.auto_wrap_policy is transformer_auto_wrap_policy and not plugin.transformer_cls_names_to_wrap
     ):
         plugin.auto_wrap_policy = transformer_auto_wrap_policy

@@ -44,7 +44,15 @@ from dspark_hf.training.data import Example
 from dspark_hf.training.draft_objective import DraftObjective
 from dspark_hf.training.drafts import EAGLE3, bind_target_embeddings, build_draft, save_draft
 from dspark_hf.training.eagle3_objective import Eagle3Objective
-from dspark_hf.training.fsdp import check_fsdp_setup, configure_fsdp_plugin, full_trainable_state, load_sharded, save_sharded, uses_fsdp
+from dspark_hf.training.fsdp import (
+    check_fsdp_setup,
+    configure_fsdp_plugin,
+    full_trainable_state,
+    load_sharded,
+    save_sharded,
+    trainable_names,
+    uses_fsdp,
+)
 from dspark_hf.training.packing import chain_rows, pack_blocks, sample_anchors, valid_anchors
 from dspark_hf.training.target_outputs import FeatureCache, OnlineTargetOutputs, target_logits
 
@@ -117,8 +125,6 @@ class Trainer:
         )
         check_fsdp_setup(self.accelerator)
         self.fsdp = uses_fsdp(self.accelerator)
-        if self.fsdp and cfg.method == EAGLE3:
-            raise DSparkError("--method eagle3 trains with DDP, not FSDP (its one draft layer is replicated); launch without --use_fsdp.")
         self.target = target.to(self.accelerator.device).eval()
         self.examples = [e for e in examples if valid_anchors(torch.tensor(e.assistant_mask)).numel() > 0]
         if not self.examples:
@@ -143,7 +149,7 @@ class Trainer:
             self.optimizer, math.ceil(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
         if self.fsdp:
-            configure_fsdp_plugin(self.accelerator, self.draft)
+            configure_fsdp_plugin(self.accelerator, self.draft, layer_units=cfg.method != EAGLE3)  # see eagle3_chain
         objective = Eagle3Objective(self.draft) if cfg.method == EAGLE3 else DraftObjective(self.draft)
         self.objective, self.optimizer = self.accelerator.prepare(objective, self.optimizer)
         self.online = OnlineTargetOutputs(self.target, self.layer_ids)
@@ -280,14 +286,15 @@ class Trainer:
         return draft
 
     def trained_draft(self) -> DSparkDraft:
-        """The draft being trained as a plain :class:`DSparkDraft` on every process: under FSDP a new
-        draft bound to the target and holding the gathered full weights (collective), else the draft itself."""
+        """The draft being trained as a plain draft (``DSparkDraft`` or ``Eagle3Draft``) on every process:
+        under FSDP a new draft bound to the target and holding the gathered full weights (collective),
+        else the draft itself."""
         if not self.fsdp:
             return self.accelerator.unwrap_model(self.objective).draft
         draft = self._new_draft()
         state = full_trainable_state(self.objective)
         missing, unexpected = draft.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - set(DSparkDraft._TARGET_OWNED):
+        if unexpected or set(missing) & set(trainable_names(draft, prefix="")):
             raise RuntimeError(f"Gathered FSDP weights do not fit the draft (missing {missing}, unexpected {unexpected}).")
         return draft
 
