@@ -151,6 +151,10 @@ def test_stop_ends_a_long_run_early(page, served_demo):
     set_number(page, "dspark-max-tokens", 400)
     page.locator("#dspark-compare input").uncheck()
     generate(page, LONG_PROMPT)
+    # The page is shared by the module's tests: the previous answer (many rounds, state "done") is still
+    # shown until this run's first update, so wait for this run to be running before reading its rounds;
+    # otherwise a loaded machine lets Stop land before the run starts ("Stopped before it started").
+    page.wait_for_selector("#dspark-status-line[data-state=running]")
     page.wait_for_function(
         "() => { const d = document.querySelector('#dspark-answer-data');"
         " return d && JSON.parse(d.dataset.json).steps.length >= 2 }"
