@@ -25,7 +25,7 @@ from transformers.generation.utils import GenerationMixin
 
 from dspark_hf.batching.manager import SpeculativeBatchingManager
 from dspark_hf.batching.padded import generate_padded
-from dspark_hf.batching.refusals import check_batch_speculation, is_our_draft
+from dspark_hf.batching.refusals import check_batch_draft, check_batch_speculation, is_our_draft
 from dspark_hf.batching.versions import check_batching_transformers
 
 _PATCHED_FLAG = "_dspark_hf_batching_original"
@@ -35,7 +35,9 @@ _ASSISTANT: contextvars.ContextVar = contextvars.ContextVar("dspark_batch_assist
 
 
 def speculative_manager(target, draft, generation_config=None, continuous_batching_config=None, workload_hints=None):
-    """A :class:`SpeculativeBatchingManager` for ``target`` drafting with ``draft`` (checks first)."""
+    """A :class:`SpeculativeBatchingManager` for ``target`` drafting with ``draft`` (checks first: the
+    kinds of draft that never batch, then the transformers release, then the target and options)."""
+    check_batch_draft(draft)
     check_batching_transformers()
     config = generation_config if generation_config is not None else target.generation_config
     check_batch_speculation(target, draft, config)

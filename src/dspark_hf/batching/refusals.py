@@ -28,9 +28,9 @@ def is_our_draft(model) -> bool:
     return isinstance(model, (DSparkDraft, DSparkV4Draft, Eagle3Draft))
 
 
-def check_batch_speculation(target, draft, generation_config) -> None:
-    """Raise :class:`UnsupportedUsageError` (or ``CompatibilityError``) when ``draft`` cannot draft for
-    ``target`` in a continuous batch with ``generation_config``."""
+def check_batch_draft(draft) -> None:
+    """Raise :class:`UnsupportedUsageError` for a kind of draft that never drafts in a batch, whatever
+    the transformers release (so that this reason, not a version one, is what the user reads)."""
     if isinstance(draft, DSparkV4Draft):
         raise UnsupportedUsageError(
             "The DeepSeek-V4 drafter cannot draft in a batch: transformers' paged cache has no DeepSeek-V4 "
@@ -40,6 +40,12 @@ def check_batch_speculation(target, draft, generation_config) -> None:
         raise UnsupportedUsageError("EAGLE-3 drafts are not wired into batched generation; use a DSpark draft or plain generate_batch.")
     if not isinstance(draft, DSparkDraft):
         raise UnsupportedUsageError(f"assistant_model must be a DSpark draft for batched speculative decoding, got {type(draft).__name__}.")
+
+
+def check_batch_speculation(target, draft, generation_config) -> None:
+    """Raise :class:`UnsupportedUsageError` (or ``CompatibilityError``) when ``draft`` cannot draft for
+    ``target`` in a continuous batch with ``generation_config``."""
+    check_batch_draft(draft)
     if SLIDING_ATTENTION in group_layers_by_attn_type(target.config.get_text_config()):
         raise UnsupportedUsageError(
             f"{type(target).__name__} has sliding-window layers, whose paged cache is a ring buffer of the window: "
