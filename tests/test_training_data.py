@@ -83,3 +83,34 @@ def test_self_distillation_writes_target_tokens_and_caches_generation_features(t
     # rerunning skips what is done
     self_distill(target, tokenizer, prompts, out, SamplingConfig(max_new_tokens=6, batch_size=3))
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_sharded_self_distillation_splits_the_prompts_and_a_plain_run_merges_them(tokenizer, tmp_path):
+    """Two shards answer disjoint prompts (index modulo 2), skip what the main file already holds, and a
+    run without a shard merges their lines (each index once, equal to an unsharded run's) and deletes
+    the parts; a line cut short by a kill is answered again.
+    Mutation run once: filtering on ``index % n == i`` removed (both shards answer every prompt) fails
+    the disjointness assertion."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    target = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)).eval()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Count to {n}."}) + "\n" for n in range(5)))
+    sampling = SamplingConfig(max_new_tokens=4, batch_size=1)
+    whole = self_distill(target, tokenizer, prompts, tmp_path / "whole" / "d.jsonl", sampling)
+    reference = {json.loads(line)["index"]: json.loads(line) for line in whole.read_text().splitlines()}
+
+    out = tmp_path / "sd" / "d.jsonl"
+    out.parent.mkdir()
+    out.write_text(json.dumps(reference[0]) + "\n")  # answered before the shards started
+    parts = [self_distill(target, tokenizer, prompts, out, sampling, shard=(i, 2)) for i in range(2)]
+    answered = [sorted(json.loads(line)["index"] for line in part.read_text().splitlines()) for part in parts]
+    assert answered == [[2, 4], [1, 3]]
+    parts[1].write_text(parts[1].read_text() + '{"index": 9, "messa')  # a writer killed mid-line
+    self_distill(target, tokenizer, prompts, out, sampling)
+    merged = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["index"] for line in merged) == [0, 1, 2, 3, 4]
+    assert {line["index"]: line for line in merged} == reference
+    assert not list(out.parent.glob("d.part-*"))

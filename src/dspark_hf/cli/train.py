@@ -69,6 +69,9 @@ def register(subparsers) -> None:
     sd.add_argument("--max-new-tokens", type=int, default=192)
     sd.add_argument("--max-prompt-tokens", type=int, default=256)
     sd.add_argument("--distill-batch-size", type=int, default=16)
+    sd.add_argument("--distill-shard", metavar="I/N", default=None,
+                    help="answer only the prompts whose index is I modulo N (one of N processes sharing the "
+                         "work; needs --prepare-only); a later run without it merges the shards' answers")
     sd.add_argument("--distill-dtype", choices=["float32", "bfloat16"], default="float32",
                     help="the dtype the target answers in (a separate copy; bfloat16 is 2-3x faster on CPUs with "
                          "AVX512-BF16 and on GPUs; training still reads the float32 target)")
@@ -105,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--step-loss-decay must be > 0, got {args.step_loss_decay}.")
     if args.method == "eagle3" and args.draft_vocab:
         raise DataError("--draft-vocab is for DSpark and DFlash drafts; an EAGLE-3 draft covers the whole target vocabulary.")
+    shard = None
+    if args.distill_shard is not None:
+        i, _, n = args.distill_shard.partition("/")
+        if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+            raise DataError(f"--distill-shard must be I/N with 0 <= I < N, got {args.distill_shard!r}.")
+        if not (args.self_distill and args.prepare_only):
+            raise DataError("--distill-shard answers part of the prompts: use it with --self-distill --prepare-only, "
+                            "then run once without it to merge the parts and train.")
+        shard = (int(i), int(n))
     if not args.draft_from_checkpoint:
         read_records(args.data)  # every record's shape, as <file>:<line>: ..., before the target loads
     accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
@@ -155,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             if args.distill_dtype != "float32":
                 answerer, _ = load_target(args.target, dtype=getattr(torch, args.distill_dtype))
             self_distill(answerer.to(accelerator.device), tokenizer, data, distilled, sampling, seed=args.seed,
-                         feature_cache=cache, layer_ids=cache_layers)
+                         feature_cache=cache, layer_ids=cache_layers, shard=shard)
             del answerer
         accelerator.wait_for_everyone()
         data = distilled

@@ -7,6 +7,11 @@ top-k). Each answer is written as one JSON line holding the chat (``messages``),
 ``assistant_mask``, so training sees precisely the tokens the target produced. Lines already in the
 output file (matched by ``index``) are skipped, so an interrupted run continues where it stopped.
 
+Several processes can share the work: ``shard=(i, n)`` answers only the prompts whose index is ``i``
+modulo ``n`` and writes ``<out>.part-i-of-n.jsonl`` beside ``out_path``. Every run skips the prompts
+answered in ``out_path`` or in any of its part files; a run without a shard first moves the parts'
+lines into ``out_path`` (so the shards' work ends in one file) and then answers whatever is left.
+
 With a :class:`~.target_outputs.FeatureCache`, the target's layer outputs from these very generation
 forwards are stored too, so training needs no target forward at all for these sequences.
 """
@@ -38,31 +43,84 @@ class SamplingConfig:
     max_prompt_tokens: int = 192
 
 
-def _done_indices(path: Path) -> set[int]:
+def part_path(out_path: str | Path, shard: tuple[int, int]) -> Path:
+    """Where shard ``(i, n)`` of the answers for ``out_path`` is written."""
+    out_path = Path(out_path)
+    i, n = shard
+    return out_path.with_name(f"{out_path.stem}.part-{i}-of-{n}{out_path.suffix}")
+
+
+def _part_files(out_path: Path) -> list[Path]:
+    return sorted(out_path.parent.glob(f"{out_path.stem}.part-*-of-*{out_path.suffix}"))
+
+
+def _lines_by_index(path: Path) -> dict[int, str]:
+    """``{index: line}`` of a JSON Lines answer file; a line cut short by a kill is dropped."""
+    lines = {}
     if not path.is_file():
-        return set()
-    done = set()
+        return lines
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            done.add(int(json.loads(line)["index"]))
+        if not line.strip():
+            continue
+        try:
+            lines[int(json.loads(line)["index"])] = line
+        except (json.JSONDecodeError, KeyError, ValueError):
+            continue  # the last line of a killed writer; its prompt is answered again
+    return lines
+
+
+def _done_indices(out_path: Path) -> set[int]:
+    done = set(_lines_by_index(out_path))
+    for part in _part_files(out_path):
+        done |= set(_lines_by_index(part))
     return done
+
+
+def merge_parts(out_path: str | Path) -> int:
+    """Move the answers of ``out_path``'s part files into ``out_path`` (indices already there are kept
+    once) and delete the parts; returns how many lines were added."""
+    out_path = Path(out_path)
+    parts = _part_files(out_path)
+    if not parts:
+        return 0
+    have = _lines_by_index(out_path)
+    added = {}
+    for part in parts:
+        for index, line in _lines_by_index(part).items():
+            if index not in have and index not in added:
+                added[index] = line
+    tmp = out_path.with_name(f".{out_path.name}.merge")
+    tmp.write_text("".join(line + "\n" for line in [*have.values(), *added.values()]), encoding="utf-8")
+    tmp.replace(out_path)
+    for part in parts:
+        part.unlink()
+    return len(added)
 
 
 @torch.no_grad()
 def self_distill(
     target, tokenizer, prompts_path: str | Path, out_path: str | Path, sampling: SamplingConfig, seed: int = 0,
     feature_cache: FeatureCache | None = None, layer_ids: list[int] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Path:
     """Answer every prompt of ``prompts_path`` with ``target`` and write ``out_path`` (JSON Lines).
 
     Records keep their earlier turns; the last turn must be a user turn. Prompts longer than
     ``sampling.max_prompt_tokens`` are skipped. With ``feature_cache`` (and the draft's ``layer_ids``)
-    the generation forwards' features are cached. Returns ``out_path``.
+    the generation forwards' features are cached. With ``shard=(i, n)`` only the prompts whose index
+    is ``i`` modulo ``n`` are answered, into :func:`part_path`. Returns the file written.
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if shard is not None:
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard {i}/{n}: need 0 <= i < n")
+    else:
+        merge_parts(out_path)
     records = read_numbered_records(prompts_path)
     done = _done_indices(out_path)
+    write_path = part_path(out_path, shard) if shard is not None else out_path
     todo = []
     for index, (where, record) in enumerate(records):
         messages = record_messages(record)
@@ -70,7 +128,7 @@ def self_distill(
             raise DataError(f"{where}: self-distillation needs prompt or messages records (this one has {sorted(record)}).")
         if messages[-1]["role"] == "assistant":
             messages = messages[:-1]
-        if index in done or not messages:
+        if index in done or not messages or (shard is not None and index % shard[1] != shard[0]):
             continue
         ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
         if hasattr(ids, "keys"):
@@ -88,7 +146,7 @@ def self_distill(
     generated_total, start = 0, time.perf_counter()
     recorder = GenerationRecorder(target, layer_ids) if feature_cache is not None else None
     bar = tqdm(total=len(todo), desc="self-distill", unit="prompt", dynamic_ncols=True)
-    with out_path.open("a", encoding="utf-8") as out:
+    with write_path.open("a", encoding="utf-8") as out:
         for b in range(0, len(todo), sampling.batch_size):
             batch = todo[b : b + sampling.batch_size]
             width = max(len(ids) for _, _, ids in batch)
@@ -134,4 +192,4 @@ def self_distill(
     bar.close()
     if recorder is not None:
         recorder.close()
-    return out_path
+    return write_path
