@@ -92,3 +92,51 @@ def test_export_deepspec_after_training_loads_back_as_the_trained_draft(tmp_path
     own = {k: v for k, v in trained.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
     back = reloaded.state_dict()
     assert own and all(torch.equal(v.to(torch.bfloat16).float(), back[k]) for k, v in own.items())
+
+
+def test_init_from_continues_a_draft_keeping_its_shape(capsys, tmp_path):
+    """``--init-from`` starts from a trained draft's weights and keeps its shape: the run's step-1 loss
+    equals the loss of the given draft on that batch (a fresh draft's is far off), the shape flags given
+    on the command line are overridden by the draft's (block 4, rank 8, layers 0,2 here), and a draft
+    made for another target is refused in one line.
+    Mutation run once: ``copy_trainable_weights`` made a no-op (the run starts from random weights)
+    fails the step-1 loss comparison."""
+    from test_training_resume import _cli
+    from training_tiny import read_log
+
+    torch.set_num_threads(1)
+    base = _cli(tmp_path, tmp_path / "first", 4)[3:]
+    assert main(base) == 0
+    first_log = read_log(tmp_path / "first")
+    # a second run from the first's draft, asking for another shape: the draft's shape wins
+    argv = _cli(tmp_path, tmp_path / "second", 2)[3:]
+    argv[argv.index("--block-size") + 1] = "6"
+    assert main(argv + ["--init-from", str(tmp_path / "first" / "draft"), "--lr", "1e-9"]) == 0
+    config = json.loads((tmp_path / "second" / "draft" / "config.json").read_text())
+    assert config["block_size"] == 4 and config["markov_rank"] == 8 and config["target_layer_ids"] == [0, 2]
+    stored = json.loads((tmp_path / "second" / "train_config.json").read_text())
+    assert stored["extra"]["init_from"] == str(tmp_path / "first" / "draft") and stored["block_size"] == 4
+    # the same batch as the first run's step 1, from the first run's final weights: lower than its step 1
+    second_log = read_log(tmp_path / "second")
+    fresh = tmp_path / "fresh"
+    assert main(_cli(tmp_path, fresh, 1)[3:]) == 0
+    assert read_log(fresh)[0]["loss"] == pytest.approx(first_log[0]["loss"], rel=1e-6)
+    assert second_log[0]["loss"] < first_log[0]["loss"] - 1e-3
+    # with lr ~0 the weights stay the given draft's (to float32 rounding)
+    a = load_file(str(tmp_path / "first" / "draft" / "model.safetensors"))
+    b = load_file(str(tmp_path / "second" / "draft" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    capsys.readouterr()
+    argv = _cli(other, other / "out", 2)[3:]
+    import transformers
+
+    big = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=96, hidden_size=48, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, eos_token_id=95, bos_token_id=1, pad_token_id=0))
+    big.save_pretrained(other / "target")  # hidden size 48: the first draft reads 32-wide features
+    assert main(argv + ["--init-from", str(tmp_path / "first" / "draft")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dspark train: error: ") and "first/draft" in last

@@ -62,6 +62,10 @@ def register(subparsers) -> None:
     p.add_argument("--export", choices=["deepspec"], default=None,
                    help="also write the trained draft in the released DeepSpec layout to OUTPUT_DIR/deepspec "
                         "(Qwen3 and Gemma4 targets; loadable by vLLM's dspark method and the reference evaluator)")
+    p.add_argument("--init-from", metavar="DRAFT", default=None,
+                   help="start from this draft's weights (folder, Hub id, or 'default' for the bundled draft) and "
+                        "keep its shape: --method, heads, --num-layers, --block-size, --target-layer-ids and "
+                        "--draft-vocab come from it")
     p.add_argument("--draft-from-checkpoint", metavar="CHECKPOINT",
                    help="only save the draft of this checkpoint (OUTPUT_DIR/checkpoints/checkpoint-N) to OUTPUT_DIR/draft")
     sd = p.add_argument_group("self-distillation")
@@ -202,7 +206,20 @@ def run(args: argparse.Namespace) -> int:
         eagle3_positions=args.eagle3_positions,
         extra={"data": str(data), "target": args.target or "embedded SmolLM2-135M-Instruct"},
     )
-    trainer = Trainer(target, examples, cfg, accelerator=accelerator)
+    initial = None
+    if args.init_from:
+        from dataclasses import replace
+
+        from dspark_hf.loading import load_draft
+        from dspark_hf.training.drafts import warm_start_fields
+
+        initial = load_draft(None if args.init_from == "default" else args.init_from, target=target)
+        cfg = replace(cfg, **warm_start_fields(initial), extra={**cfg.extra, "init_from": args.init_from})
+        counts = Path(getattr(initial, "_dspark_folder", "") or ".") / "token_counts.json"
+        if cfg.draft_vocab and counts.is_file() and accelerator.is_main_process:  # what its vocabulary came from
+            out.mkdir(parents=True, exist_ok=True)
+            (out / counts.name).write_bytes(counts.read_bytes())
+    trainer = Trainer(target, examples, cfg, accelerator=accelerator, initial_draft=initial)
     if args.prepare_only:
         trainer.fill_cache()
         accelerator.print(f"{len(trainer.examples)} sequences ready (feature cache: {args.feature_cache or 'none'}).")

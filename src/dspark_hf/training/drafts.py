@@ -70,6 +70,44 @@ def build_eagle3_draft(target, cfg) -> Eagle3Draft:
     return draft
 
 
+def warm_start_fields(draft) -> dict:
+    """The :class:`TrainConfig` fields that rebuild ``draft``'s architecture (``method``, heads, depth,
+    block, target layers, reduced vocabulary), so that training continues this very shape."""
+    config = draft.config
+    if isinstance(draft, Eagle3Draft):
+        return {"method": EAGLE3, "target_layer_ids": list(config.target_layer_ids), "ttt_length": config.ttt_length,
+                "step_loss_decay": config.step_loss_decay, "draft_vocab": None, "draft_vocab_ids": None}
+    rank = config.markov_rank
+    ids = getattr(draft, "draft_vocab_ids", None)
+    return {
+        "method": "dspark" if rank > 0 else "dflash",
+        "markov_head": config.markov_head_type if rank > 0 else "vanilla",
+        "markov_rank": rank if rank > 0 else 64,
+        "num_hidden_layers": config.num_hidden_layers,
+        "block_size": config.block_size,
+        "target_layer_ids": list(config.target_layer_ids),
+        "draft_vocab": None if ids is None else int(ids.numel()),
+        "draft_vocab_ids": None if ids is None else ids.tolist(),
+    }
+
+
+def copy_trainable_weights(draft, source, name: str) -> None:
+    """Start ``draft`` (freshly built from :func:`warm_start_fields` of ``source``) from ``source``'s
+    weights: every tensor the draft trains must come from ``source`` with the same shape."""
+    theirs = {k: v for k, v in source.state_dict().items()}
+    mine = draft.state_dict()
+    trainable = {k for k, p in draft.named_parameters() if p.requires_grad}
+    missing = sorted(k for k in trainable if k not in theirs)
+    wrong = sorted(k for k in trainable if k in theirs and theirs[k].shape != mine[k].shape)
+    if missing or wrong:
+        what = f"lacks {missing[:3]}" if missing else f"has other shapes for {wrong[:3]}"
+        raise DSparkError(f"Cannot start training from the draft {name}: it {what}.")
+    with torch.no_grad():
+        for key, value in mine.items():
+            if key in theirs and (key in trainable or key.endswith("draft_vocab_ids")):
+                value.copy_(theirs[key].to(value.dtype))
+
+
 def bind_target_embeddings(draft, target) -> None:
     """Make ``draft``'s embedding and LM head the (frozen) target's own tensors, on the target's device."""
     if isinstance(draft, DSparkDraft):

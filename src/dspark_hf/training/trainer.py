@@ -42,7 +42,7 @@ from dspark_hf.training.checkpointing import (
 )
 from dspark_hf.training.data import Example
 from dspark_hf.training.draft_objective import DraftObjective
-from dspark_hf.training.drafts import EAGLE3, bind_target_embeddings, build_draft, save_draft
+from dspark_hf.training.drafts import EAGLE3, bind_target_embeddings, build_draft, copy_trainable_weights, save_draft
 from dspark_hf.training.eagle3_objective import Eagle3Objective
 from dspark_hf.training.fsdp import (
     check_fsdp_setup,
@@ -116,7 +116,7 @@ def anchor_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 class Trainer:
     """Runs :class:`TrainConfig` on ``examples`` against ``target``; :meth:`train` returns the draft."""
 
-    def __init__(self, target, examples: list[Example], cfg: TrainConfig, accelerator=None) -> None:
+    def __init__(self, target, examples: list[Example], cfg: TrainConfig, accelerator=None, initial_draft=None) -> None:
         from accelerate import Accelerator
 
         self.cfg = cfg
@@ -132,6 +132,8 @@ class Trainer:
         if cfg.draft_vocab and not cfg.draft_vocab_ids:
             cfg.draft_vocab_ids = self._draft_vocabulary(cfg.draft_vocab)
         self.draft = self._new_draft()
+        if initial_draft is not None:  # warm start: cfg carries initial_draft's shape (warm_start_fields)
+            copy_trainable_weights(self.draft, initial_draft, (cfg.extra or {}).get("init_from", "given"))
         self.layer_ids = self.draft.config.target_layer_ids
         world = self.accelerator.num_processes
         self.global_batch = cfg.batch_size * world
