@@ -6,7 +6,9 @@
 For each ``RUN/checkpoints/checkpoint-N`` (kept with ``dspark train --keep-checkpoints``) and the final
 ``RUN/draft``: greedy, whole-block verification, the first turns of records ``start ..`` of each benchmark
 set (held out from the bench's prompts 0-19), pooled tau. Answer tokens seen at step N: N x batch size x
-the mean answer tokens per training sequence (the run's data, as ``train_config.json`` names it).
+the mean answer tokens per training sequence (the run's data, as ``train_config.json`` names it), times
+the run's processes. A run started with ``dspark train --init-from`` gets its starting draft as step 0 and
+``--initial-tokens`` (what that draft had seen) added to every point. ``--steps`` limits the points.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def main() -> int:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", required=True)
+    parser.add_argument("--steps", default=None, help="comma-separated steps to measure (default: all)")
+    parser.add_argument("--initial-tokens", type=int, default=0,
+                        help="answer tokens the --init-from draft had seen before this run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,12 +64,20 @@ def main() -> int:
     entries = [(int(p.name.split("-")[1]), p) for p in checkpoints]
     if (run / "draft" / "config.json").is_file():
         entries.append((cfg.get("max_steps") or entries[-1][0], run / "draft"))
+    init_from = cfg["extra"].get("init_from")
+    if init_from:
+        entries.insert(0, (0, init_from))
+    wanted = None if args.steps is None else {int(s) for s in args.steps.split(",")}
     seen = set()
     for step, path in entries:
-        if step in seen:
+        if step in seen or (wanted is not None and step not in wanted):
             continue
         seen.add(step)
-        if path.name == "draft":
+        if step == 0 and init_from:
+            from dspark_hf.loading import load_draft
+
+            draft = load_draft(None if init_from == "default" else init_from, target=target, dtype=precision.draft_dtype)
+        elif path.name == "draft":
             draft = DSparkDraft.from_pretrained(path, dtype=precision.draft_dtype).eval()
         else:
             draft = draft_from_checkpoint(target, path).to(precision.draft_dtype).eval()
@@ -75,7 +88,8 @@ def main() -> int:
             per_set[name] = result["tau"]
             emitted += result["emitted"]
             rounds += result["rounds"]
-        point = {"step": step, "answer_tokens_seen": round(step * cfg["batch_size"] * per_sequence),
+        seen_tokens = args.initial_tokens + round(step * cfg["batch_size"] * cfg.get("num_processes", 1) * per_sequence)
+        point = {"step": step, "answer_tokens_seen": seen_tokens,
                  "tau": emitted / rounds, "tau_per_set": per_set, "source": str(path)}
         points.append(point)
         print(json.dumps(point), flush=True)

@@ -208,7 +208,8 @@ class Trainer:
         log_path = out / "train_log.jsonl"
         if acc.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+            # num_processes: the global batch is batch_size x num_processes (read by the learning curve)
+            (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "num_processes": acc.num_processes}, indent=1))
         bar = tqdm(
             total=self.total_steps, initial=start, desc=f"train {cfg.method}", unit="step",
             disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True,
