@@ -44,3 +44,32 @@ def test_profile_command_rejects_bad_values(capsys):
         main(["profile", "--tokens", "0-3"])
     assert main(["profile", "--repeats", "0"]) == 2
     assert "--repeats" in capsys.readouterr().err
+
+
+def test_row_by_row_verification_has_its_own_profile(tmp_path, monkeypatch):
+    """A profile measured while verification runs row by row (the exact bf16 path) is stored and found
+    under its own key, and a batched profile is never used for row-by-row generation or the reverse
+    (their costs differ: on the 2-core CPU 85 ms vs 42 ms for 8 tokens).
+    Mutation run once: ``profile_key`` without the ``__rows`` suffix makes the row-by-row lookup find
+    the batched profile (the key assertion fails first)."""
+    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.verification.scheduling import CostProfile, save_profile
+
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path / "cache"))
+    target = tiny_qwen3_target()
+    batched = profile_target(target, None, tokens=[1, 2], context_length=8, warmup=0, repeats=1)
+    with single_step_rows():
+        measured = profile_target(target, None, tokens=[1, 2], context_length=8, warmup=0, repeats=1)
+        assert measured.verification == "rows" and measured.key == profile_key(target) == batched.key + "__rows"
+    assert batched.verification == "batched" and batched.key == profile_key(target)
+    save_profile(CostProfile(**{**batched.to_dict(), "target_seconds": [1.0, 2.0]}))
+    with pytest.raises(Exception, match="No cost profile"), single_step_rows():
+        find_profile(target)
+    save_profile(CostProfile(**{**measured.to_dict(), "target_seconds": [3.0, 4.0]}))
+    with single_step_rows():
+        rows = find_profile(target)
+    assert rows.target_seconds == [3.0, 4.0] and find_profile(target).target_seconds == [1.0, 2.0]
+    # stored and read back, the field survives (a profile written before it existed reads as batched)
+    assert CostProfile.from_dict(measured.to_dict()).key == measured.key
+    old = {k: v for k, v in batched.to_dict().items() if k != "verification"}
+    assert CostProfile.from_dict(old).verification == "batched"

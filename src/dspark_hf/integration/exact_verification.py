@@ -22,29 +22,23 @@ part of a step (measured in ``docs/benchmarks.md``).
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
-_STATE = threading.local()
+from dspark_hf.verification.row_mode import row_by_row_scope, single_step_rows_active
+
 _WRAPPED_FLAG = "_dspark_hf_single_step_rows"
-
-
-def single_step_rows_active() -> bool:
-    return getattr(_STATE, "depth", 0) > 0
 
 
 @contextlib.contextmanager
 def single_step_rows():
-    """Within this block (this thread only), multi-row attention over a cache runs row by row."""
+    """Within this block (this thread only), multi-row attention over a cache runs row by row (and cost
+    profiles are those measured that way: :mod:`dspark_hf.verification.row_mode`)."""
     install_single_step_attention()
-    _STATE.depth = getattr(_STATE, "depth", 0) + 1
-    try:
+    with row_by_row_scope():
         yield
-    finally:
-        _STATE.depth -= 1
 
 
 def _fully_visible(mask_row: torch.Tensor) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from dspark_hf.errors import DSparkError
+from dspark_hf.verification.row_mode import single_step_rows_active
 
 PROFILE_VERSION = 1
 
@@ -53,6 +54,7 @@ class CostProfile:
     created: str = ""
     versions: dict = field(default_factory=dict)
     version: int = PROFILE_VERSION
+    verification: str = "batched"  # or "rows": verification forwards computed row by row (row_mode)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.target_seconds) or not self.tokens:
@@ -63,7 +65,8 @@ class CostProfile:
 
     @property
     def key(self) -> str:
-        return f"{self.model}__{self.device}__{self.dtype}"
+        rows = "__rows" if self.verification == "rows" else ""
+        return f"{self.model}__{self.device}__{self.dtype}{rows}"
 
     def step_seconds(self, tokens: int) -> float:
         """Seconds of one target forward over ``tokens`` tokens."""
@@ -127,10 +130,12 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def profile_key(target) -> str:
-    """The (model, device, dtype) key of ``target`` as it stands now (device of its parameters, its
-    dtype, torch's current thread count)."""
+    """The (model, device, dtype, verification) key of ``target`` as it stands now (device of its
+    parameters, its dtype, torch's current thread count; ``__rows`` when this thread verifies row by row,
+    :mod:`dspark_hf.verification.row_mode`, whose forwards cost more than batched ones)."""
     param = next(target.parameters())
-    return f"{model_name(target)}__{device_name(param.device)}__{dtype_name(param.dtype)}"
+    rows = "__rows" if single_step_rows_active() else ""
+    return f"{model_name(target)}__{device_name(param.device)}__{dtype_name(param.dtype)}{rows}"
 
 
 def profiles_dir() -> Path:
