@@ -57,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--prepare-only", action="store_true", help="self-distill and fill the feature cache, then stop")
     p.add_argument("--save-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--no-bf16", action="store_true", help="no bf16 autocast on GPU")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="bf16 autocast on CPU (fast on CPUs with AVX512-BF16 / AMX; weights and optimizer stay float32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--export", choices=["deepspec"], default=None,
@@ -123,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         shard = (int(i), int(n))
     if not args.draft_from_checkpoint:
         read_records(args.data)  # every record's shape, as <file>:<line>: ..., before the target loads
-    accelerator = Accelerator(mixed_precision="bf16" if (torch.cuda.is_available() and not args.no_bf16) else "no")
+    from dspark_hf.training.trainer import mixed_precision
+
+    accelerator = Accelerator(mixed_precision=mixed_precision(not args.no_bf16, args.cpu_bf16))
     check_fsdp_setup(accelerator)  # before loading the target: FSDP asked for where accelerate cannot run it
     target, tokenizer = load_target(args.target)
     if args.draft_from_checkpoint:
@@ -199,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         feature_cache=args.feature_cache,
         save_dtype=args.save_dtype,
         bf16=not args.no_bf16,
+        cpu_bf16=args.cpu_bf16,
         progress=not args.no_progress,
         draft_vocab=args.draft_vocab,
         ttt_length=args.ttt_length,

@@ -87,6 +87,7 @@ class TrainConfig:
     feature_cache: str | None = None
     save_dtype: str = "float32"
     bf16: bool = True  # autocast on GPU only
+    cpu_bf16: bool = False  # bf16 autocast on CPU too (for CPUs with AVX512-BF16 / AMX; weights stay float32)
     stop_after: int | None = None  # end the run after this step, as a kill would (tests)
     progress: bool = True
     draft_vocab: int | None = None  # K: a reduced output vocabulary of the K most frequent answer tokens
@@ -105,6 +106,13 @@ class TrainConfig:
             raise DSparkError("--draft-vocab is for DSpark and DFlash drafts; an EAGLE-3 draft covers the whole target vocabulary.")
 
 
+def mixed_precision(bf16: bool, cpu_bf16: bool) -> str:
+    """accelerate's ``mixed_precision``: bf16 autocast on a GPU unless ``bf16`` is off, on a CPU only
+    when ``cpu_bf16`` asks for it."""
+    on_gpu = torch.cuda.is_available()
+    return "bf16" if ((bf16 and on_gpu) or (cpu_bf16 and not on_gpu)) else "no"
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
@@ -121,7 +129,7 @@ class Trainer:
 
         self.cfg = cfg
         self.accelerator = accelerator or Accelerator(
-            mixed_precision="bf16" if (cfg.bf16 and torch.cuda.is_available()) else "no"
+            mixed_precision=mixed_precision(cfg.bf16, cfg.cpu_bf16)
         )
         check_fsdp_setup(self.accelerator)
         self.fsdp = uses_fsdp(self.accelerator)
@@ -222,8 +230,8 @@ class Trainer:
             for j, index in enumerate(indices):
                 outputs = self.outputs_for(index)
                 packed = self.packed_sequence(step, index)
-                with torch.no_grad():
-                    tgt = target_logits(self.target, outputs.final_hidden[packed.target_positions].to(acc.device))
+                with torch.no_grad(), acc.autocast():  # bf16 under mixed precision, as the reference's targets
+                    tgt = target_logits(self.target, outputs.final_hidden[packed.target_positions].to(acc.device)).float()
                 # DDP all-reduces once, after the last sequence; FSDP reduce-scatters after every
                 # sequence into sharded gradients (no_sync would keep the full gradients meanwhile).
                 sync = self.fsdp or j == len(indices) - 1
