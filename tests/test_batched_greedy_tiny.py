@@ -194,7 +194,7 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
     """With a random draft (confidences about 0.5) on a cost curve where no slot pays, the
     hardware-aware policy stops drafting: the decoding requests take plain steps, with a drafted step
     at least every EXPLORE_EVERY steps; the output is still plain greedy's. Mutation run once:
-    ``planning.drafting_pays`` always ``True``: this test fails (no step skips drafting)."""
+    ``planning.requests_to_draft`` always all ``True``: this test fails (no step skips drafting)."""
     from dspark_hf.batching.speculation import EXPLORE_EVERY
 
     draft = fixture_draft()
@@ -210,3 +210,51 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
         run_length = run_length + 1 if flag else 0
         longest = max(longest, run_length)
     assert longest <= EXPLORE_EVERY - 1
+
+
+def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch):
+    """Per-request drafting: in the same packed forwards some requests verify a drafted block while
+    the others take one plain token (here the choice alternates by request and step); every request
+    stays exact, and the requests that skipped drafting consume their features later.
+    Mutation run once: the one-token rows' features dropped (``request.add_features(own)`` of the
+    ``has_new_token`` branch replaced by ``pass``): the requests fail (their draft contexts miss
+    positions)."""
+    draft = fixture_draft()
+    prompts = prompts_of([6, 11, 17], seed=23)
+    plain = plain_greedy(target, prompts, NEW)
+    force_partly_right(monkeypatch, prompts, plain)
+    calls = [0]
+
+    def alternate(policy, confidences, block_size, sps, per_request, must_draft=None):
+        calls[0] += 1
+        return [bool(must_draft and must_draft[r]) or (r + calls[0]) % 2 == 0 for r in range(len(confidences))]
+
+    monkeypatch.setattr(processor_module, "requests_to_draft", alternate)
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+    assert run(target, draft, prompts, policy=policy) == plain
+    steps = draft.last_batch_telemetry.steps
+    # a step where a request verified a block and another took a single plain token (a one-token row)
+    mixed = [s for s in steps if s.rounds and s.batch_tokens - s.verify_tokens == 3 - len(s.rounds)]
+    assert len(mixed) >= 3, "no step mixed drafting and plain requests"
+    assert sum(r.accepted for s in steps for r in s.rounds.values()) > 0
+
+
+def test_requests_to_draft_picks_the_confident_requests():
+    """Algorithm 1 over the batch decides per request: on a curve where a verified token costs a
+    little and drafting a request costs as much as 0.3 of a forward, confident requests draft and
+    unconfident ones do not; with free drafting everyone drafts; with drafting dearer than any gain,
+    nobody (a plain step); a request that must draft always does.
+    Mutation run once: ordering by ascending gain (``-gains[r]`` -> ``gains[r]``) fails the first case."""
+    from dspark_hf.batching.planning import requests_to_draft
+
+    block = 4
+    policy = HardwareAware(profile=synthetic_profile(block))
+    policy.profile = policy._given_profile  # what setup() does with a given profile
+    sps = lambda tokens: 1.0 / (1.0 + 0.05 * tokens)  # noqa: E731  seconds per forward: 1 + 0.05 B
+    high, low = torch.full((block,), 0.95), torch.full((block,), 0.05)
+    chosen = requests_to_draft(policy, [high, low, high, low], block, sps, 0.3)
+    assert chosen == [True, False, True, False]
+    assert requests_to_draft(policy, [high, high, high], block, sps, 0.0) == [True, True, True]
+    assert requests_to_draft(policy, [high, low], block, sps, 50.0) == [False, False]
+    assert requests_to_draft(policy, [low, low], block, sps, 50.0, must_draft=[False, True]) == [False, True]
+    assert requests_to_draft(policy, [None, low], block, sps, 50.0) == [True, False]

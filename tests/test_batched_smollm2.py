@@ -51,7 +51,11 @@ def test_generate_batch_equals_batch_one(smollm2, policy):
     assert sum(s.accepted for s in rounds) > 0
     if policy == "whole":
         assert any(s.accepted < s.verified for s in rounds)
-    assert max(s.decoding for s in draft.last_batch_telemetry.steps) == len(prompts)
+    steps = draft.last_batch_telemetry.steps
+    if policy == "whole":
+        assert max(s.decoding for s in steps) == len(prompts)
+    else:  # per-request drafting: requests verify together, some steps leave a request a plain token
+        assert max(s.decoding for s in steps) >= 2 and any(0 < s.drafted_requests < len(prompts) for s in steps)
 
 
 def test_left_padded_generate_equals_batch_one(smollm2):

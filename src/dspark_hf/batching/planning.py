@@ -10,9 +10,10 @@
   (``B = R + sum_r l_r`` tokens), with its early stop, so the decision on slot ``j`` never looks at the
   drafted token of slot ``j``.
 
-Before drafting, :func:`drafting_pays` asks the same question of the previous blocks' confidences
-with the drafting time counted: when a plain decoding step is expected to be faster, the step is
-not drafted at all (the hardware-aware policies only; see the processor).
+Before drafting, :func:`requests_to_draft` asks the same question of each request's previous block's
+confidences with the drafting time counted, request by request: the requests whose drafting is not
+expected to pay take a plain step this time, the others draft (the hardware-aware policies only; see
+the processor). When no request drafts, the step is a plain decoding step.
 
 Then every length is capped by the request's tokens left (``max_new_tokens``: a round adds up to
 ``L + 1`` tokens) and the step's lengths are cut, longest first, until the verification tokens fit
@@ -61,41 +62,62 @@ def plan_lengths(
     caps = [max(0, min(int(c), block_size)) for c in caps]
     if is_batch_scheduled(policy):
         sps = steps_per_second or policy.profile.steps_per_second
-        rows = []
-        for c in confidences:
-            slot = policy.slot_confidences(c, block_size)
-            rows.append([1.0] * block_size if slot is None else [float(x) for x in slot[:block_size]])
-        lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds, max_lengths=caps)
+        lengths = schedule_prefixes(_slot_rows(policy, confidences, block_size), sps, draft_seconds=draft_seconds, max_lengths=caps)
     else:
         lengths = [min(int(policy.verify_length(c, block_size)), cap) for c, cap in zip(confidences, caps)]
     return fit_to_budget(lengths, token_budget)
 
 
-def drafting_pays(
-    policy: VerificationPolicy,
-    confidences: Sequence[torch.Tensor | None],
-    block_size: int,
-    steps_per_second: Callable[[int], float] | None,
-    draft_seconds: float,
-) -> bool:
-    """Whether drafting is expected to add tokens per second this step, decided before drafting from
-    the confidences of each request's previous block (so token-blind for this step's blocks): the
-    best expected throughput of Algorithm 1 with the drafting time included, ``tau / (1 / SPS(B) +
-    t_draft)``, against a plain decoding step of the same requests, ``R * SPS(R)``. Always ``True``
-    for per-request policies and while no confidences are known."""
-    if not is_batch_scheduled(policy) or not confidences or any(c is None for c in confidences):
-        return True
-    sps = steps_per_second or policy.profile.steps_per_second
+def _slot_rows(policy, confidences, block_size) -> list[list[float]]:
     rows = []
     for c in confidences:
         slot = policy.slot_confidences(c, block_size)
         rows.append([1.0] * block_size if slot is None else [float(x) for x in slot[:block_size]])
-    lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds)
-    requests = len(rows)
-    tokens = requests + sum(lengths)
-    tau = requests + sum(sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths))
-    drafted = tau / (1.0 / max(sps(tokens), 1e-12) + draft_seconds)
-    return drafted > requests * sps(requests)
+    return rows
+
+
+def requests_to_draft(
+    policy: VerificationPolicy,
+    confidences: Sequence[torch.Tensor | None],
+    block_size: int,
+    steps_per_second: Callable[[int], float] | None,
+    draft_seconds_per_request: float,
+    must_draft: Sequence[bool] | None = None,
+) -> list[bool]:
+    """Which of ``R`` decoding requests draft a block this step, decided before drafting from the
+    confidences of each request's previous block (so token-blind for this step's blocks).
+
+    Algorithm 1 over all ``R`` requests gives each its length ``l_r`` and expected accepted tokens
+    ``g_r`` (its cumulative survival summed over ``l_r`` slots). Requests are taken in order of ``g_r``
+    (those in ``must_draft``, or without known confidences, first), and the number ``k`` that drafts is
+    the one with the highest expected throughput ``(R + sum g) / (1 / SPS(R + sum l) + k * t_draft)``,
+    ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``. Every request drafts for
+    per-request policies (no cost curve)."""
+    count = len(confidences)
+    forced = [bool(f) for f in (must_draft or [False] * count)]
+    if not is_batch_scheduled(policy) or count == 0:
+        return [True] * count
+    forced = [f or c is None for f, c in zip(forced, confidences)]
+    sps = steps_per_second or policy.profile.steps_per_second
+    rows = _slot_rows(policy, confidences, block_size)
+    lengths = schedule_prefixes(rows, sps)
+    gains = [sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths)]
+    order = sorted(range(count), key=lambda r: (not forced[r], -gains[r], r))
+    first = sum(forced)
+    best_k, best = 0, count * sps(count)
+    if first > 0:
+        best_k, best = first, -1.0
+    tokens, expected = count, float(count)
+    for k, r in enumerate(order, start=1):
+        tokens += lengths[r]
+        expected += gains[r]
+        if k < first:
+            continue
+        throughput = expected / (1.0 / max(sps(tokens), 1e-12) + k * draft_seconds_per_request)
+        if throughput > best:
+            best_k, best = k, throughput
+    chosen = set(order[:best_k])
+    return [r in chosen for r in range(count)]
 
 
 def observe_round(policy: VerificationPolicy, record) -> None:

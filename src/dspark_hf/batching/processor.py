@@ -20,9 +20,10 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
    rejected positions released (:mod:`.paged_rewind`), the features of committed positions kept
    for the next round, telemetry; finished requests free their pages and their draft state.
 
-With the hardware-aware policy a step may skip drafting altogether when a plain decoding step is
-expected to be faster (:func:`.planning.drafting_pays`, decided on the previous blocks' confidences,
-at least one drafted step in ``EXPLORE_EVERY``): its decoding requests then take one plain token.
+With the hardware-aware policy each request drafts only when its drafting is expected to pay
+(:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences; a
+request drafts at least once in ``EXPLORE_EVERY`` steps so that its confidences stay fresh): the
+others take one plain token in the same packed forward, and a step where none drafts is a plain step.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
 its drafting state afresh. The processor is transformers' own, built by transformers and then given
@@ -42,7 +43,7 @@ from dspark_hf.batching.acceptance import verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
-from dspark_hf.batching.planning import drafting_pays, observe_round, plan_lengths
+from dspark_hf.batching.planning import observe_round, plan_lengths, requests_to_draft
 from dspark_hf.batching.speculation import EXPLORE_EVERY, Speculation
 from dspark_hf.batching.telemetry import BatchStep
 from dspark_hf.telemetry import StepRecord
@@ -72,10 +73,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
     def prepare_next_batch(self) -> bool:
         started = time.perf_counter()
         self._forget_departed()
-        self._skipped = False
+        self._skipped, self._drafted = False, 0
         draft_seconds = self._draft_decoding_requests()
         available = super().prepare_next_batch()
-        self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped}
+        self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped, "drafted": self._drafted}
         return available
 
     def _forget_departed(self) -> None:
@@ -99,45 +100,60 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         started = time.perf_counter()
         width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
         fresh = [s for s in decoding if spec.requests[s.request_id].block is None]
-        if len(fresh) == len(decoding) and self._skip_drafting(decoding):
-            return 0.0
-        if fresh:
-            requests = [spec.requests[s.request_id] for s in fresh]
+        chosen = self._choose_drafting(decoding, fresh)
+        if chosen:
+            requests = [spec.requests[s.request_id] for s in chosen]
             blocks = draft_rounds(
                 draft, [r.context for r in requests], [r.take_features(width, device, draft.dtype) for r in requests],
-                [r.sequence(s, device) for r, s in zip(requests, fresh)], spec.logits_processor, spec.do_sample,
+                [r.sequence(s, device) for r, s in zip(requests, chosen)], spec.logits_processor, spec.do_sample,
             )
-            share = (time.perf_counter() - started) / len(fresh)
+            share = (time.perf_counter() - started) / len(chosen)
             for request, block in zip(requests, blocks):
                 request.block, request.draft_seconds = block, share
-        seconds = time.perf_counter() - started
-        spec.draft_seconds = seconds if not spec.telemetry.steps else (1 - _SMOOTHING) * spec.draft_seconds + _SMOOTHING * seconds
-        blocks = [spec.requests[s.request_id].block for s in decoding]
-        caps = [s._new_tokens_limit - s.generated_len() - 1 for s in decoding]
+                request.steps_since_draft = 0
+            first = not spec.telemetry.steps
+            spec.draft_seconds_per_request = share if first else (1 - _SMOOTHING) * spec.draft_seconds_per_request + _SMOOTHING * share
+        self._drafted = len(chosen)
+        seconds = time.perf_counter() - started if chosen else 0.0
+        if chosen:
+            spec.draft_seconds = seconds if not spec.telemetry.steps else (1 - _SMOOTHING) * spec.draft_seconds + _SMOOTHING * seconds
+        verifying = [s for s in decoding if spec.requests[s.request_id].block is not None]
+        if not verifying:
+            return seconds
+        blocks = [spec.requests[s.request_id].block for s in verifying]
+        caps = [s._new_tokens_limit - s.generated_len() - 1 for s in verifying]
         lengths = plan_lengths(
             spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
-            steps_per_second=spec.steps_per_second_for(len(decoding)), draft_seconds=spec.draft_seconds,
+            steps_per_second=spec.steps_per_second_for(len(decoding)),
+            draft_seconds=spec.draft_seconds_per_request * len(verifying),
         )
-        for state, block, length in zip(decoding, blocks, lengths):
+        for state, block, length in zip(verifying, blocks, lengths):
             spec.requests[state.request_id].verify_length = length
             spec.requests[state.request_id].last_confidences = block.confidences
             state.tokens_to_process = [state.generated_tokens[-1]] + block.tokens[0, :length].tolist()
         return seconds
 
-    def _skip_drafting(self, decoding) -> bool:
-        """Whether this step's decoding requests take a plain step: the hardware-aware policy expects
-        drafting not to pay (:func:`.planning.drafting_pays`, on the previous blocks' confidences,
-        token-blind for this step), and the last drafted step is less than ``EXPLORE_EVERY`` steps ago."""
+    def _choose_drafting(self, decoding, fresh) -> list:
+        """The requests of ``fresh`` (decoding, no pending block) that draft this step: with the
+        hardware-aware policy, those whose drafting is expected to pay (:func:`.planning.requests_to_draft`,
+        on each request's previous block's confidences, token-blind for this step) or that have not
+        drafted for ``EXPLORE_EVERY - 1`` steps; every one otherwise. Counts the steps a request goes
+        without drafting; marks the step skipped when no decoding request drafts or verifies."""
         spec = self.speculation
-        known = [spec.requests[s.request_id].last_confidences for s in decoding]
-        if spec.steps_without_drafting + 1 >= EXPLORE_EVERY or drafting_pays(
-            spec.policy, known, spec.block_size, spec.steps_per_second_for(len(decoding)), spec.draft_seconds
-        ):
-            spec.steps_without_drafting = 0
-            return False
-        spec.steps_without_drafting += 1
-        self._skipped = True
-        return True
+        if not fresh:
+            return []
+        requests = [spec.requests[s.request_id] for s in fresh]
+        choice = requests_to_draft(
+            spec.policy, [r.last_confidences for r in requests], spec.block_size,
+            spec.steps_per_second_for(len(decoding)), spec.draft_seconds_per_request,
+            must_draft=[r.steps_since_draft + 1 >= EXPLORE_EVERY for r in requests],
+        )
+        for request, drafts in zip(requests, choice):
+            if not drafts:
+                request.steps_since_draft += 1
+        chosen = [s for s, drafts in zip(fresh, choice) if drafts]
+        self._skipped = not chosen and len(fresh) == len(decoding)
+        return chosen
 
     # -- 2. one packed forward ---------------------------------------------------------------------
 
@@ -179,6 +195,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         record = BatchStep(
             step=len(spec.telemetry.steps), batch_tokens=int(features.shape[0]), verify_tokens=0, prefill_tokens=0,
             decoding=0, draft_seconds=step["draft_seconds"], step_seconds=0.0, drafting_skipped=step["skipped"],
+            drafted_requests=step["drafted"],
         )
         finished_rounds = []
         outputs = []

@@ -31,7 +31,8 @@ class SpeculativeRequest:
         self.block: DraftBlock | None = None
         self.verify_length = 0
         self.draft_seconds = 0.0
-        self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.drafting_pays)
+        self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.requests_to_draft)
+        self.steps_since_draft = 0  # consecutive steps this request took a plain token instead of drafting
         self.telemetry = GenerationTelemetry()
 
     def restart(self, draft) -> None:

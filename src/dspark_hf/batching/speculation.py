@@ -24,8 +24,8 @@ from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
 
 
-# A step is drafted at least this often even when drafting is not expected to pay, so that the
-# confidences the decision rests on stay fresh.
+# A request drafts at least once in this many steps even when its drafting is not expected to pay, so
+# that the confidences the decision rests on stay fresh.
 EXPLORE_EVERY = 8
 
 
@@ -53,8 +53,8 @@ class Speculation:
         self.requests: dict[str, SpeculativeRequest] = {}
         self.telemetry = BatchTelemetry()
         draft.last_batch_telemetry = self.telemetry
-        self.draft_seconds = 0.0  # smoothed drafting time of a step, for the hardware-aware policy
-        self.steps_without_drafting = 0  # consecutive steps whose drafting did not pay (planning.drafting_pays)
+        self.draft_seconds = 0.0  # smoothed drafting time of a drafted step
+        self.draft_seconds_per_request = 0.0  # smoothed drafting time per drafted request (planning.requests_to_draft)
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
 

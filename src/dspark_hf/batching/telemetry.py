@@ -13,8 +13,10 @@ from dspark_hf.telemetry import GenerationTelemetry, StepRecord
 class BatchStep:
     """One packed target forward: ``batch_tokens`` query tokens in all (``verify_tokens`` of them
     ``[last, d_1 .. d_L]`` rows of ``decoding`` requests, the rest prefill), and per decoding request
-    its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafting_skipped``: the
-    decoding requests took a plain step because drafting was not expected to pay."""
+    its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafted_requests``: how many
+    requests drafted a block this step (the hardware-aware policy lets a request whose drafting is not
+    expected to pay take a plain token instead); ``drafting_skipped``: no decoding request drafted or
+    verified, the step was a plain decoding step."""
 
     step: int
     batch_tokens: int
@@ -25,6 +27,7 @@ class BatchStep:
     step_seconds: float
     rounds: dict[str, StepRecord] = field(default_factory=dict)
     drafting_skipped: bool = False  # the hardware-aware policy expected a plain step to be faster
+    drafted_requests: int = 0
 
     @property
     def proposed(self) -> int:
