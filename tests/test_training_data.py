@@ -18,6 +18,15 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(default_target_dir())
 
 
+def tiny_answerer(tokenizer, layers: int) -> LlamaForCausalLM:
+    """A seeded tiny random Llama over the SmolLM2 tokenizer's vocabulary (one thread), for self-distillation."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)).eval()
+
+
 def test_chat_mask_covers_assistant_content_and_end_of_turn_only(tokenizer):
     record = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"},
                            {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}]}
@@ -56,11 +65,7 @@ def test_prompts_without_answers_ask_for_self_distillation(tokenizer, tmp_path):
 
 
 def test_self_distillation_writes_target_tokens_and_caches_generation_features(tokenizer, tmp_path):
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    target = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)).eval()
+    target = tiny_answerer(tokenizer, layers=3)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Hi", "What is two plus two?", "Tell me a story."]))
     cache = FeatureCache(tmp_path / "cache", [0, 1], dtype=torch.float32)
@@ -91,11 +96,7 @@ def test_sharded_self_distillation_splits_the_prompts_and_a_plain_run_merges_the
     the parts; a line cut short by a kill is answered again.
     Mutation run once: filtering on ``index % n == i`` removed (both shards answer every prompt) fails
     the disjointness assertion."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    target = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)).eval()
+    target = tiny_answerer(tokenizer, layers=2)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Count to {n}."}) + "\n" for n in range(5)))
     sampling = SamplingConfig(max_new_tokens=4, batch_size=1)
