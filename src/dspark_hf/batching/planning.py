@@ -94,10 +94,9 @@ def requests_to_draft(
     ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``. Every request drafts for
     per-request policies (no cost curve)."""
     count = len(confidences)
-    forced = [bool(f) for f in (must_draft or [False] * count)]
     if not is_batch_scheduled(policy) or count == 0:
         return [True] * count
-    forced = [f or c is None for f, c in zip(forced, confidences)]
+    forced = [bool(f) or c is None for f, c in zip(must_draft or [False] * count, confidences)]
     sps = steps_per_second or policy.profile.steps_per_second
     rows = _slot_rows(policy, confidences, block_size)
     lengths = schedule_prefixes(rows, sps)

@@ -94,7 +94,7 @@ def warm_start_fields(draft) -> dict:
 def copy_trainable_weights(draft, source, name: str) -> None:
     """Start ``draft`` (freshly built from :func:`warm_start_fields` of ``source``) from ``source``'s
     weights: every tensor the draft trains must come from ``source`` with the same shape."""
-    theirs = {k: v for k, v in source.state_dict().items()}
+    theirs = source.state_dict()
     mine = draft.state_dict()
     trainable = {k for k, p in draft.named_parameters() if p.requires_grad}
     missing = sorted(k for k in trainable if k not in theirs)

@@ -65,8 +65,7 @@ class CostProfile:
 
     @property
     def key(self) -> str:
-        rows = "__rows" if self.verification == "rows" else ""
-        return f"{self.model}__{self.device}__{self.dtype}{rows}"
+        return compose_key(self.model, self.device, self.dtype, self.verification == "rows")
 
     def step_seconds(self, tokens: int) -> float:
         """Seconds of one target forward over ``tokens`` tokens."""
@@ -129,13 +128,17 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def compose_key(model: str, device: str, dtype: str, rows: bool) -> str:
+    """``<model>__<device>__<dtype>``, with ``__rows`` for row-by-row verification."""
+    return f"{model}__{device}__{dtype}" + ("__rows" if rows else "")
+
+
 def profile_key(target) -> str:
     """The (model, device, dtype, verification) key of ``target`` as it stands now (device of its
     parameters, its dtype, torch's current thread count; ``__rows`` when this thread verifies row by row,
     :mod:`dspark_hf.verification.row_mode`, whose forwards cost more than batched ones)."""
     param = next(target.parameters())
-    rows = "__rows" if single_step_rows_active() else ""
-    return f"{model_name(target)}__{device_name(param.device)}__{dtype_name(param.dtype)}{rows}"
+    return compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), single_step_rows_active())
 
 
 def profiles_dir() -> Path:
