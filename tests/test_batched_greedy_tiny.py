@@ -192,24 +192,53 @@ def test_telemetry_per_step_and_per_request(target, monkeypatch):
 
 def test_hardware_policy_skips_drafting_that_does_not_pay(target):
     """With a random draft (confidences about 0.5) on a cost curve where no slot pays, the
-    hardware-aware policy stops drafting: the decoding requests take plain steps, with a drafted step
-    at least every EXPLORE_EVERY steps; the output is still plain greedy's. Mutation run once:
-    ``planning.requests_to_draft`` always all ``True``: this test fails (no step skips drafting)."""
-    from dspark_hf.batching.speculation import EXPLORE_EVERY
+    hardware-aware policy stops drafting: the decoding requests take plain steps, with a forced
+    exploratory draft after EXPLORE_EVERY - 1 skipped steps, then after twice as many (the interval
+    doubles while the forced drafts are the only ones), never more than EXPLORE_EVERY_MAX - 1; the
+    output is still plain greedy's. Mutations run once: ``planning.requests_to_draft`` always all
+    ``True``: fails (no step skips drafting); ``drafting_decided`` resetting the interval after a
+    forced draft: fails (no run of skipped steps longer than EXPLORE_EVERY - 1)."""
+    from dspark_hf.batching.request_state import EXPLORE_EVERY, EXPLORE_EVERY_MAX
 
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=19)
+    new = 3 * EXPLORE_EVERY + 4
     policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
-    assert run(target, draft, prompts, policy=policy) == plain_greedy(target, prompts, NEW)
+    assert run(target, draft, prompts, new=new, policy=policy) == plain_greedy(target, prompts, new)
     steps = draft.last_batch_telemetry.steps
     skipped = [s.drafting_skipped for s in steps]
     assert sum(skipped) > len(steps) // 2, skipped
     assert all(not s.rounds for s in steps if s.drafting_skipped)
-    run_length = longest = 0
+    runs, length = [], 0
     for flag in skipped:
-        run_length = run_length + 1 if flag else 0
-        longest = max(longest, run_length)
-    assert longest <= EXPLORE_EVERY - 1
+        if flag:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    runs.append(length)
+    assert runs[0] == EXPLORE_EVERY - 1, skipped
+    assert runs[1] == 2 * EXPLORE_EVERY - 1, skipped
+    assert max(runs) <= EXPLORE_EVERY_MAX - 1
+
+
+def test_exploration_interval_doubles_on_forced_drafts_and_resets_on_merit():
+    """The per-request exploration interval: skipped steps count up to it; a forced draft doubles it
+    (capped at EXPLORE_EVERY_MAX), a draft on merit resets it to EXPLORE_EVERY.
+    Mutation run once: the cap removed (``min(..., EXPLORE_EVERY_MAX)`` -> the doubled value): fails."""
+    from dspark_hf.batching.request_state import EXPLORE_EVERY, EXPLORE_EVERY_MAX, SpeculativeRequest
+
+    request = SpeculativeRequest.__new__(SpeculativeRequest)
+    request.steps_since_draft, request.explore_every = 0, EXPLORE_EVERY
+    intervals = []
+    for _ in range(6):
+        while not request.must_draft():
+            request.drafting_decided(False, False)
+        intervals.append(request.steps_since_draft + 1)
+        request.drafting_decided(True, False)
+    assert intervals == [EXPLORE_EVERY * 2 ** i for i in range(4)] + [EXPLORE_EVERY_MAX] * 2
+    request.drafting_decided(True, True)
+    assert request.explore_every == EXPLORE_EVERY and request.steps_since_draft == 0
 
 
 def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch):

@@ -22,7 +22,8 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
 
 With the hardware-aware policy each request drafts only when its drafting is expected to pay
 (:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences; a
-request drafts at least once in ``EXPLORE_EVERY`` steps so that its confidences stay fresh): the
+request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
+that doubles from 8 to 64 steps while those forced drafts are the only ones it makes): the
 others take one plain token in the same packed forward, and a step where none drafts is a plain step.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
@@ -44,7 +45,7 @@ from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.batching.planning import observe_round, plan_lengths, requests_to_draft
-from dspark_hf.batching.speculation import EXPLORE_EVERY, Speculation
+from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
 from dspark_hf.telemetry import StepRecord
 
@@ -110,7 +111,6 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             share = (time.perf_counter() - started) / len(chosen)
             for request, block in zip(requests, blocks):
                 request.block, request.draft_seconds = block, share
-                request.steps_since_draft = 0
             first = not spec.telemetry.steps
             spec.draft_seconds_per_request = share if first else (1 - _SMOOTHING) * spec.draft_seconds_per_request + _SMOOTHING * share
         self._drafted = len(chosen)
@@ -136,21 +136,23 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
     def _choose_drafting(self, decoding, fresh) -> list:
         """The requests of ``fresh`` (decoding, no pending block) that draft this step: with the
         hardware-aware policy, those whose drafting is expected to pay (:func:`.planning.requests_to_draft`,
-        on each request's previous block's confidences, token-blind for this step) or that have not
-        drafted for ``EXPLORE_EVERY - 1`` steps; every one otherwise. Counts the steps a request goes
-        without drafting; marks the step skipped when no decoding request drafts or verifies."""
+        on each request's previous block's confidences, token-blind for this step) or whose exploration
+        interval is up (:meth:`.SpeculativeRequest.must_draft`; a forced draft doubles the interval, a
+        draft on merit resets it); every one otherwise. Marks the step skipped when no decoding request
+        drafts or verifies."""
         spec = self.speculation
         if not fresh:
             return []
         requests = [spec.requests[s.request_id] for s in fresh]
-        choice = requests_to_draft(
-            spec.policy, [r.last_confidences for r in requests], spec.block_size,
-            spec.steps_per_second_for(len(decoding)), spec.draft_seconds_per_request,
-            must_draft=[r.steps_since_draft + 1 >= EXPLORE_EVERY for r in requests],
-        )
-        for request, drafts in zip(requests, choice):
-            if not drafts:
-                request.steps_since_draft += 1
+        confidences = [r.last_confidences for r in requests]
+        sps = spec.steps_per_second_for(len(decoding))
+        forced = [r.must_draft() for r in requests]
+        choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, must_draft=forced)
+        merit = choice
+        if any(forced):
+            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request)
+        for request, drafts, on_merit in zip(requests, choice, merit):
+            request.drafting_decided(drafts, on_merit)
         chosen = [s for s, drafts in zip(fresh, choice) if drafts]
         self._skipped = not chosen and len(fresh) == len(decoding)
         return chosen

@@ -19,6 +19,13 @@ from dspark_hf.drafting.block import DraftBlock
 from dspark_hf.drafting.round import DraftContext
 from dspark_hf.telemetry import GenerationTelemetry
 
+# A request the hardware-aware policy keeps from drafting still drafts at least once in
+# ``explore_every`` steps, so that the confidences the decision rests on stay fresh. The interval
+# starts at EXPLORE_EVERY, doubles (up to EXPLORE_EVERY_MAX) each time such a forced draft was the only
+# reason to draft, and returns to EXPLORE_EVERY when the request's drafting is chosen on its merits.
+EXPLORE_EVERY = 8
+EXPLORE_EVERY_MAX = 64
+
 
 class SpeculativeRequest:
     """Drafting state of one request: the draft's context cache, the target features it has not
@@ -33,7 +40,21 @@ class SpeculativeRequest:
         self.draft_seconds = 0.0
         self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.requests_to_draft)
         self.steps_since_draft = 0  # consecutive steps this request took a plain token instead of drafting
+        self.explore_every = EXPLORE_EVERY  # at most this many steps between two drafts (see EXPLORE_EVERY)
         self.telemetry = GenerationTelemetry()
+
+    def must_draft(self) -> bool:
+        """Whether this step ends the request's longest allowed run of steps without drafting."""
+        return self.steps_since_draft + 1 >= self.explore_every
+
+    def drafting_decided(self, drafts: bool, on_merit: bool) -> None:
+        """Record this step's drafting choice: ``on_merit`` when the request would draft without being
+        forced. A forced draft doubles the exploration interval; a draft on merit resets it."""
+        if not drafts:
+            self.steps_since_draft += 1
+            return
+        self.steps_since_draft = 0
+        self.explore_every = EXPLORE_EVERY if on_merit else min(2 * self.explore_every, EXPLORE_EVERY_MAX)
 
     def restart(self, draft) -> None:
         """Forget the drafting state (not the telemetry): the request is prefilled again from position 0

@@ -24,10 +24,6 @@ from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
 
 
-# A request drafts at least once in this many steps even when its drafting is not expected to pay, so
-# that the confidences the decision rests on stay fresh.
-EXPLORE_EVERY = 8
-
 
 class Speculation:
     """Draft, policy, logits processors, per-request states, telemetry and feature hooks of one engine."""
