@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     tokens = args.tokens or list(DEFAULT_TOKENS)
     print(f"profiling on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): B = {tokens}, "
           f"context {args.context}, {args.warmup} warm-up + {args.repeats} timed forwards each")
-    with single_step_rows() if rows else contextlib.nullcontext():
+    with single_step_rows(target) if rows else contextlib.nullcontext():
         profile = profile_target(target, draft, tokens=tokens, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
     print("   B   ms/forward   forwards/s   tokens/s if all accepted")
     for b, s in zip(profile.tokens, profile.target_seconds):

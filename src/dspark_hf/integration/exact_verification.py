@@ -4,16 +4,18 @@ Why: plain ``generate`` computes token ``t`` in a forward of one query row; a ve
 computes ``L + 1`` rows at once. In float32 the two agree to ~1e-6 and greedy outputs match; in
 bfloat16 the difference is rounded to bf16 and flips argmaxes (measured on the bundled SmolLM2: 4-6 of
 10 prompts diverge within 64 tokens). Every per-row operation of a decoder layer (linear layers, norms,
-rotary embeddings, activations) is a function of its own row only, and on CPUs whose bf16 GEMM does not
-change its reduction order with the number of rows (checked by :func:`bf16_linear_rows_invariant`) they
-give bit-identical rows for one row or nine. The one operation that mixes rows differently is attention:
-SDPA's kernels split a multi-row query differently from a one-row one.
+rotary embeddings, activations) is a function of its own row only, but a bf16 GEMM may change its
+reduction order with the number of rows, depending on the CPU, the weight's shape and the row count
+(on this project's AMD EPYC: SmolLM2's 1536 -> 576 projection beyond 6 rows). And attention mixes rows
+differently: SDPA's kernels split a multi-row query differently from a one-row one.
 
 What: while :func:`single_step_rows` is active in a thread, the ``"sdpa"`` attention of transformers
 (``AttentionInterface``) computes a multi-row query over a non-empty cache one row at a time, each row
 over exactly the keys a one-token step would see, with the same call (no mask where every key is
-visible, as plain decoding passes none). Prefill (as many keys as queries) and every forward outside the
-context run transformers' own function unchanged, so plain ``generate`` is untouched.
+visible, as plain decoding passes none); and the target's linear layers in such a forward run in
+chunks of as many rows as this device rounds exactly as single rows (probed per weight shape:
+:mod:`dspark_hf.integration.linear_rows`). Prefill (as many keys as queries) and every forward outside
+the context run transformers' own functions unchanged, so plain ``generate`` is untouched.
 
 Cost: ``L + 1`` small attention calls per layer instead of one; for short contexts attention is a small
 part of a step (measured in ``docs/benchmarks.md``).
@@ -27,16 +29,21 @@ import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
+from dspark_hf.integration.linear_rows import chunk_verification_linears, invariant_rows
 from dspark_hf.verification.row_mode import row_by_row_scope, single_step_rows_active
 
 _WRAPPED_FLAG = "_dspark_hf_single_step_rows"
 
 
 @contextlib.contextmanager
-def single_step_rows():
-    """Within this block (this thread only), multi-row attention over a cache runs row by row (and cost
-    profiles are those measured that way: :mod:`dspark_hf.verification.row_mode`)."""
+def single_step_rows(target: torch.nn.Module | None = None):
+    """Within this block (this thread only), multi-row attention over a cache runs row by row, and the
+    linear layers of ``target``'s verification forwards run in row chunks this device rounds as single
+    rows (:mod:`dspark_hf.integration.linear_rows`); cost profiles are those measured that way
+    (:mod:`dspark_hf.verification.row_mode`)."""
     install_single_step_attention()
+    if target is not None:
+        chunk_verification_linears(target)
     with row_by_row_scope():
         yield
 
@@ -99,13 +106,8 @@ def wants_single_step_rows(target, generation_config) -> bool:
 def bf16_linear_rows_invariant(in_features: int = 576, out_features: int = 1536, rows: int = 9,
                                device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16) -> bool:
     """Whether ``F.linear`` on this device gives each row of an ``n``-row input bit-identical to the same
-    row alone, for every ``n <= rows`` (the property single-step rows rely on). Seeded, a few ms."""
-    generator = torch.Generator(device="cpu").manual_seed(0)
-    weight = torch.randn(out_features, in_features, generator=generator).to(device, dtype)
-    x = torch.randn(rows, in_features, generator=generator).to(device, dtype)
-    with torch.no_grad():
-        single = torch.cat([torch.nn.functional.linear(x[i : i + 1], weight) for i in range(rows)])
-        for n in range(2, rows + 1):
-            if not torch.equal(torch.nn.functional.linear(x[:n], weight), single[:n]):
-                return False
-    return True
+    row alone, for every ``n <= rows``, for one weight of this shape (:func:`~dspark_hf.integration.linear_rows.invariant_rows`,
+    order-revealing inputs). Where it holds, verification forwards need few row chunks; exactness does not
+    rest on it (each weight shape is probed again when used)."""
+    weight = torch.empty(out_features, in_features, device=device, dtype=dtype)
+    return invariant_rows(weight) >= rows

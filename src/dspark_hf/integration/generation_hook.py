@@ -118,7 +118,7 @@ def install_generation_hook() -> None:
         if stops.active:
             arguments["stopping_criteria"] = StoppingCriteriaList([*arguments["stopping_criteria"], stops])
             arguments["streamer"] = stops.streamer(arguments.get("streamer"), input_ids)
-        rows = single_step_rows() if wants_single_step_rows(self, arguments["generation_config"]) else contextlib.nullcontext()
+        rows = single_step_rows(self) if wants_single_step_rows(self, arguments["generation_config"]) else contextlib.nullcontext()
         token = ACTIVE_STOPS.set(stops)
         try:
             with rows:

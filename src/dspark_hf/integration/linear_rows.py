@@ -1,0 +1,142 @@
+"""Linear layers of a verification forward whose rows round exactly as one-row calls would.
+
+Why: a bf16 GEMM may pick a different kernel (and so a different reduction order) for an ``n``-row input
+than for one row. Whether it does depends on the CPU, the weight's shape and ``n``: measured on this
+project's AMD EPYC (AVX512-BF16, one thread), SmolLM2's ``down_proj`` (1536 -> 576) rounds some rows of
+an ``n``-row input differently from the row alone, while its other projections are row-invariant up to
+16 rows. A verification forward of ``L + 1 = 8`` rows then rounds differently from the
+eight one-token steps plain decoding takes, and greedy output drifts (2026-12-03: 36 of 60 benchmark
+prompts).
+
+What: :func:`invariant_rows` probes, once per weight shape, dtype, device and bias presence (a few ms,
+cached for the process), the largest ``n <= MAX_PROBED_ROWS`` such that every input of ``1..n`` rows gives
+each row bit-identical to the same row alone, laid out as plain decoding lays it out (``[1, 1, in]``), on
+inputs built so that any change in the kernel's order of addition changes the result. On the AMD EPYC
+above that count is 1 for ``down_proj`` (the one-row kernel adds in another order than every multi-row
+one), so that layer runs one row at a time; it is 16 for the others.
+While :func:`linear_row_chunks` is active in a thread, every ``F.linear`` on a ``[1, S, in]`` input with
+``S`` above that count runs as consecutive chunks of at most that many rows, concatenated: each chunk's
+rows are then exactly the one-row results. :func:`chunk_verification_linears` applies it to the
+multi-row forwards of a target over a non-empty cache (verification), never to a prefill, which plain
+decoding computes batched as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from dspark_hf.verification.row_mode import single_step_rows_active
+
+MAX_PROBED_ROWS = 16
+_kernel = F.linear  # torch's linear (``torch._C._nn.linear``); the probe and the chunks call it
+_INVARIANT: dict[tuple, int] = {}
+_HOOKED_FLAG = "_dspark_hf_linear_row_hooks"
+_STATE = threading.local()
+
+
+def _probe_key(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
+    return tuple(weight.shape), tuple(weight.stride()), weight.dtype, str(weight.device), bias is not None
+
+
+def _probe_inputs(weight: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A weight of ``weight``'s shape, strides, dtype and device with entries +-1, and ``MAX_PROBED_ROWS``
+    rows of ones, each with one ``+2**25`` and one ``-2**25`` at random places. Every product is exact;
+    a float32 sum loses the +-1 terms added while the partial sum holds ``2**25``, so its value depends on
+    the order in which the kernel adds the terms: two kernels that add in different orders disagree
+    (where random inputs would almost always round to the same bf16 value and hide the difference)."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    out_features, in_features = weight.shape
+    signs = torch.randint(0, 2, (out_features, in_features), generator=generator).float() * 2 - 1
+    probe_weight = torch.empty_strided(weight.shape, weight.stride(), dtype=weight.dtype, device=weight.device)
+    probe_weight.copy_(signs)
+    x = torch.ones(1, MAX_PROBED_ROWS, in_features)
+    for r in range(MAX_PROBED_ROWS):
+        big, small = torch.randperm(in_features, generator=generator)[:2].tolist()
+        x[0, r, big], x[0, r, small] = 2.0 ** 25, -(2.0 ** 25)
+    return probe_weight, x.to(weight.device, weight.dtype)
+
+
+def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> int:
+    """The largest ``n`` (1..``MAX_PROBED_ROWS``) for which ``F.linear(x, weight, bias)`` on a ``[1, m, in]``
+    input gives every row bit-identical to ``F.linear`` of that row alone (``[1, 1, in]``, as plain
+    decoding computes it), for every ``m <= n``. Probed on order-revealing inputs
+    (:func:`_probe_inputs`, two seeds) of ``weight``'s layout, a zero bias where there is one; cached
+    per shape, strides, dtype and device."""
+    key = _probe_key(weight, bias)
+    if key not in _INVARIANT:
+        count = MAX_PROBED_ROWS
+        with torch.no_grad():
+            for seed in (0, 1):
+                probe_weight, x = _probe_inputs(weight, seed)
+                probe_bias = None if bias is None else torch.zeros_like(bias)
+                single = torch.cat([_kernel(x[:, i : i + 1], probe_weight, probe_bias) for i in range(MAX_PROBED_ROWS)], dim=1)
+                for m in range(2, count + 1):
+                    if not torch.equal(_kernel(x[:, :m], probe_weight, probe_bias), single[:, :m]):
+                        count = m - 1
+                        break
+        _INVARIANT[key] = count
+    return _INVARIANT[key]
+
+
+class _LinearRowChunks(TorchFunctionMode):
+    """``F.linear`` on ``[1, S, in]`` inputs in chunks of at most :func:`invariant_rows` rows."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch._C._nn.linear:
+            x = args[0] if args else kwargs["input"]
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if x.dim() == 3 and x.shape[0] == 1 and x.shape[1] > 1:
+                size = invariant_rows(weight, bias)
+                if x.shape[1] > size:
+                    return torch.cat([_kernel(x[:, i : i + size], weight, bias) for i in range(0, x.shape[1], size)], dim=1)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def linear_row_chunks():
+    """Within this block (this thread), multi-row linear layers run in row-invariant chunks."""
+    with _LinearRowChunks():
+        yield
+
+
+def _is_verification(args, kwargs) -> bool:
+    """A forward of more than one new row over a non-empty cache (what plain decoding never runs)."""
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    if ids is None:
+        ids = kwargs.get("inputs_embeds")
+        rows = 0 if ids is None else ids.shape[1]
+    else:
+        rows = ids.shape[-1]
+    cache = kwargs.get("past_key_values", kwargs.get("cache"))
+    return rows > 1 and cache is not None and cache.get_seq_length() > 0
+
+
+def _enter(module, args, kwargs):
+    if single_step_rows_active() and getattr(_STATE, "mode", None) is None and _is_verification(args, kwargs):
+        _STATE.mode = _LinearRowChunks()
+        _STATE.mode.__enter__()
+
+
+def _exit(module, args, kwargs, output=None):
+    mode = getattr(_STATE, "mode", None)
+    if mode is not None:
+        _STATE.mode = None
+        mode.__exit__(None, None, None)
+
+
+def chunk_verification_linears(target: torch.nn.Module) -> None:
+    """Hook ``target`` once (idempotent): each of its forwards that verifies (more than one new row over
+    a non-empty cache) in a thread inside :func:`dspark_hf.verification.row_mode.row_by_row_scope` runs its
+    linear layers in row-invariant chunks; every other forward, and every other thread, is untouched."""
+    if getattr(target, _HOOKED_FLAG, False):
+        return
+    target.register_forward_pre_hook(_enter, with_kwargs=True)
+    target.register_forward_hook(_exit, with_kwargs=True, always_call=True)
+    setattr(target, _HOOKED_FLAG, True)

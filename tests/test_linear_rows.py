@@ -1,0 +1,93 @@
+"""Row-invariant linear layers for bf16 verification forwards (:mod:`dspark_hf.integration.linear_rows`).
+
+A stand-in GEMM makes the property machine-independent: for inputs of more than ``SWITCH`` rows it adds
+the terms of each dot product in reverse order (as a different kernel would), for fewer rows it is
+torch's own row-by-row result. The probe must find ``SWITCH``; the chunked forward must then equal the
+single rows bit for bit where the unchunked one does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_qwen3_target
+from dspark_hf.integration import linear_rows
+from dspark_hf.integration.exact_verification import single_step_rows
+from dspark_hf.integration.linear_rows import MAX_PROBED_ROWS, invariant_rows, linear_row_chunks
+from dspark_hf.transformers_compat import cache_kwargs
+
+SWITCH = 3
+_REAL_LINEAR = torch._C._nn.linear
+_switch = [SWITCH]
+
+
+def _other_order_linear(x, weight, bias=None):
+    """torch's linear, one row at a time, up to ``_switch[0]`` rows; beyond, each dot product summed in
+    float32 from the last term to the first, then rounded to the weight's dtype."""
+    if x.dim() == 3 and x.shape[1] > _switch[0]:
+        out = (x.flip(-1).float() @ weight.flip(-1).float().T).to(weight.dtype)
+        return out if bias is None else out + bias
+    if x.dim() == 3 and x.shape[1] > 1:
+        return torch.cat([_REAL_LINEAR(x[:, i : i + 1], weight, bias) for i in range(x.shape[1])], dim=1)
+    return _REAL_LINEAR(x, weight, bias)
+
+
+@pytest.fixture
+def other_order_kernel(monkeypatch):
+    monkeypatch.setattr(linear_rows, "_kernel", _other_order_linear)
+    monkeypatch.setattr(linear_rows, "_INVARIANT", {})
+    _switch[0] = SWITCH
+    yield
+    _switch[0] = SWITCH
+
+
+def test_probe_finds_where_the_kernel_changes_its_order(other_order_kernel):
+    """The probe returns the largest row count whose rows all equal single rows: SWITCH here, and
+    MAX_PROBED_ROWS for a kernel that never changes its order within that many rows.
+    Mutation run once: the probe's order-revealing inputs replaced by ``torch.randn`` rows (and a randn
+    weight): fails (16 returned: random inputs round to the same bf16 values under either order)."""
+    weight = torch.empty(96, 1536, dtype=torch.bfloat16)
+    assert invariant_rows(weight) == SWITCH
+    _switch[0] = MAX_PROBED_ROWS
+    linear_rows._INVARIANT.clear()
+    assert invariant_rows(weight) == MAX_PROBED_ROWS
+
+
+def test_chunked_rows_equal_single_rows(other_order_kernel):
+    """Under :func:`linear_row_chunks`, an 8-row input runs as chunks of at most SWITCH rows and every
+    output row is bit-identical to the one-row result; without the chunks (negative control) some row
+    differs. Mutation run once: the chunk size taken as ``size + 1``: fails."""
+    weight, x = linear_rows._probe_inputs(torch.empty(64, 1536, dtype=torch.bfloat16), seed=5)
+    x = x[:, :8]
+    single = torch.cat([_other_order_linear(x[:, i : i + 1], weight) for i in range(8)], dim=1)
+    assert not torch.equal(_other_order_linear(x, weight), single), "negative control: the other-order kernel should differ"
+    with linear_row_chunks():
+        chunked = F.linear(x, weight)  # torch's linear, seen by the mode, chunks through the stand-in
+    assert torch.equal(chunked, single)
+
+
+def test_only_verification_forwards_of_the_scope_are_chunked(monkeypatch):
+    """With the hooks on a target, a multi-row forward over a non-empty cache inside the row-by-row scope
+    runs its linears chunked; the prefill (empty cache), one-token steps and every forward outside the
+    scope do not. Mutation run once: ``_is_verification`` ignoring the cache (``rows > 1`` only): fails
+    (the prefill is chunked)."""
+    from transformers import DynamicCache
+
+    model = tiny_qwen3_target().to(torch.bfloat16)
+    model.config._attn_implementation = "sdpa"
+    seen = []
+    monkeypatch.setattr(linear_rows, "invariant_rows", lambda weight, bias=None: seen.append(weight.shape) or 1)
+    ids = torch.randint(0, 384, (1, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), single_step_rows(model):
+        cache = DynamicCache(config=model.config)
+        model(ids[:, :12], use_cache=True, **cache_kwargs(model, cache))
+        model(ids[:, 12:13], use_cache=True, **cache_kwargs(model, cache))
+        assert seen == []
+        model(ids[:, 13:], use_cache=True, **cache_kwargs(model, cache))
+        assert len(seen) > 0
+    seen.clear()
+    with torch.no_grad():
+        cache.crop(-(cache.get_seq_length() - 13))
+        model(ids[:, 13:], use_cache=True, **cache_kwargs(model, cache))
+    assert seen == []
