@@ -287,3 +287,30 @@ def test_requests_to_draft_picks_the_confident_requests():
     assert requests_to_draft(policy, [high, low], block, sps, 50.0) == [False, False]
     assert requests_to_draft(policy, [low, low], block, sps, 50.0, must_draft=[False, True]) == [False, True]
     assert requests_to_draft(policy, [None, low], block, sps, 50.0) == [True, False]
+
+
+def test_bf16_draft_beside_a_float32_target_stays_exact(target):
+    """The load benchmark's default pairing (target float32, draft bf16 where bf16 is fast): the
+    float32 features reach the bf16 draft cast, the draft's blocks are verified by the float32 target,
+    and every request's tokens equal plain float32 greedy's. Mutation run once: the cast in
+    ``DSparkDraftModel.project_context`` removed (``context_features.to(self.fc.weight.dtype)`` ->
+    ``context_features``): fails (dtype mismatch in the draft's projection)."""
+    draft = fixture_draft().to(torch.bfloat16)
+    prompts = prompts_of([4, 10, 15], seed=29)
+    assert run(target, draft, prompts) == plain_greedy(target, prompts, NEW)
+    assert sum(len(s.rounds) for s in draft.last_batch_telemetry.steps) > 0
+
+
+def test_load_benchmark_dtypes(monkeypatch):
+    """``serving_dtypes``: float32 target unless bf16 is asked for; the draft in bf16 exactly where bf16
+    matmuls are fast. Mutation run once: the draft's dtype taken from the target's (float32 always):
+    fails on the fast-bf16 case."""
+    from dspark_hf import precision
+    from dspark_hf.cli.bench_concurrency import serving_dtypes
+
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda device="cpu": True)
+    assert serving_dtypes("auto", "cpu") == (torch.float32, torch.bfloat16)
+    assert serving_dtypes("float32", "cpu") == (torch.float32, torch.bfloat16)
+    assert serving_dtypes("bfloat16", "cpu") == (torch.bfloat16, torch.bfloat16)
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda device="cpu": False)
+    assert serving_dtypes("auto", "cpu") == (torch.float32, torch.float32)

@@ -130,9 +130,13 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
 def concurrency_markdown(report: dict) -> str:
     """The runs as a table, and per concurrency the best fixed length next to the adaptive policies."""
     arrivals = f"Poisson arrivals at {report['arrival_rate']}/s" if report["arrival_rate"] else "all requests at once"
-    lines = [f"# dspark bench --concurrency ({arrivals}, {report['max_new_tokens']} new tokens)", "",
-             "| C | method | aggregate tok/s | per-request tok/s median | p10 | TTFT median ms | tau | batch tokens | mismatches |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [f"# dspark bench --concurrency ({arrivals}, {report['max_new_tokens']} new tokens)", ""]
+    machine = report.get("machine")
+    if machine:
+        lines += [f"{machine['device_name']}, {machine['threads']} threads; target {machine['dtype']}, draft {machine['draft_dtype']}; "
+                  f"torch {machine['torch']}, transformers {machine['transformers']}", ""]
+    lines += ["| C | method | aggregate tok/s | per-request tok/s median | p10 | TTFT median ms | tau | batch tokens | mismatches |",
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["rows"]:
         lines.append(
             f"| {r['concurrency']} | {r['method']} | {r['aggregate_tokens_per_second']:.1f} | {r['per_request_tokens_per_second_median']:.1f} | "
