@@ -6,13 +6,13 @@ a verification forward of ``L + 1`` rows must round as ``L + 1`` one-token steps
 - ``float32``: target float32; draft bfloat16 where bf16 matmuls are fast (CPUs with AVX512-BF16 or AMX,
   GPUs with bf16), else float32. Identical to plain float32 ``generate`` in practice (rounding
   differences ~1e-6 rarely flip a token; every test of this library checks it).
-- ``bfloat16``: target and draft bfloat16; verification forwards compute attention row by row
-  (:mod:`dspark_hf.integration.exact_verification`), so on devices whose bf16 GEMM rows do not depend
-  on the number of rows (probed by :func:`~dspark_hf.integration.exact_verification.bf16_linear_rows_invariant`)
-  the output is bit-identical to plain bfloat16 ``generate``.
+- ``bfloat16``: target and draft bfloat16; verification forwards compute attention row by row and the
+  linear layers in row chunks that this device rounds as single rows (probed per weight shape:
+  :mod:`dspark_hf.integration.linear_rows`), so the output is bit-identical to plain bfloat16 ``generate``.
 - ``bfloat16-batched`` (opt-in): bfloat16 with one batched verification forward: fastest, but its
   output differs from plain bfloat16 ``generate`` on some prompts (the bench reports the rate).
-- ``auto`` (default): ``bfloat16`` where bf16 is fast and the probe passes, else ``float32``.
+- ``auto`` (default): ``bfloat16`` where bf16 is fast and a 576 x 1536 bf16 matmul keeps its rows for up to
+  9 rows (so verification needs few row chunks; :func:`~dspark_hf.integration.exact_verification.bf16_linear_rows_invariant`), else ``float32``.
 
 :func:`resolve_precision` returns the choice and one line saying why; callers print it.
 """
@@ -99,11 +99,11 @@ def resolve_precision(spec: str = "auto", device: str | torch.device = "cpu") ->
                          "asked for: one batched verification forward rounds differently from one-token steps")
     invariant = _rows_invariant(device)
     if spec == "bfloat16":
-        reason = ("asked for; bf16 matmul rows on " + where + " do not depend on the batch of rows" if invariant
-                  else "asked for, but bf16 matmul rows on " + where + " change with the number of rows: identity is not guaranteed")
-        return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, invariant, reason)
+        return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
+                         "asked for; verification rows computed as one-token steps compute them")
     if fast and invariant:
         return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
-                         f"auto: {where} has native bf16 and its bf16 matmul rows do not depend on the batch of rows")
-    why = "has no native bf16" if not fast else "changes bf16 matmul rows with the number of rows"
+                         f"auto: {where} has native bf16, and verification rows are computed as one-token steps compute them "
+                         "(attention row by row, linear layers in row chunks this device rounds as single rows)")
+    why = "has no native bf16" if not fast else "needs one-row bf16 matmuls even for its most common shape (slow row-by-row verification)"
     return Precision("float32", torch.float32, draft_dtype, False, True, f"auto: {where} {why}")
