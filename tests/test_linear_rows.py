@@ -55,15 +55,21 @@ def test_probe_finds_where_the_kernel_changes_its_order(other_order_kernel):
 
 
 def test_chunked_rows_equal_single_rows(other_order_kernel):
-    """Under :func:`linear_row_chunks`, an 8-row input runs as chunks of at most SWITCH rows and every
-    output row is bit-identical to the one-row result; without the chunks (negative control) some row
+    """A prepared ``nn.Linear`` under :func:`linear_row_chunks` runs an 8-row input as chunks of at most
+    SWITCH rows and every output row is bit-identical to the one-row result (outside the block it is
+    ``nn.Linear``'s own forward); without the chunks (negative control) some row
     differs. Mutation run once: the chunk size taken as ``size + 1``: fails."""
     weight, x = linear_rows._probe_inputs(torch.empty(64, 1536, dtype=torch.bfloat16), seed=5)
     x = x[:, :8]
     single = torch.cat([_other_order_linear(x[:, i : i + 1], weight) for i in range(8)], dim=1)
     assert not torch.equal(_other_order_linear(x, weight), single), "negative control: the other-order kernel should differ"
-    with linear_row_chunks():
-        chunked = F.linear(x, weight)  # torch's linear, seen by the mode, chunks through the stand-in
+    layer = torch.nn.Linear(1536, 64, bias=False, dtype=torch.bfloat16)
+    layer.weight.data.copy_(weight)
+    linear_rows.chunk_linear(layer)
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, weight))  # outside the block: nn.Linear's own forward
+        with linear_row_chunks():
+            chunked = layer(x)  # chunks through the stand-in kernel
     assert torch.equal(chunked, single)
 
 

@@ -14,11 +14,11 @@ each row bit-identical to the same row alone, laid out as plain decoding lays it
 inputs built so that any change in the kernel's order of addition changes the result. On the AMD EPYC
 above that count is 1 for ``down_proj`` (the one-row kernel adds in another order than every multi-row
 one), so that layer runs one row at a time; it is 16 for the others.
-While :func:`linear_row_chunks` is active in a thread, every ``F.linear`` on a ``[1, S, in]`` input with
-``S`` above that count runs as consecutive chunks of at most that many rows, concatenated: each chunk's
-rows are then exactly the one-row results. :func:`chunk_verification_linears` applies it to the
-multi-row forwards of a target over a non-empty cache (verification), never to a prefill, which plain
-decoding computes batched as well.
+While :func:`linear_row_chunks` is active in a thread, every ``nn.Linear`` prepared by :func:`chunk_linear`
+runs a ``[1, S, in]`` input with ``S`` above that count as consecutive chunks of at most that many rows,
+concatenated: each chunk's rows are then exactly the one-row results. :func:`chunk_verification_linears`
+prepares a target's linear layers and applies it to the target's multi-row forwards over a non-empty
+cache (verification), never to a prefill, which plain decoding computes batched as well.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import threading
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from dspark_hf.verification.row_mode import single_step_rows_active
 
@@ -83,27 +82,48 @@ def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> in
     return _INVARIANT[key]
 
 
-class _LinearRowChunks(TorchFunctionMode):
-    """``F.linear`` on ``[1, S, in]`` inputs in chunks of at most :func:`invariant_rows` rows."""
+def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``F.linear(x, weight, bias)`` in chunks of at most :func:`invariant_rows` rows, or ``None`` where one
+    call already gives single-row results (not ``[1, S, in]``, or ``S`` within the invariant count)."""
+    if x.dim() != 3 or x.shape[0] != 1 or x.shape[1] < 2:
+        return None
+    size = invariant_rows(weight, bias)
+    if x.shape[1] <= size:
+        return None
+    return torch.cat([_kernel(x[:, i : i + size], weight, bias) for i in range(0, x.shape[1], size)], dim=1)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch._C._nn.linear:
-            x = args[0] if args else kwargs["input"]
-            weight = args[1] if len(args) > 1 else kwargs["weight"]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if x.dim() == 3 and x.shape[0] == 1 and x.shape[1] > 1:
-                size = invariant_rows(weight, bias)
-                if x.shape[1] > size:
-                    return torch.cat([_kernel(x[:, i : i + size], weight, bias) for i in range(0, x.shape[1], size)], dim=1)
-        return func(*args, **kwargs)
+
+def _chunking() -> bool:
+    return getattr(_STATE, "depth", 0) > 0
 
 
 @contextlib.contextmanager
 def linear_row_chunks():
-    """Within this block (this thread), multi-row linear layers run in row-invariant chunks."""
-    with _LinearRowChunks():
+    """Within this block (this thread), every ``nn.Linear`` prepared by :func:`chunk_linear` runs a
+    multi-row ``[1, S, in]`` input in row-invariant chunks (nests)."""
+    _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    try:
         yield
+    finally:
+        _STATE.depth -= 1
+
+
+def chunk_linear(module: torch.nn.Linear) -> None:
+    """Give ``module`` (once) a forward that chunks its rows inside :func:`linear_row_chunks` and is
+    ``nn.Linear.forward`` everywhere else (one thread-local check per call)."""
+    if getattr(module, _HOOKED_FLAG, False):
+        return
+    plain = module.forward
+
+    def forward(x):
+        if _chunking():
+            out = _chunked(x, module.weight, module.bias)
+            if out is not None:
+                return out
+        return plain(x)
+
+    module.forward = forward
+    setattr(module, _HOOKED_FLAG, True)
 
 
 def _is_verification(args, kwargs) -> bool:
@@ -119,24 +139,29 @@ def _is_verification(args, kwargs) -> bool:
 
 
 def _enter(module, args, kwargs):
-    if single_step_rows_active() and getattr(_STATE, "mode", None) is None and _is_verification(args, kwargs):
-        _STATE.mode = _LinearRowChunks()
-        _STATE.mode.__enter__()
+    _STATE.entered = getattr(_STATE, "entered", [])
+    verifying = single_step_rows_active() and _is_verification(args, kwargs)
+    _STATE.entered.append(verifying)
+    if verifying:
+        _STATE.depth = getattr(_STATE, "depth", 0) + 1
 
 
 def _exit(module, args, kwargs, output=None):
-    mode = getattr(_STATE, "mode", None)
-    if mode is not None:
-        _STATE.mode = None
-        mode.__exit__(None, None, None)
+    entered = getattr(_STATE, "entered", [])
+    if entered and entered.pop():
+        _STATE.depth -= 1
 
 
 def chunk_verification_linears(target: torch.nn.Module) -> None:
-    """Hook ``target`` once (idempotent): each of its forwards that verifies (more than one new row over
-    a non-empty cache) in a thread inside :func:`dspark_hf.verification.row_mode.row_by_row_scope` runs its
-    linear layers in row-invariant chunks; every other forward, and every other thread, is untouched."""
+    """Prepare ``target`` once (idempotent): each of its forwards that verifies (more than one new row
+    over a non-empty cache) in a thread inside :func:`dspark_hf.verification.row_mode.row_by_row_scope`
+    runs its ``nn.Linear`` layers in row-invariant chunks; every other forward, and every other thread,
+    runs them unchanged."""
     if getattr(target, _HOOKED_FLAG, False):
         return
+    for module in target.modules():
+        if isinstance(module, torch.nn.Linear):
+            chunk_linear(module)
     target.register_forward_pre_hook(_enter, with_kwargs=True)
     target.register_forward_hook(_exit, with_kwargs=True, always_call=True)
     setattr(target, _HOOKED_FLAG, True)
