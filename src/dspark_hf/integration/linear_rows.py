@@ -5,7 +5,7 @@ than for one row. Whether it does depends on the CPU, the weight's shape and ``n
 project's AMD EPYC (AVX512-BF16, one thread), SmolLM2's ``down_proj`` (1536 -> 576) rounds some rows of
 an ``n``-row input differently from the row alone, while its other projections are row-invariant up to
 16 rows. A verification forward of ``L + 1 = 8`` rows then rounds differently from the
-eight one-token steps plain decoding takes, and greedy output drifts (2026-12-03: 29 of 60 benchmark
+eight one-token steps plain decoding takes, and greedy output drifts (2026-12-03: 42 of 60 benchmark
 prompts).
 
 What: :func:`invariant_rows` probes, once per weight shape, dtype, device and bias presence (a few ms,
