@@ -57,7 +57,7 @@ def test_probe_finds_where_the_kernel_changes_its_order(other_order_kernel):
 def test_chunked_rows_equal_single_rows(other_order_kernel):
     """A prepared ``nn.Linear`` under :func:`linear_row_chunks` runs an 8-row input as chunks of at most
     SWITCH rows and every output row is bit-identical to the one-row result (outside the block it is
-    ``nn.Linear``'s own forward); without the chunks (negative control) some row
+    ``nn.Linear``'s own forward; a deep copy computes with its own weight); without the chunks (negative control) some row
     differs. Mutation run once: the chunk size taken as ``size + 1``: fails."""
     weight, x = linear_rows._probe_inputs(torch.empty(64, 1536, dtype=torch.bfloat16), seed=5)
     x = x[:, :8]
@@ -71,6 +71,10 @@ def test_chunked_rows_equal_single_rows(other_order_kernel):
         with linear_row_chunks():
             chunked = layer(x)  # chunks through the stand-in kernel
     assert torch.equal(chunked, single)
+    copy = __import__("copy").deepcopy(layer)
+    copy.weight.data.zero_()
+    with torch.no_grad(), linear_row_chunks():
+        assert not copy(x).any() and torch.equal(layer(x), single)  # the copy computes with its own weight
 
 
 def test_only_verification_forwards_of_the_scope_are_chunked(monkeypatch):

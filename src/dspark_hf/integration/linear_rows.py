@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import types
 
 import torch
 import torch.nn.functional as F
@@ -108,21 +109,21 @@ def linear_row_chunks():
         _STATE.depth -= 1
 
 
+def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if _chunking():
+        out = _chunked(x, self.weight, self.bias)
+        if out is not None:
+            return out
+    return torch.nn.Linear.forward(self, x)
+
+
 def chunk_linear(module: torch.nn.Linear) -> None:
     """Give ``module`` (once) a forward that chunks its rows inside :func:`linear_row_chunks` and is
-    ``nn.Linear.forward`` everywhere else (one thread-local check per call)."""
+    ``nn.Linear.forward`` everywhere else (one thread-local check per call). The forward is a method
+    bound to the module, so a deep copy of the model binds it to the copy."""
     if getattr(module, _HOOKED_FLAG, False):
         return
-    plain = module.forward
-
-    def forward(x):
-        if _chunking():
-            out = _chunked(x, module.weight, module.bias)
-            if out is not None:
-                return out
-        return plain(x)
-
-    module.forward = forward
+    module.forward = types.MethodType(_chunked_linear_forward, module)
     setattr(module, _HOOKED_FLAG, True)
 
 
