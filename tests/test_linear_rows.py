@@ -101,3 +101,15 @@ def test_only_verification_forwards_of_the_scope_are_chunked(monkeypatch):
         cache.crop(-(cache.get_seq_length() - 13))
         model(ids[:, 13:], use_cache=True, **cache_kwargs(model, cache))
     assert seen == []
+
+
+def test_probe_weight_has_the_weights_layout_and_alignment():
+    """The probe's weight copies the real weight's shape, strides and offset from a 64-byte boundary
+    (a memory-mapped checkpoint's tensors need not be aligned, and kernels may branch on it).
+    Mutation run once: ``_like`` allocating with ``torch.empty_strided`` (always aligned): fails."""
+    base = torch.empty(100_000, dtype=torch.bfloat16)
+    for start in (0, 4, 20):
+        weight = base[start : start + 96 * 153].view(96, 153)
+        probe = linear_rows._like(weight)
+        assert probe.shape == weight.shape and probe.stride() == weight.stride()
+        assert probe.data_ptr() % 64 == weight.data_ptr() % 64

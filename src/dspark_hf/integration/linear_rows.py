@@ -40,11 +40,22 @@ _STATE = threading.local()
 
 
 def _probe_key(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
-    return tuple(weight.shape), tuple(weight.stride()), weight.dtype, str(weight.device), bias is not None
+    return tuple(weight.shape), tuple(weight.stride()), weight.dtype, str(weight.device), bias is not None, weight.data_ptr() % 64
+
+
+def _like(weight: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor of ``weight``'s shape, strides, dtype and device, at the same offset from a
+    64-byte boundary (kernels may take another path for unaligned memory, e.g. a memory-mapped checkpoint)."""
+    size = weight.element_size()
+    span = sum((n - 1) * st for n, st in zip(weight.shape, weight.stride())) + 1 if weight.numel() else 0
+    offset = weight.data_ptr() % 64
+    storage = torch.empty(span + 64 // size, dtype=weight.dtype, device=weight.device)
+    shift = ((offset - storage.data_ptr() % 64) % 64) // size if offset % size == 0 else 0
+    return storage.as_strided(weight.shape, weight.stride(), shift)
 
 
 def _probe_inputs(weight: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A weight of ``weight``'s shape, strides, dtype and device with entries +-1, and ``MAX_PROBED_ROWS``
+    """A weight of ``weight``'s shape, strides, dtype, device and alignment with entries +-1, and ``MAX_PROBED_ROWS``
     rows of ones, each with one ``+2**25`` and one ``-2**25`` at random places. Every product is exact;
     a float32 sum loses the +-1 terms added while the partial sum holds ``2**25``, so its value depends on
     the order in which the kernel adds the terms: two kernels that add in different orders disagree
@@ -52,7 +63,7 @@ def _probe_inputs(weight: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.
     generator = torch.Generator(device="cpu").manual_seed(seed)
     out_features, in_features = weight.shape
     signs = torch.randint(0, 2, (out_features, in_features), generator=generator).float() * 2 - 1
-    probe_weight = torch.empty_strided(weight.shape, weight.stride(), dtype=weight.dtype, device=weight.device)
+    probe_weight = _like(weight)
     probe_weight.copy_(signs)
     x = torch.ones(1, MAX_PROBED_ROWS, in_features)
     for r in range(MAX_PROBED_ROWS):
@@ -66,7 +77,7 @@ def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> in
     input gives every row bit-identical to ``F.linear`` of that row alone (``[1, 1, in]``, as plain
     decoding computes it), for every ``m <= n``. Probed on order-revealing inputs
     (:func:`_probe_inputs`, two seeds) of ``weight``'s layout, a zero bias where there is one; cached
-    per shape, strides, dtype and device."""
+    per shape, strides, dtype, device and alignment."""
     key = _probe_key(weight, bias)
     if key not in _INVARIANT:
         count = MAX_PROBED_ROWS
