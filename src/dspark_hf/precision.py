@@ -97,13 +97,12 @@ def resolve_precision(spec: str = "auto", device: str | torch.device = "cpu") ->
     if spec == "bfloat16-batched":
         return Precision("bfloat16-batched", torch.bfloat16, torch.bfloat16, False, False,
                          "asked for: one batched verification forward rounds differently from one-token steps")
-    invariant = _rows_invariant(device)
     if spec == "bfloat16":
         return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
                          "asked for; verification rows computed as one-token steps compute them")
-    if fast and invariant:
+    if fast and _rows_invariant(device):
         return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
                          f"auto: {where} has native bf16, and verification rows are computed as one-token steps compute them "
                          "(attention row by row, linear layers in row chunks this device rounds as single rows)")
-    why = "has no native bf16" if not fast else "needs one-row bf16 matmuls even for its most common shape (slow row-by-row verification)"
+    why = "has no native bf16" if not fast else "splits even a 576 x 1536 bf16 matmul into chunks of fewer than 9 rows (slow exact verification)"
     return Precision("float32", torch.float32, draft_dtype, False, True, f"auto: {where} {why}")

@@ -8,7 +8,7 @@ an ``n``-row input differently from the row alone, while its other projections a
 eight one-token steps plain decoding takes, and greedy output drifts (2026-12-03: 42 of 60 benchmark
 prompts).
 
-What: :func:`invariant_rows` probes, once per weight shape, dtype, device and bias presence (a few ms,
+What: :func:`invariant_rows` probes, once per weight shape, dtype, device, alignment and bias presence (a few ms,
 cached for the process), the largest ``n <= MAX_PROBED_ROWS`` such that every input of ``1..n`` rows gives
 each row bit-identical to the same row alone, laid out as plain decoding lays it out (``[1, 1, in]``), on
 inputs built so that any change in the kernel's order of addition changes the result. On the AMD EPYC
@@ -151,17 +151,19 @@ def _is_verification(args, kwargs) -> bool:
 
 
 def _enter(module, args, kwargs):
-    _STATE.entered = getattr(_STATE, "entered", [])
-    verifying = single_step_rows_active() and _is_verification(args, kwargs)
-    _STATE.entered.append(verifying)
-    if verifying:
-        _STATE.depth = getattr(_STATE, "depth", 0) + 1
+    """Pre-hook: open a :func:`linear_row_chunks` block for a verification forward (``None`` otherwise),
+    kept on a per-thread stack that the post-hook closes."""
+    block = linear_row_chunks() if single_step_rows_active() and _is_verification(args, kwargs) else None
+    if block is not None:
+        block.__enter__()
+    _STATE.__dict__.setdefault("blocks", []).append(block)
 
 
 def _exit(module, args, kwargs, output=None):
-    entered = getattr(_STATE, "entered", [])
-    if entered and entered.pop():
-        _STATE.depth -= 1
+    blocks = _STATE.__dict__.get("blocks")
+    block = blocks.pop() if blocks else None
+    if block is not None:
+        block.__exit__(None, None, None)
 
 
 def chunk_verification_linears(target: torch.nn.Module) -> None:
