@@ -76,7 +76,7 @@ quiet_bench() {  # the issue's goal run: one process, one thread, machine otherw
   mkdir -p $M
   OMP_NUM_THREADS=1 $DSPARK profile --threads 1 --dtype auto > $M/profile_auto.log 2>&1
   OMP_NUM_THREADS=1 $DSPARK bench --draft ${DRAFT:-$RUN/draft} --datasets mt-bench,gsm8k,humaneval \
-    --start 0 --limit ${LIMIT:-20} --max-new-tokens 128 --policies whole,hardware --baselines prompt-lookup \
+    --start 0 --limit ${LIMIT:-20} --max-new-tokens 128 --policies ${POLICIES:-whole,hardware} --baselines prompt-lookup \
     --threads 1 --out $M/bench_quiet > $M/bench_quiet.log 2>&1
 }
 optin_bench() {  # the opt-in bf16 target (one batched verification forward): speed and identical-output rate

@@ -86,6 +86,9 @@ def test_spec_strings_and_errors():
     assert resolve_policy("survival:0.25").threshold == 0.25
     assert resolve_policy("hardware").on_missing == "profile"
     assert resolve_policy("hardware:whole").on_missing == "whole"
+    assert resolve_policy("hardware").use_gate and not resolve_policy("hardware:always-draft").use_gate
+    both = resolve_policy("hardware:whole,always-draft")
+    assert both.on_missing == "whole" and not both.use_gate and repr(both) == "HardwareAware(on_missing='whole', gate=False)"
     assert isinstance(resolve_policy("online:error"), OnlineAcceptance)
     assert set(POLICIES) >= {"whole", "threshold", "fixed", "survival", "hardware", "online"}
     for bad in ("hardware:sometimes", "fixed:-1", "fixed:1.5", "survival:2", "threshold:x", "nope"):

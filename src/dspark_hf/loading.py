@@ -32,6 +32,23 @@ def load_target(name: str | None, dtype: torch.dtype = torch.float32):
     return model, AutoTokenizer.from_pretrained(name)
 
 
+def load_target_with_precision(name: str | None, spec: str = "auto", device: str | torch.device = "cpu"):
+    """``(target, tokenizer, precision)``: the target called ``name`` (:func:`dspark_hf.loading.load_target`)
+    on ``device``, in the target dtype ``--dtype spec`` resolves to for it. ``auto`` on a CPU with native bf16
+    loads it in float32 first and times it (:func:`dspark_hf.precision.resolve_precision`)."""
+    from dspark_hf.precision import bf16_is_fast, resolve_precision
+
+    device = str(torch.device(device))
+    if spec == "auto" and device.startswith("cpu") and bf16_is_fast(device):
+        target, tokenizer = load_target(name)
+        target = target.to(device)
+        precision = resolve_precision(spec, device, target)
+        return target.to(precision.target_dtype), tokenizer, precision
+    precision = resolve_precision(spec, device)
+    target, tokenizer = load_target(name, dtype=precision.target_dtype)
+    return target.to(device), tokenizer, precision
+
+
 def load_draft(name: str | None, target=None, dtype: torch.dtype | None = torch.float32, *, target_config=None,
                draft_vocab: int | None = None, token_counts: str | Path | None = None, **hub_kwargs):
     """The draft called ``name`` (see the module docstring), in eval mode.

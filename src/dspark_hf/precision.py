@@ -11,10 +11,15 @@ a verification forward of ``L + 1`` rows must round as ``L + 1`` one-token steps
   :mod:`dspark_hf.integration.linear_rows`), so the output is bit-identical to plain bfloat16 ``generate``.
 - ``bfloat16-batched`` (opt-in): bfloat16 with one batched verification forward: fastest, but its
   output differs from plain bfloat16 ``generate`` on some prompts (the bench reports the rate).
-- ``auto`` (default): ``bfloat16`` where bf16 is fast and a 576 x 1536 bf16 matmul keeps its rows for up to
-  9 rows (so verification needs few row chunks; :func:`~dspark_hf.integration.exact_verification.bf16_linear_rows_invariant`), else ``float32``.
+- ``auto`` (default): ``float32`` where bf16 is not fast. Where it is, on a CPU, whichever of ``float32`` and
+  ``bfloat16`` runs the real target's forwards faster, timed once per model, device and thread count
+  (:mod:`dspark_hf.integration.dtype_costs`: a CPU's flags do not tell; on one AMD EPYC with AVX512-BF16
+  float32 was the faster). Without a target to time (and on GPUs): ``bfloat16`` where a 576 x 1536 bf16
+  matmul keeps its rows for up to 9 rows (so verification needs few row chunks;
+  :func:`~dspark_hf.integration.exact_verification.bf16_linear_rows_invariant`), else ``float32``.
 
 :func:`resolve_precision` returns the choice and one line saying why; callers print it.
+:func:`dspark_hf.loading.load_target_with_precision` loads a target, resolves ``--dtype`` on it and converts it.
 """
 
 from __future__ import annotations
@@ -84,8 +89,17 @@ def _rows_invariant(device: str) -> bool:
     return bf16_linear_rows_invariant(device=device)
 
 
-def resolve_precision(spec: str = "auto", device: str | torch.device = "cpu") -> Precision:
-    """The :class:`Precision` for ``--dtype spec`` on ``device`` (see the module docstring)."""
+def _measures(device: str, target) -> bool:
+    """Whether ``auto`` times ``target`` (a float32 model on a CPU) instead of applying the fixed rule."""
+    return (target is not None and device.startswith("cpu")
+            and next(target.parameters()).dtype == torch.float32)
+
+
+def resolve_precision(spec: str = "auto", device: str | torch.device = "cpu", target=None) -> Precision:
+    """The :class:`Precision` for ``--dtype spec`` on ``device`` (see the module docstring).
+
+    ``target``: the float32 target, on ``device``; with it, ``auto`` on a CPU with native bf16 picks the
+    configuration measured faster for it (stored costs, else a measurement of a few seconds)."""
     if spec not in DTYPE_CHOICES:
         raise UnsupportedUsageError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}; got {spec!r}.")
     device = str(torch.device(device))
@@ -100,9 +114,18 @@ def resolve_precision(spec: str = "auto", device: str | torch.device = "cpu") ->
     if spec == "bfloat16":
         return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
                          "asked for; verification rows computed as one-token steps compute them")
+    if fast and _measures(device, target):
+        from dspark_hf.integration.dtype_costs import configuration_costs
+
+        costs = configuration_costs(target)
+        measured = f"auto: measured faster on {where} ({costs.describe()}; bfloat16 with verification rows as one-token steps)"
+        if costs.fastest() == "bfloat16":
+            return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True, measured)
+        return Precision("float32", torch.float32, draft_dtype, False, True, measured)
     if fast and _rows_invariant(device):
         return Precision("bfloat16", torch.bfloat16, torch.bfloat16, True, True,
                          f"auto: {where} has native bf16, and verification rows are computed as one-token steps compute them "
                          "(attention row by row, linear layers in row chunks this device rounds as single rows)")
     why = "has no native bf16" if not fast else "splits even a 576 x 1536 bf16 matmul into chunks of fewer than 9 rows (slow exact verification)"
     return Precision("float32", torch.float32, draft_dtype, False, True, f"auto: {where} {why}")
+

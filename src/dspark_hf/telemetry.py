@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class StepRecord:
     """One drafting round. ``emitted`` counts the target's own token, so ``emitted == accepted + 1``
-    except where generation stopped inside the round (EOS or max length)."""
+    except where generation stopped inside the round (EOS or max length). ``proposed == 0``: a round
+    whose policy skipped drafting (a plain one-token step)."""
 
     step: int
     proposed: int
@@ -46,7 +47,8 @@ class GenerationTelemetry:
 
     @property
     def tau(self) -> float:
-        """Mean tokens added per verification forward (accepted + bonus), over drafting rounds."""
+        """Mean tokens added per target forward after the prefill (accepted + bonus), over all rounds (those
+        that skipped drafting add one token each)."""
         return sum(s.emitted for s in self.steps) / len(self.steps) if self.steps else 0.0
 
     @property
@@ -55,10 +57,17 @@ class GenerationTelemetry:
         verified = sum(s.verified for s in self.steps)
         return sum(s.accepted for s in self.steps) / verified if verified else 0.0
 
+    @property
+    def skipped_rounds(self) -> int:
+        """Rounds whose policy skipped drafting (plain one-token steps)."""
+        return sum(1 for s in self.steps if s.proposed == 0)
+
     def summary(self) -> str:
+        skipped = self.skipped_rounds
+        rounds = f"{len(self.steps) - skipped} drafting rounds" + (f", {skipped} steps without drafting" if skipped else "")
         return (
             f"{self.new_tokens} new tokens in {self.target_forwards} target forwards "
-            f"({len(self.steps)} drafting rounds): tau {self.tau:.2f} tokens/round, "
+            f"({rounds}): tau {self.tau:.2f} tokens/round, "
             f"acceptance {self.acceptance_rate:.1%} of verified draft tokens"
         )
 

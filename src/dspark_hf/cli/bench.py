@@ -219,7 +219,6 @@ def run_prompt_mode(args) -> dict:
     from dspark_hf.benchmarks.runner import bench_prompts
     from dspark_hf.cli.validators import check_draft_folder
     from dspark_hf.errors import UnsupportedUsageError
-    from dspark_hf.loading import load_target
 
     specs = _policies(args.policies or "whole", cost=False)
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}
@@ -231,16 +230,17 @@ def run_prompt_mode(args) -> dict:
     prompt_sets = dict(load_prompt_set(n, args.limit, args.datasets_dir, start=args.start) for n in names)
     for name in args.draft or []:
         check_draft_folder(name)  # folder and config.json values, before the target loads
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_target_with_precision
 
     if args.dtype == "float16":
         raise UnsupportedUsageError("--dtype float16 is for --cost-mode; prompt mode takes auto, float32, bfloat16 or bfloat16-batched.")
     device, _ = _device_and_dtype(args, cost=False, default="float32")
-    precision = resolve_precision(args.dtype or "auto", device)
+    from dspark_hf.benchmarks.settings import preserved_settings
+
+    with preserved_settings(threads=args.threads):  # auto times the target with the benchmark's thread count
+        target, tokenizer, precision = load_target_with_precision(args.target, args.dtype or "auto", device)
     print(precision.describe(), file=sys.stderr)
     dtype = precision.target_dtype
-    target, tokenizer = load_target(args.target)
-    target = target.to(device=device, dtype=dtype)
     drafts = {k: v.to(device=device, dtype=precision.draft_dtype) for k, v in _load_drafts(args.draft or [None], target).items()}
     policies = expand_policies(specs, drafts)
     dflash_policies = None

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.bundled.draft import DEFAULT_DRAFT_DIR
     from dspark_hf.cli.validators import check_draft_folder, check_shared_flags
     from dspark_hf.errors import UnsupportedUsageError
-    from dspark_hf.loading import load_draft, load_target
+    from dspark_hf.loading import load_draft
 
     check_shared_flags(args)  # --threads, --max-new-tokens, --temperature
     if args.count < 1:
@@ -59,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     start = HELD_OUT_START if args.start is None else args.start
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     prompts = {name: load_prompts(name, start, args.count, args.datasets_dir) for name in names}
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_target_with_precision
 
-    precision = resolve_precision(args.dtype)
+    target, tokenizer, precision = load_target_with_precision(args.target, args.dtype)
     print(precision.describe())
-    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
     draft = load_draft(args.draft, target, dtype=precision.draft_dtype)
     ids = [encode(tokenizer, p) for name in names for p in prompts[name]]
     split = ", ".join(f"{name} {start}-{start + len(prompts[name]) - 1}" for name in names)

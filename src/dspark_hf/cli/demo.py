@@ -55,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
     import functools
 
     from dspark_hf.demo.models import load_models
-    from dspark_hf.precision import resolve_precision
 
-    print(resolve_precision(args.dtype).describe(), flush=True)
     registry = ModelRegistry(loader=functools.partial(load_models, dtype=args.dtype))
+    print(registry.get(target, draft).precision, flush=True)  # loads the first pair (auto times the target here)
     demo = build_demo(registry, target=target, draft=draft, max_prompt_tokens=args.max_prompt_tokens,
                       max_new_tokens_limit=args.max_new_tokens_limit)
     launch_demo(demo, host=args.host, port=args.port, block=True)

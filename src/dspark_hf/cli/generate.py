@@ -76,14 +76,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    from dspark_hf.loading import load_draft, load_target
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_draft
+    from dspark_hf.loading import load_target_with_precision
 
     from dspark_hf.verification.policies import FASTEST_MEASURED_POLICY
 
-    precision = resolve_precision(args.dtype)
+    target, tokenizer, precision = load_target_with_precision(args.target, args.dtype)
     print(precision.describe())
-    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
     draft = load_draft(args.draft, target, dtype=precision.draft_dtype, draft_vocab=args.draft_vocab, token_counts=args.token_counts)
     if args.policy is None and getattr(draft, "verification_policy", None) is None:
         args.policy = FASTEST_MEASURED_POLICY

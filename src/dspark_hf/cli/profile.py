@@ -76,17 +76,17 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     from dspark_hf.integration.exact_verification import single_step_rows
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_target_with_precision
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.dtype == "float16":
         dtype, draft_dtype, rows = torch.float16, torch.float16, False
+        target, _ = load_target(args.target)
+        target = target.to(device=device, dtype=dtype).eval()
     else:
-        precision = resolve_precision(args.dtype, device)
+        target, _, precision = load_target_with_precision(args.target, args.dtype, device)
         print(precision.describe())
         dtype, draft_dtype, rows = precision.target_dtype, precision.draft_dtype, precision.single_step_rows
-    target, _ = load_target(args.target)
-    target = target.to(device=device, dtype=dtype).eval()
     draft = _load_draft(args.draft, target)
     if draft is not None:
         draft = draft.to(device=device, dtype=draft_dtype).eval()

@@ -54,6 +54,7 @@ class LoadedModels:
     draft: object
     target_name: str
     draft_name: str
+    precision: str = ""  # the dtype line (:meth:`dspark_hf.precision.Precision.describe`)
 
 
 def random_draft(target_config):
@@ -71,16 +72,15 @@ def load_models(target: str | None, draft: str | None, dtype: str = "auto") -> L
     """Load the pair named by :func:`resolve_names` (eval mode) in the dtypes ``dtype`` resolves to
     (:mod:`dspark_hf.precision`; the output stays identical to plain decoding)."""
     from dspark_hf.checkpoints.files import check_local_folder, is_local_path
-    from dspark_hf.loading import load_draft, load_target
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_draft
+    from dspark_hf.loading import load_target_with_precision
 
-    precision = resolve_precision(dtype)
     target, draft = resolve_names(target, draft)
     if draft not in (None, RANDOM) and is_local_path(draft):
         from pathlib import Path
 
         check_local_folder(Path(draft).expanduser())
-    model, tokenizer = load_target(target, dtype=precision.target_dtype)
+    model, tokenizer, precision = load_target_with_precision(target, dtype)
     if draft == RANDOM:
         draft_model = random_draft(model.config).to(precision.draft_dtype)
         draft_label = "random (untrained, shaped for the target: exact text, rarely accepted)"
@@ -89,7 +89,8 @@ def load_models(target: str | None, draft: str | None, dtype: str = "auto") -> L
         draft_label = draft or "shipped default draft"
     from dspark_hf.bundled.target import DEFAULT_TARGET_NAME
 
-    return LoadedModels(model, tokenizer, draft_model, target or f"embedded {DEFAULT_TARGET_NAME}", draft_label)
+    return LoadedModels(model, tokenizer, draft_model, target or f"embedded {DEFAULT_TARGET_NAME}", draft_label,
+                        precision.describe())
 
 
 class ModelRegistry:

@@ -112,6 +112,10 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
         weakref.finalize(self, self.tap.close)
         self.context: Any = None
         self._pending: dict[str, Any] | None = None
+        # Features of positions after context.committed, held over from rounds that skipped drafting
+        # (the tap keeps only the latest forward's), and the first position not yet held.
+        self._carried: list[torch.Tensor] = []
+        self._carried_end: int | None = None
 
     def draft_round(self, features: torch.Tensor, input_ids: torch.LongTensor) -> DraftBlock:
         """Draft ``proposed`` tokens after ``input_ids`` ``[1, n]`` from ``features``
@@ -128,7 +132,15 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
             return input_ids, None
         t0 = time.perf_counter()
         cur_len = input_ids.shape[1]
-        features = self.tap.features()[:, : cur_len - 1 - self.context.committed]
+        first = self._carried_end if self._carried else self.context.committed
+        self._carried.append(self.tap.features()[:, : cur_len - 1 - first])
+        self._carried_end = cur_len - 1
+        if not self.policy.should_draft():  # a plain one-token step; the features wait for the next round
+            self._pending = {"cur_len": cur_len, "verified": 0, "confidences": None, "t0": t0, "draft_seconds": 0.0,
+                             "proposed": 0}
+            return input_ids, None
+        features = torch.cat(self._carried, dim=1) if len(self._carried) > 1 else self._carried[0]
+        self._carried = []
         block = self.draft_round(features, input_ids)
         length = self.policy.verify_length(block.confidences, self.proposed)
         length = max(0, min(length, self.max_length - cur_len - 1))
@@ -144,6 +156,7 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
             "confidences": block.confidences.tolist() if block.confidences is not None else None,
             "t0": t0,
             "draft_seconds": time.perf_counter() - t0,
+            "proposed": self.proposed,
         }
         if length == 0:
             return input_ids, None
@@ -162,7 +175,7 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
         emitted = end - pending["cur_len"]
         record = StepRecord(
             step=len(self.telemetry.steps),
-            proposed=self.proposed,
+            proposed=pending["proposed"],
             verified=pending["verified"],
             accepted=min(int(num_matches), pending["verified"], emitted),
             emitted=emitted,

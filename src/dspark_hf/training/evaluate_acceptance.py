@@ -88,11 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from dspark_hf.loading import load_draft, load_target
-    from dspark_hf.precision import resolve_precision
+    from dspark_hf.loading import load_draft
+    from dspark_hf.loading import load_target_with_precision
 
-    precision = resolve_precision(args.dtype)
-    target, tokenizer = load_target(args.target, dtype=precision.target_dtype)
+    target, tokenizer, precision = load_target_with_precision(args.target, args.dtype)
     draft = load_draft(args.draft, target, dtype=precision.draft_dtype)
     results, emitted, rounds = {}, 0, 0
     for name in args.datasets:

@@ -6,14 +6,16 @@ drafted block (``None`` for drafts without a confidence head) and the block size
 ``c_k`` (which depends only on the tokens before slot ``k``) but never at the drafted tokens
 themselves, and it must decide slot by slot from the left, stopping at its first "no": that is what
 keeps speculative sampling lossless. :meth:`observe` receives every finished round's telemetry, for
-policies that learn online.
+policies that learn online. :meth:`VerificationPolicy.should_draft`, asked before a round drafts, may
+answer no from finished rounds only (then the round is a plain one-token step; ``proposed == 0`` in its
+record); only the hardware-aware policies do (:mod:`dspark_hf.verification.scheduling.drafting_gate`).
 
 Choose a policy per call with ``generation_config.dspark_policy`` (an instance, or a spec string such
 as ``"whole"`` or ``"threshold:0.6"``), or per draft with ``draft.verification_policy``.
 
 Spec strings: ``"whole"``, ``"fixed:L"``, ``"threshold:t"``, ``"survival:t"``, ``"hardware"`` (or
-``"hardware:profile|whole|error"``: what to do when no cost profile exists), ``"online"`` (same
-options). When to use which: ``docs/scheduling.md``.
+``"hardware:profile|whole|error"``: what to do when no cost profile exists; ``"hardware:always-draft"``:
+draft every round, no gate; options combine with a comma), ``"online"`` (same options). When to use which: ``docs/scheduling.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class VerificationPolicy:
 
     def verify_length(self, confidences: torch.Tensor | None, block_size: int) -> int:
         raise NotImplementedError
+
+    def should_draft(self) -> bool:
+        """Whether the coming round drafts (asked once per round, before drafting; the answer may depend
+        on finished rounds only). The default always drafts."""
+        return True
 
     def observe(self, record: StepRecord) -> None:
         """Called after each round with its outcome; the default ignores it."""
@@ -165,6 +172,10 @@ class HardwareAware(_CalibratedConfidences):
     large targets, long blocks) and the draft has a confidence head; without one it schedules from
     per-slot acceptance estimates learned online (as :class:`OnlineAcceptance`).
 
+    Where even the best length does not pay for the drafting round, rounds skip drafting
+    (:class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`: measured tokens per second of
+    drafting rounds against plain steps, with exploration); ``gate=False`` always drafts.
+
     ``profile``: a :class:`~dspark_hf.verification.scheduling.CostProfile` or a JSON path; ``None`` finds the stored
     profile for the target, device, dtype and thread count. ``on_missing`` says what happens when none
     exists: ``"profile"`` (default) measures one now (a short profile, about ``block_size + 4`` forward
@@ -176,7 +187,8 @@ class HardwareAware(_CalibratedConfidences):
     name = "hardware"
     use_confidences = True
 
-    def __init__(self, profile=None, on_missing: str = "profile", overhead_smoothing: float = 0.1, explore_every: int = 16) -> None:
+    def __init__(self, profile=None, on_missing: str = "profile", overhead_smoothing: float = 0.1, explore_every: int = 16,
+                 gate: bool = True) -> None:
         if on_missing not in MISSING_PROFILE_ACTIONS:
             raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS}, got {on_missing!r}.")
         self.on_missing = on_missing
@@ -187,10 +199,19 @@ class HardwareAware(_CalibratedConfidences):
         self.round_seconds = 0.0
         self.estimator = None
         self._rounds = 0
+        self.use_gate = bool(gate)
+        self.gate = None
 
     @classmethod
     def from_spec(cls, arg: str):
-        return cls(on_missing=arg) if arg else cls()
+        """``arg``: comma-separated options, a missing-profile action and / or ``always-draft`` (no gate)."""
+        options = [a.strip() for a in arg.split(",") if a.strip()]
+        unknown = [a for a in options if a not in MISSING_PROFILE_ACTIONS + ("always-draft",)]
+        if unknown:
+            raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS} (or the option 'always-draft'), "
+                                        f"got {arg!r}.")
+        actions = [a for a in options if a in MISSING_PROFILE_ACTIONS]
+        return cls(on_missing=actions[-1] if actions else "profile", gate="always-draft" not in options)
 
     # -- setup: cost profile and estimates ---------------------------------------------------------
 
@@ -201,6 +222,11 @@ class HardwareAware(_CalibratedConfidences):
             self.round_seconds = self.profile.draft_seconds
         self.estimator = self._estimator_for(draft)
         self._rounds = 0
+        self.gate = None
+        if self.use_gate and self.profile is not None:
+            from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
+
+            self.gate = DraftingGate(self.profile.step_seconds(1))
 
     def _find_or_make_profile(self, target, draft):
         from dspark_hf.verification.scheduling.cost_profile import CostProfile, ProfileMissingError, find_profile, load_profile, save_profile
@@ -266,7 +292,15 @@ class HardwareAware(_CalibratedConfidences):
 
         return schedule_prefixes([slot_c.tolist()], self.profile.steps_per_second, draft_seconds=self.round_seconds)[0]
 
+    def should_draft(self) -> bool:
+        return self.gate is None or self.gate.should_draft()
+
     def observe(self, record) -> None:
+        drafted = record.proposed > 0
+        if self.gate is not None:
+            self.gate.observe(drafted, record.emitted, record.step_seconds)
+        if not drafted:
+            return  # a plain step: nothing about the draft or the round's overhead to learn
         if self.estimator is not None:
             self.estimator.observe(record)
         if self.profile is not None and record.verified >= 0:
@@ -275,7 +309,7 @@ class HardwareAware(_CalibratedConfidences):
             self.round_seconds = overhead if self._rounds <= 1 else (1 - a) * self.round_seconds + a * overhead
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(on_missing={self.on_missing!r})"
+        return f"{type(self).__name__}(on_missing={self.on_missing!r}" + ("" if self.use_gate else ", gate=False") + ")"
 
 
 class OnlineAcceptance(HardwareAware):

@@ -1,0 +1,102 @@
+"""What the target's forwards cost in each configuration that keeps DSpark identical to plain ``generate``,
+measured on this machine, for ``--dtype auto`` (:func:`dspark_hf.precision.resolve_precision`).
+
+The two such configurations on a CPU with native bf16 are a float32 target, and a bfloat16 target whose
+verification forwards run row by row (:func:`~dspark_hf.integration.exact_verification.single_step_rows`).
+Which is faster depends on the CPU's kernels, not on its flags: on one AMD EPYC (AVX512-BF16, one thread)
+the SmolLM2-135M target's one-token forward took 69 ms in float32 and 99 ms in bf16, and an 8-token
+verification forward 119 ms against 231 ms; on an Intel Xeon bf16 was the faster of the two. So ``auto``
+times both on the real target, once per (model, device, thread count), and keeps the result in
+``<dspark_hf cache>/precision/``.
+
+The score of a configuration is the summed median time of forwards of :data:`SCORED_TOKENS` new tokens
+over a cache of ``context_length`` tokens: the one-token forward is what plain decoding and every
+step's bonus token pay, the longer ones what verification pays.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dspark_hf.cache_dir import cache_root
+
+SCORED_TOKENS = (1, 4, 8)
+CONFIGURATIONS = ("float32", "bfloat16")  # bfloat16: exact, verification rows as one-token steps
+
+
+@dataclass(frozen=True)
+class ConfigurationCosts:
+    """Median seconds per forward of ``tokens`` new tokens, per configuration name, and where they come from."""
+
+    tokens: tuple[int, ...]
+    seconds: dict[str, list[float]]
+    key: str
+
+    def score(self, name: str) -> float:
+        return sum(self.seconds[name])
+
+    def fastest(self) -> str:
+        """The configuration with the lowest summed time (float32 on a tie: it needs no row chunks)."""
+        return min(CONFIGURATIONS, key=lambda name: (self.score(name), CONFIGURATIONS.index(name)))
+
+    def describe(self) -> str:
+        slash = "/".join(str(t) for t in self.tokens)
+        parts = [f"{name} {'/'.join(f'{1000 * s:.0f}' for s in self.seconds[name])} ms" for name in CONFIGURATIONS]
+        return f"forwards of {slash} new tokens: " + ", ".join(parts)
+
+
+def costs_key(target) -> str:
+    from dspark_hf.verification.scheduling.cost_profile import device_name, model_name
+
+    return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
+
+
+def costs_path(key: str) -> Path:
+    return cache_root() / "precision" / f"{key}.json"
+
+
+@torch.no_grad()
+def measure_configuration_costs(target, *, context_length: int = 128, warmup: int = 2, repeats: int = 5) -> ConfigurationCosts:
+    """Time ``target`` (float32) as it is, and a bfloat16 copy of it with row-by-row verification.
+
+    The copy is freed before returning; ``target`` is left unchanged."""
+    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.verification.scheduling.profiler import measure_target
+
+    if next(target.parameters()).dtype != torch.float32:
+        raise ValueError("measure_configuration_costs needs the target in float32 (a bf16 copy is made from it).")
+    kwargs = dict(tokens=SCORED_TOKENS, context_length=context_length, warmup=warmup, repeats=repeats)
+    seconds = {"float32": measure_target(target, **kwargs)}
+    bf16 = copy.deepcopy(target).to(torch.bfloat16)
+    try:
+        with single_step_rows(bf16):
+            seconds["bfloat16"] = measure_target(bf16, **kwargs)
+    finally:
+        del bf16
+    return ConfigurationCosts(SCORED_TOKENS, seconds, costs_key(target))
+
+
+def configuration_costs(target, *, measure=None) -> ConfigurationCosts:
+    """The stored costs for ``target`` on this device and thread count, measured (and stored) when missing
+    or unreadable (``measure``: what measures them, default :func:`measure_configuration_costs`)."""
+    from dspark_hf.verification.scheduling.cost_profile import write_json_atomically
+
+    key = costs_key(target)
+    path = costs_path(key)
+    try:
+        data = json.loads(path.read_text())
+        costs = ConfigurationCosts(tuple(data["tokens"]), {k: list(v) for k, v in data["seconds"].items()}, data["key"])
+        if costs.tokens == SCORED_TOKENS and set(costs.seconds) >= set(CONFIGURATIONS) and costs.key == key:
+            return costs
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    costs = (measure or measure_configuration_costs)(target)
+    data = asdict(costs)
+    data["tokens"] = list(costs.tokens)
+    write_json_atomically(data, path)
+    return costs

@@ -1,0 +1,136 @@
+"""``--dtype auto`` on a CPU with native bf16 times the real target in float32 and in exact bfloat16 and
+picks the faster (:mod:`dspark_hf.integration.dtype_costs`, :func:`dspark_hf.precision.resolve_precision`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_qwen3_target
+from dspark_hf import precision as precision_module
+from dspark_hf.integration import dtype_costs
+from dspark_hf.integration.dtype_costs import SCORED_TOKENS, ConfigurationCosts
+
+
+@pytest.fixture
+def fast_bf16_cpu(monkeypatch, tmp_path):
+    """A CPU that reports native bf16, and an empty dspark_hf cache."""
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision_module, "bf16_is_fast", lambda device="cpu": True)
+
+
+def _fake_measure(float32_ms, bfloat16_ms, calls):
+    def measure(target):
+        calls.append(next(target.parameters()).dtype)  # the dtype it was timed in
+        seconds = {"float32": [ms / 1000 for ms in float32_ms], "bfloat16": [ms / 1000 for ms in bfloat16_ms]}
+        return ConfigurationCosts(SCORED_TOKENS, seconds, dtype_costs.costs_key(target))
+
+    return measure
+
+
+@pytest.mark.parametrize(
+    "float32_ms,bfloat16_ms,expected",
+    [
+        ((69, 101, 119), (99, 159, 231), torch.float32),  # this session's AMD EPYC (dspark profile, 1 thread)
+        ((40, 60, 75), (34, 36, 42), torch.bfloat16),  # an Intel Xeon with faster bf16 kernels
+        ((50, 60, 70), (40, 50, 60), torch.bfloat16),
+    ],
+)
+def test_auto_picks_the_configuration_measured_faster(fast_bf16_cpu, monkeypatch, float32_ms, bfloat16_ms, expected):
+    """The summed time of the 1-, 4- and 8-token forwards decides; the line printed names the figures.
+    Mutation run once: ``fastest`` taking ``max`` instead of ``min`` fails all three cases."""
+    calls = []
+    monkeypatch.setattr(dtype_costs, "measure_configuration_costs", _fake_measure(float32_ms, bfloat16_ms, calls))
+    chosen = precision_module.resolve_precision("auto", "cpu", tiny_qwen3_target())
+    assert chosen.target_dtype == expected and chosen.identical
+    assert chosen.single_step_rows == (expected == torch.bfloat16)  # exact bf16 needs the row-by-row verification
+    assert chosen.draft_dtype == torch.bfloat16
+    line = chosen.describe()
+    assert "auto: measured faster" in line and f"float32 {'/'.join(map(str, float32_ms))} ms" in line and len(calls) == 1
+
+
+def test_costs_are_stored_per_thread_count_and_a_damaged_file_is_measured_again(fast_bf16_cpu, monkeypatch):
+    """The second resolve reads the stored figures; another thread count is another key; a damaged file is
+    measured again and rewritten. Mutation run once: ``configuration_costs`` skipping the stored file makes
+    the first count 2 instead of 1."""
+    calls = []
+    monkeypatch.setattr(dtype_costs, "measure_configuration_costs", _fake_measure((1, 2, 3), (4, 5, 6), calls))
+    target = tiny_qwen3_target()
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        precision_module.resolve_precision("auto", "cpu", target)
+        precision_module.resolve_precision("auto", "cpu", target)
+        assert len(calls) == 1
+        path = dtype_costs.costs_path(dtype_costs.costs_key(target))
+        assert json.loads(path.read_text())["seconds"]["bfloat16"] == [0.004, 0.005, 0.006]
+        torch.set_num_threads(2)
+        precision_module.resolve_precision("auto", "cpu", target)
+        assert len(calls) == 2
+        torch.set_num_threads(1)
+        path.write_text("{not json")
+        precision_module.resolve_precision("auto", "cpu", target)
+        assert len(calls) == 3 and json.loads(path.read_text())["key"] == dtype_costs.costs_key(target)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_no_measurement_without_native_bf16_or_for_explicit_choices(monkeypatch, tmp_path):
+    """Without native bf16 auto is float32 at once; ``float32`` / ``bfloat16`` are taken as asked."""
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(dtype_costs, "measure_configuration_costs", _fake_measure((9, 9, 9), (1, 1, 1), calls))
+    target = tiny_qwen3_target()
+    monkeypatch.setattr(precision_module, "bf16_is_fast", lambda device="cpu": False)
+    assert precision_module.resolve_precision("auto", "cpu", target).target_dtype == torch.float32
+    monkeypatch.setattr(precision_module, "bf16_is_fast", lambda device="cpu": True)
+    assert precision_module.resolve_precision("float32", "cpu", target).target_dtype == torch.float32
+    assert precision_module.resolve_precision("bfloat16", "cpu", target).target_dtype == torch.bfloat16
+    assert calls == []
+
+
+def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
+    """The float32 forwards run on the target itself with batched verification; the bfloat16 ones on a
+    bf16 copy inside the row-by-row scope (as ``generate`` runs exact bf16); the target is left as it was.
+    Mutation run once: measuring the copy outside ``single_step_rows`` fails the row-mode assertion."""
+    from dspark_hf.verification.row_mode import single_step_rows_active
+    from dspark_hf.verification.scheduling import profiler
+
+    seen = []
+
+    def fake_measure_target(model, tokens, **kwargs):
+        seen.append((next(model.parameters()).dtype, single_step_rows_active(), tuple(tokens)))
+        return [0.001 * t for t in tokens]
+
+    monkeypatch.setattr(profiler, "measure_target", fake_measure_target)
+    target = tiny_qwen3_target()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    costs = dtype_costs.measure_configuration_costs(target)
+    assert seen == [(torch.float32, False, SCORED_TOKENS), (torch.bfloat16, True, SCORED_TOKENS)]
+    assert set(costs.seconds) == {"float32", "bfloat16"}
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+    assert next(target.parameters()).dtype == torch.float32
+
+
+def test_measurement_on_a_real_forward_gives_positive_medians():
+    """The real timing path (no stand-ins) on a tiny target: three positive medians per configuration."""
+    costs = dtype_costs.measure_configuration_costs(tiny_qwen3_target(), context_length=16, warmup=1, repeats=1)
+    assert costs.tokens == SCORED_TOKENS
+    assert all(len(v) == 3 and all(s > 0 for s in v) for v in costs.seconds.values())
+    assert costs.fastest() in ("float32", "bfloat16")
+
+
+def test_load_target_with_precision_converts_to_the_choice(fast_bf16_cpu, monkeypatch):
+    """``load_target_with_precision``: auto loads float32, times it, and returns the target in the chosen dtype."""
+    from dspark_hf import loading
+
+    calls = []
+    monkeypatch.setattr(dtype_costs, "measure_configuration_costs", _fake_measure((9, 9, 9), (1, 1, 1), calls))
+    monkeypatch.setattr(loading, "load_target", lambda name, dtype=torch.float32: (tiny_qwen3_target().to(dtype), "tok"))
+    target, tokenizer, chosen = loading.load_target_with_precision("some/target", "auto", "cpu")
+    assert tokenizer == "tok" and chosen.name == "bfloat16" and next(target.parameters()).dtype == torch.bfloat16
+    assert calls == [torch.float32]  # timed while still float32, then converted
+    target, _, chosen = loading.load_target_with_precision("some/target", "float32", "cpu")
+    assert chosen.name == "float32" and next(target.parameters()).dtype == torch.float32 and len(calls) == 1
