@@ -91,6 +91,6 @@ load() {  # issue 15: the packed profile, then the load benchmark (float32, prom
     --dtype float32 --threads 1 > $M/load/packed_profile.txt 2>&1
   OMP_NUM_THREADS=1 $DSPARK bench --draft ${DRAFT:-$RUN/draft} --concurrency 1,2,4,8,16 \
     --datasets mt-bench,gsm8k,humaneval --start 40 --limit 6 --max-new-tokens 64 \
-    --policies fixed:1,fixed:3,threshold:0.5,hardware --threads 1 --out $M/load > $M/load/concurrency.log 2>&1
+    --policies ${LOAD_POLICIES:-fixed:1,fixed:3,threshold:0.5,hardware} --threads 1 --out $M/load > $M/load/concurrency.log 2>&1
 }
 "$@"

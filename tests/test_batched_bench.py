@@ -32,8 +32,24 @@ def test_bench_concurrency_rows_and_identity(tmp_path):
     assert all(r["ttft_seconds_median"] > 0 for r in rows if not r["method"].startswith("batch-1"))
     assert all(r["per_request_tokens_per_second_p10"] <= r["per_request_tokens_per_second_median"] + 1e-9 for r in rows)
     text = concurrency_markdown(report)
-    assert "| 3 | fixed:2 |" in text and "best fixed" in text
+    assert "| 3 | fixed:2 |" in text and "| C | plain | best fixed | threshold:0.5 |" in text
     assert Path(frontier_plot(report, tmp_path / "f.png")).stat().st_size > 1000
+
+
+def test_summary_table_keeps_each_policy_in_its_own_column():
+    """A policy and its variant (``hardware``, ``hardware:always-draft``) are separate columns, the best
+    fixed length names itself, batch-1 rows stay out. Mutation run once: the columns merged by prefix
+    (the table before 2026-12-03 evening, which printed the variant's 20.5 under ``hardware``): fails."""
+    from dspark_hf.benchmarks.concurrency import summary_table
+
+    rows = [{"concurrency": 2, "method": m, "aggregate_tokens_per_second": v} for m, v in
+            [("plain", 17.2), ("fixed:1", 18.1), ("fixed:3", 20.3), ("hardware", 20.2), ("hardware:always-draft", 20.5),
+             ("batch-1 hardware", 30.0)]]
+    assert summary_table(rows) == [
+        "| C | plain | best fixed | hardware | hardware:always-draft |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        "| 2 | 17.2 | 20.3 (fixed:3) | 20.2 | 20.5 |",
+    ]
 
 
 def test_bench_concurrency_with_poisson_arrivals():

@@ -25,6 +25,11 @@ With the hardware-aware policy each request drafts only when its drafting is exp
 request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
 that doubles from 8 to 64 steps while those forced drafts are the only ones it makes): the
 others take one plain token in the same packed forward, and a step where none drafts is a plain step.
+Above that, a measured gate per number of decoding requests (:meth:`.Speculation.step_gate`, the
+batch-1 :class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`) compares the tokens per
+second of steps that drafted with those of plain steps it chose, both timed end to end on steps without
+prefill, and makes the whole step a plain one while drafting steps are behind (exploring as at batch 1);
+``hardware:always-draft`` turns it off.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
 its drafting state afresh. The processor is transformers' own, built by transformers and then given
@@ -75,9 +80,11 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         started = time.perf_counter()
         self._forget_departed()
         self._skipped, self._drafted = False, 0
+        self._gate, self._gate_skipped = None, False
         draft_seconds = self._draft_decoding_requests()
         available = super().prepare_next_batch()
-        self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped, "drafted": self._drafted}
+        self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped, "drafted": self._drafted,
+                      "gate": self._gate, "gate_skipped": self._gate_skipped}
         return available
 
     def _forget_departed(self) -> None:
@@ -144,6 +151,13 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         if not fresh:
             return []
         requests = [spec.requests[s.request_id] for s in fresh]
+        if len(fresh) == len(decoding):
+            self._gate = spec.step_gate(len(decoding))
+            if self._gate is not None and not self._gate.should_draft():  # drafting steps measured behind plain ones
+                for request in requests:
+                    request.drafting_decided(False, False)
+                self._skipped = self._gate_skipped = True
+                return []
         confidences = [r.last_confidences for r in requests]
         sps = spec.steps_per_second_for(len(decoding))
         forced = [r.must_draft() for r in requests]
@@ -177,6 +191,8 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             else:
                 kind = "last" if future.has_new_token else "none"
             entries.append((state.request_id, future.query_length, kind))
+        # Only steps of decoding requests alone (no prefill rows) inform the drafting gate.
+        self._step["pure"] = all(kind == "verify" or (kind == "last" and length == 1) for _, length, kind in entries)
         rows, keep = layout(entries)
         index = torch.tensor(keep, dtype=torch.long, device=self.model_device)
         batch["logits_indices"] = index
@@ -201,6 +217,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         )
         finished_rounds = []
         outputs = []
+        emitted_tokens = 0
         device = logits.device
         for future, rows in zip(self.inputs_and_outputs.requests_in_batch, step["rows"]):
             state = future.state
@@ -217,6 +234,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 request.add_features(own[: accepted + 1])
                 past = state.position_offset - rows.length
                 finished, emitted = self._commit(state, tokens)
+                emitted_tokens += emitted
                 round_ = StepRecord(
                     step=len(request.telemetry.steps), proposed=spec.block_size, verified=length,
                     accepted=min(accepted, emitted), emitted=emitted,
@@ -238,7 +256,8 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 if state.generated_len() == 0:
                     request.telemetry.prefill_tokens = 1
                 state.status = RequestStatus.DECODING
-                finished, _ = self._commit(state, tokens)
+                finished, emitted = self._commit(state, tokens)
+                emitted_tokens += emitted
             else:
                 request.add_features(own)
                 record.prefill_tokens += rows.length
@@ -250,6 +269,12 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if state.streaming or finished:
                 outputs.append(state.to_generation_output())
         record.step_seconds = time.perf_counter() - step["started"]
+        gate = step.get("gate")
+        if gate is not None and step.get("pure") and emitted_tokens:
+            if step["gate_skipped"]:
+                gate.observe(False, emitted_tokens, record.step_seconds)
+            elif record.drafted_requests:
+                gate.observe(True, emitted_tokens, record.step_seconds)
         for round_ in finished_rounds:
             round_.step_seconds = record.step_seconds
             observe_round(spec.policy, round_)

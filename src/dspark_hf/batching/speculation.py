@@ -22,6 +22,7 @@ from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
 from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
+from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
 
 
 
@@ -53,6 +54,21 @@ class Speculation:
         self.draft_seconds_per_request = 0.0  # smoothed drafting time per drafted request (planning.requests_to_draft)
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
+        self.step_gates: dict[int, DraftingGate] = {}  # per number of decoding requests (step_gate)
+
+    def step_gate(self, requests: int) -> DraftingGate | None:
+        """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled
+        hardware-aware policies with their gate on (not ``always-draft``), else ``None``. A gate per
+        request count, because a plain step's tokens per second grows with it; its first estimate of a
+        plain step is the packed (else batch-1) cost curve at ``B = requests``."""
+        if not (is_batch_scheduled(self.policy) and getattr(self.policy, "use_gate", False)):
+            return None
+        gate = self.step_gates.get(requests)
+        if gate is None:
+            sps = self.steps_per_second_for(requests) or self.policy.profile.steps_per_second
+            gate = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)))
+            self.step_gates[requests] = gate
+        return gate
 
     def steps_per_second_for(self, requests: int):
         """``SPS(B)`` for a step of ``requests`` decoding requests: the given curve, else the stored

@@ -143,14 +143,29 @@ def concurrency_markdown(report: dict) -> str:
             f"{r['per_request_tokens_per_second_p10']:.1f} | {1000 * r['ttft_seconds_median']:.0f} | {r.get('tau', 0):.2f} | "
             f"{r.get('mean_batch_tokens', 0):.1f} | {r.get('mismatches', '')} |"
         )
-    lines += ["", "| C | plain | best fixed | threshold | hardware |", "| ---: | ---: | ---: | ---: | ---: |"]
-    for c in sorted({r["concurrency"] for r in report["rows"]}):
-        at = [r for r in report["rows"] if r["concurrency"] == c]
-        best = lambda prefix: max((r["aggregate_tokens_per_second"] for r in at if r["method"].startswith(prefix)), default=None)
-        cells = [best(PLAIN), best("fixed") if any(r["method"].startswith("fixed") for r in at) else best("FixedLength"),
-                 best("threshold"), best("hardware")]
-        lines.append(f"| {c} | " + " | ".join("" if v is None else f"{v:.1f}" for v in cells) + " |")
+    lines += [""] + summary_table(report["rows"])
     return "\n".join(lines) + "\n"
+
+
+def _is_fixed(method: str) -> bool:
+    return method.startswith(("fixed", "FixedLength"))
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: per concurrency, plain's aggregate tokens/s, the best fixed length's (and which),
+    and one column per other policy run (each under its own name, never merged with a variant: ``hardware``
+    and ``hardware:always-draft`` are two columns). Batch-1 rows are left out."""
+    adaptive = list(dict.fromkeys(r["method"] for r in rows
+                                  if r["method"] != PLAIN and not _is_fixed(r["method"]) and not r["method"].startswith("batch-1 ")))
+    lines = ["| C | plain | best fixed | " + " | ".join(adaptive) + " |", "| ---: | ---: | ---: |" + " ---: |" * len(adaptive)]
+    for c in sorted({r["concurrency"] for r in rows}):
+        by_method = {r["method"]: r["aggregate_tokens_per_second"] for r in rows if r["concurrency"] == c}
+        fixed = [(v, m) for m, v in by_method.items() if _is_fixed(m)]
+        best = f"{max(fixed)[0]:.1f} ({max(fixed)[1]})" if fixed else ""
+        cells = [f"{by_method[PLAIN]:.1f}" if PLAIN in by_method else "", best]
+        cells += [f"{by_method[m]:.1f}" if m in by_method else "" for m in adaptive]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def frontier_plot(report: dict, path) -> str:
