@@ -223,17 +223,19 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
 
 
 def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(target, monkeypatch):
-    """The step gate (``Speculation.step_gate``): with a first plain-step estimate of 1 ns per token,
-    every drafting step is behind it, so the step after the gate's 8 warm-up drafting steps is a plain
-    one although Algorithm 1, on a flat cost curve where every slot pays, would draft (later steps
-    depend on timing: the plain estimate moves to the measured plain steps); the output stays plain
-    greedy's. ``hardware:always-draft`` never skips. Mutation run
-    once: the ``should_draft`` check in ``_choose_drafting`` removed: fails (no skipped step)."""
+    """The step gate (``Speculation.step_gate``): with a plain-step estimate of 1 ns per token that
+    never moves (smoothing 0), every drafting step is behind it, so the step after the gate's 8 warm-up
+    drafting steps is a plain one although Algorithm 1, on a flat cost curve where every slot pays, would
+    draft; a second ``generate_batch`` with the same draft starts from the kept gate and skips from its
+    first decoding step (7 plain steps, then a forced one); the output stays plain greedy's.
+    ``hardware:always-draft`` never skips. Mutations run once: the ``should_draft`` check in
+    ``_choose_drafting`` removed: fails (no skipped step); ``kept_gate`` making a new gate per engine:
+    fails (the second run drafts its first steps)."""
     from dspark_hf.batching import speculation as speculation_module
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
     from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
 
-    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds: DraftingGate(1e-9))
+    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds: DraftingGate(1e-9, smoothing=0.0))
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=23)
     new = 40
@@ -242,12 +244,14 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
     tokens = list(range(1, 2 * draft.config.block_size + 3))
     flat = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
                        target_seconds=[100.0 * (1 + 1e-4 * (b - 1)) for b in tokens])
-    for gated in (True, False):
+    for gated, again in ((True, False), (True, True), (False, False)):
         policy = HardwareAware(profile=flat, gate=gated)
         assert run(target, draft, prompts, new=new, policy=policy) == plain
         steps = draft.last_batch_telemetry.steps
         skipped = [s.drafting_skipped for s in steps]
-        if gated:
+        if again:
+            assert skipped[:9] == [False] + [True] * 7 + [False], skipped  # prefill, 7 plain, forced exploration
+        elif gated:
             assert skipped[:10] == [False] * 9 + [True], skipped  # prefill, 8 warm-up drafting steps, then plain
             assert any(s.accepted > 0 for s in rounds(draft))
         else:

@@ -151,3 +151,50 @@ def test_hardware_policy_skips_drafting_when_rounds_lose_and_output_stays_identi
             assert "steps without drafting" in draft.last_telemetry.summary()
         else:
             assert skipped == 0
+
+
+def test_start_call_keeps_the_averages_and_restarts_exploration():
+    """``kept_gate`` returns the stored gate for the same key (a new one for another key), and a new
+    call keeps its measured averages while exploration starts again at ``explore_every``."""
+    from dspark_hf.verification.scheduling.drafting_gate import kept_gate
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    gate = kept_gate(owner, "a", lambda: DraftingGate(PLAIN, warmup=1, smoothing=0.5))
+    _drafting_round(gate, 1, 0.2)  # behind
+    assert _skips_until_forced(gate) == 7
+    gate.observe(True, 1, 0.2)
+    assert gate.explore_every == 16
+    again = kept_gate(owner, "a", lambda: DraftingGate(PLAIN))
+    assert again is gate and gate.explore_every == 8 and gate.drafting_rounds == 2 and not gate.drafting_ahead()
+    assert kept_gate(owner, "b", lambda: DraftingGate(PLAIN)) is not gate
+
+
+def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
+    """A second ``generate()`` with the same draft starts from the first call's measurements: with a
+    gate whose averages never move (smoothing 0) and a plain step of 1 microsecond, the first call drafts
+    its 8 warm-up rounds, the second call skips from its first round (7 plain steps, then a forced
+    exploration round); the output stays plain greedy's. Mutation run once: ``kept_gate`` making a new
+    gate on every call: fails (the second call drafts its first 8 rounds again)."""
+    from dspark_hf.verification.scheduling import drafting_gate
+    from dspark_hf.verification.scheduling.cost_profile import CostProfile
+
+    real = drafting_gate.DraftingGate
+    monkeypatch.setattr(drafting_gate, "DraftingGate", lambda plain: real(plain, smoothing=0.0))
+    target = tiny_qwen3_target()
+    draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
+    tokens = list(range(1, 2 * draft.config.block_size + 3))
+    profile = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
+                          target_seconds=[1e-6 * b for b in tokens], draft_seconds=1e-6)
+    ids = torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7]])
+    plain = target.generate(ids, max_new_tokens=24, do_sample=False, attention_mask=torch.ones_like(ids))
+    drafted = []
+    for _ in range(2):
+        config = GenerationConfig(max_new_tokens=24, do_sample=False, dspark_policy=HardwareAware(profile))
+        out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
+        assert torch.equal(out, plain)
+        drafted.append([s.proposed > 0 for s in draft.last_telemetry.steps])
+    assert all(drafted[0][:8]), drafted[0]
+    assert drafted[1][:8] == [False] * 7 + [True], drafted[1]

@@ -22,7 +22,7 @@ from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
 from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
-from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
+from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate
 
 
 
@@ -60,13 +60,16 @@ class Speculation:
         """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled
         hardware-aware policies with their gate on (not ``always-draft``), else ``None``. A gate per
         request count, because a plain step's tokens per second grows with it; its first estimate of a
-        plain step is the packed (else batch-1) cost curve at ``B = requests``."""
+        plain step is the packed (else batch-1) cost curve at ``B = requests``. Kept on the draft, so a
+        later engine or ``generate_batch`` call starts from what this one measured."""
         if not (is_batch_scheduled(self.policy) and getattr(self.policy, "use_gate", False)):
             return None
         gate = self.step_gates.get(requests)
         if gate is None:
             sps = self.steps_per_second_for(requests) or self.policy.profile.steps_per_second
-            gate = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)))
+            profile = self.policy.profile
+            key = ("packed", requests, profile.model, profile.device, profile.dtype)
+            gate = kept_gate(self.draft, key, lambda: DraftingGate(1.0 / (requests * max(sps(requests), 1e-12))))
             self.step_gates[requests] = gate
         return gate
 

@@ -174,7 +174,8 @@ class HardwareAware(_CalibratedConfidences):
 
     Where even the best length does not pay for the drafting round, rounds skip drafting
     (:class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`: measured tokens per second of
-    drafting rounds against plain steps, with exploration); ``gate=False`` always drafts.
+    drafting rounds against plain steps, with exploration; kept on the draft between calls);
+    ``gate=False`` always drafts.
 
     ``profile``: a :class:`~dspark_hf.verification.scheduling.CostProfile` or a JSON path; ``None`` finds the stored
     profile for the target, device, dtype and thread count. ``on_missing`` says what happens when none
@@ -224,9 +225,11 @@ class HardwareAware(_CalibratedConfidences):
         self._rounds = 0
         self.gate = None
         if self.use_gate and self.profile is not None:
-            from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
+            from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate
 
-            self.gate = DraftingGate(self.profile.step_seconds(1))
+            profile = self.profile
+            key = ("batch-1", profile.model, profile.device, profile.dtype)
+            self.gate = kept_gate(draft, key, lambda: DraftingGate(profile.step_seconds(1)))
 
     def _find_or_make_profile(self, target, draft):
         from dspark_hf.verification.scheduling.cost_profile import CostProfile, ProfileMissingError, find_profile, load_profile, save_profile

@@ -14,6 +14,12 @@ anyway; the interval doubles (up to ``explore_max``) while such forced rounds ar
 returns to ``explore_every`` when drafting wins on its own (the batched scheduler's rule,
 :mod:`dspark_hf.batching.request_state`). The decision depends only on rounds already finished, never on
 the round it decides, so speculative sampling stays lossless.
+
+A gate outlives one ``generate()`` call: :func:`kept_gate` stores it on the draft (as the online
+acceptance estimates are), keyed by the machine, model and dtype of its cost profile, so a second call
+starts from what the first measured instead of re-running the warm-up rounds; each call starts its
+exploration afresh (:meth:`DraftingGate.start_call`), so a prompt on which drafting pays is found within
+``explore_every`` rounds.
 """
 
 from __future__ import annotations
@@ -56,6 +62,13 @@ class DraftingGate:
             return True
         return False
 
+    def start_call(self) -> None:
+        """A new call on the same machine: the measured averages stay, the exploration interval returns to
+        ``explore_every`` and the count of skipped rounds to zero."""
+        self.skipped_in_a_row = 0
+        self.explore_every = self.explore_min
+        self._forced = False
+
     def observe(self, drafted: bool, emitted: int, seconds: float) -> None:
         """Record a finished round: whether it drafted, the tokens it added and its wall-clock seconds."""
         a = self.smoothing
@@ -77,3 +90,18 @@ class DraftingGate:
             self._forced = False
         else:
             self.explore_every = self.explore_min
+
+
+def kept_gate(owner, key, make) -> DraftingGate:
+    """The gate stored on ``owner`` (a draft) under ``key``, made by ``make()`` the first time and
+    :meth:`~DraftingGate.start_call`-ed on every later one."""
+    gates = getattr(owner, "_dspark_drafting_gates", None)
+    if not isinstance(gates, dict):
+        gates = {}
+        owner._dspark_drafting_gates = gates
+    gate = gates.get(key)
+    if gate is None:
+        gate = gates[key] = make()
+    else:
+        gate.start_call()
+    return gate
