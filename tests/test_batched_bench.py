@@ -52,6 +52,30 @@ def test_summary_table_keeps_each_policy_in_its_own_column():
     ]
 
 
+def test_repeated_passes_keep_the_median_pass_and_every_figure():
+    """``repeats=3``: every (concurrency, method) runs three times in interleaved passes (plain and each
+    policy in turn), the row is the pass with the median aggregate tokens/s and lists all three, the
+    mismatches of every pass are summed; the table says so. ``median_run`` on passes 30, 10, 20 keeps the
+    20 pass whole (all of its metrics from that pass). Mutation run once: ``median_run`` keeping the
+    fastest pass (``ordered[-1]``): fails (30 kept)."""
+    from dspark_hf.benchmarks.concurrency import median_run
+
+    target = tiny_qwen3_target()
+    order = []
+    report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9], seed=57), [2], ["fixed:2"], max_new_tokens=4,
+                               repeats=3, log=lambda m: order.append(m.split()[2].rstrip(":")))
+    assert order == ["plain", "fixed:2"] * 3
+    assert [r["method"] for r in report["rows"]] == ["plain", "fixed:2"] and report["repeats"] == 3 and report["mismatches"] == 0
+    for row in report["rows"]:
+        runs = row["aggregate_tokens_per_second_runs"]
+        assert len(runs) == 3 and row["aggregate_tokens_per_second"] == sorted(runs)[1]
+    assert "median of 3 interleaved passes" in concurrency_markdown(report)
+    passes = [{"aggregate_tokens_per_second": v, "wall_seconds": w, "mismatches": m} for v, w, m in ((30, 1, 0), (10, 3, 1), (20, 2, 0))]
+    kept = median_run(passes)
+    assert (kept["aggregate_tokens_per_second"], kept["wall_seconds"], kept["mismatches"]) == (20, 2, 1)
+    assert kept["aggregate_tokens_per_second_runs"] == [30, 10, 20]
+
+
 def test_bench_concurrency_with_poisson_arrivals():
     target = tiny_qwen3_target()
     report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9], seed=53), [2], ["fixed:2"], max_new_tokens=4,

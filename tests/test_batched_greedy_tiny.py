@@ -235,7 +235,7 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
     from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
 
-    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds: DraftingGate(1e-9, smoothing=0.0))
+    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds: DraftingGate(1e-9, smoothing=0.0, plain_measured=True))
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=23)
     new = 40

@@ -34,12 +34,11 @@ def _skips_until_forced(gate) -> int:
 
 def test_gate_drafts_while_drafting_is_ahead_and_skips_when_behind():
     """Warm-up rounds always draft; rounds that deliver more tokens per second than plain steps keep
-    drafting; rounds that deliver fewer make the gate skip. Mutation run once: ``drafting_ahead``
+    drafting (but for a plain probe); rounds that deliver fewer make the gate skip. Mutation run once: ``drafting_ahead``
     comparing with ``<=`` instead of ``>=`` skips after the first winning rounds and fails."""
-    gate = DraftingGate(PLAIN, warmup=4)
-    for _ in range(20):  # 2 tokens in 0.15 s: 13.3 tokens/s against plain 10
-        _drafting_round(gate, 2, 0.15)
-    assert gate.should_draft()
+    gate = DraftingGate(PLAIN, warmup=4)  # 2 tokens in 0.15 s: 13.3 tokens/s against plain 10
+    assert _decisions(gate, 20, (2, 0.15), PLAIN) == "D" * 8 + "p" + "D" * 11  # one plain probe (below)
+    assert gate.drafting_ahead()
     gate = DraftingGate(PLAIN, warmup=4)
     for _ in range(4):  # 1 token in 0.12 s: 8.3 tokens/s
         _drafting_round(gate, 1, 0.12)
@@ -68,12 +67,68 @@ def test_exploration_interval_doubles_while_forced_rounds_lose_and_resets_when_o
 
 
 def test_plain_steps_update_the_plain_estimate():
-    """The plain-step cost follows the measured plain steps (seconds per token), starting from the profile's."""
+    """The first measured plain step replaces the profile's estimate (seconds per token); later ones are
+    averaged in; an estimate marked as measured is averaged into from the first. Mutation run once: the
+    first measurement averaged into the profile's estimate: fails (0.6 instead of 0.2)."""
     gate = DraftingGate(1.0, warmup=0, smoothing=0.5)
     gate.observe(False, 1, 0.2)
-    assert gate.plain_seconds == pytest.approx(0.6)
+    assert gate.plain_seconds == pytest.approx(0.2)
     gate.observe(False, 2, 0.2)
-    assert gate.plain_seconds == pytest.approx(0.35)
+    assert gate.plain_seconds == pytest.approx(0.15)
+    measured = DraftingGate(1.0, warmup=0, smoothing=0.5, plain_measured=True)
+    measured.observe(False, 1, 0.2)
+    assert measured.plain_seconds == pytest.approx(0.6)
+
+
+def _decisions(gate, rounds, drafting, plain):
+    """``rounds`` decisions of ``gate`` when a drafting round delivers ``drafting`` = (tokens, seconds)
+    and a plain step takes ``plain`` seconds: a string of 'D' (drafted) and 'p' (plain)."""
+    out = []
+    for _ in range(rounds):
+        if gate.should_draft():
+            gate.observe(True, *drafting)
+            out.append("D")
+        else:
+            gate.observe(False, 1, plain)
+            out.append("p")
+    return "".join(out)
+
+
+def test_plain_probes_measure_the_plain_side_while_drafting_is_ahead():
+    """A gate whose drafting is ahead of the profile's plain estimate still takes a plain probe after its
+    warm-up (8 rounds) and then after 16, 32, 64, 64 drafting rounds in a row while probes lose (drafting at
+    13.3 tokens/s against plain steps measured at 10); when the profile's estimate was pessimistic (0.1 s
+    a plain step where the machine does one in 0.05 s), the first probe shows it and the gate switches to
+    plain steps, exploring drafting from there. Mutation run once: no probes (``should_draft`` drafting
+    whenever drafting is ahead): fails both (no 'p' at all; drafting forever at 13.3 against 20)."""
+    gate = DraftingGate(PLAIN, warmup=8)
+    decisions = _decisions(gate, 8 + 1 + 16 + 1 + 32 + 1 + 64 + 1 + 64 + 1, (2, 0.15), PLAIN)
+    runs = [len(r) for r in decisions.split("p")]
+    assert runs == [8, 16, 32, 64, 64, 0], decisions
+    slow_profile = DraftingGate(PLAIN, warmup=8)  # the machine's plain step: 0.05 s
+    decisions = _decisions(slow_profile, 40, (2, 0.15), 0.05)
+    assert decisions.startswith("D" * 8 + "p" * 7 + "D"), decisions
+    assert decisions.count("D") <= 8 + 4
+
+
+def test_a_new_gate_seeded_from_a_measured_neighbour_decides_at_once():
+    """``seed_from`` gives a new gate the neighbour's measured drafting/plain ratio (scale-free: the new
+    gate keeps its own plain estimate), so it skips or drafts from its first round instead of drafting
+    through a warm-up; an unmeasured neighbour (warm-up not done, or no plain step yet) seeds nothing.
+    Mutation run once: ``seed_from`` copying the neighbour's tokens/seconds instead of its ratio: fails
+    (the ahead neighbour's 2 tokens in 0.15 s are behind the new gate's 0.01 s plain step)."""
+    behind, ahead = DraftingGate(PLAIN, warmup=2), DraftingGate(PLAIN, warmup=2)
+    for gate, drafting in ((behind, (1, 0.12)), (ahead, (2, 0.15))):
+        _decisions(gate, 2, drafting, PLAIN)
+        assert gate.drafting_ratio() is None  # no plain step measured yet
+        gate.observe(False, 1, PLAIN)
+    assert behind.drafting_ratio() == pytest.approx(1 / 1.2) and ahead.drafting_ratio() == pytest.approx(2 / 1.5)
+    fresh = DraftingGate(0.01)
+    assert fresh.seed_from(behind, tokens_per_plain_step=4) and not fresh.should_draft()
+    fresh = DraftingGate(0.01)
+    assert fresh.seed_from(ahead, tokens_per_plain_step=4) and fresh.should_draft() and fresh.drafting_ahead()
+    fresh = DraftingGate(0.01)
+    assert not fresh.seed_from(DraftingGate(PLAIN)) and fresh.drafting_rounds == 0
 
 
 class ScriptedSkips(WholeBlock):
@@ -182,7 +237,7 @@ def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
 
     real = drafting_gate.DraftingGate
-    monkeypatch.setattr(drafting_gate, "DraftingGate", lambda plain: real(plain, smoothing=0.0))
+    monkeypatch.setattr(drafting_gate, "DraftingGate", lambda plain: real(plain, smoothing=0.0, plain_measured=True))
     target = tiny_qwen3_target()
     draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
     tokens = list(range(1, 2 * draft.config.block_size + 3))
@@ -198,3 +253,39 @@ def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
         drafted.append([s.proposed > 0 for s in draft.last_telemetry.steps])
     assert all(drafted[0][:8]), drafted[0]
     assert drafted[1][:8] == [False] * 7 + [True], drafted[1]
+
+
+def test_a_new_request_count_starts_from_the_nearest_measured_count():
+    """The batched step gates (``Speculation.step_gate``, one per number of decoding requests): a count
+    met for the first time is seeded from the nearest count with a measured ratio (same profile), so it
+    skips at once next to a count where drafting lost and drafts next to one where it won; a gate of
+    another profile (dtype) is never used. Mutation run once: ``_measured_neighbours`` sorted farthest
+    first: fails (count 5 seeded from count 2)."""
+    from types import SimpleNamespace
+
+    from dspark_hf.batching.speculation import Speculation
+    from dspark_hf.verification.scheduling.cost_profile import CostProfile
+
+    tokens = list(range(1, 40))
+    flat = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens, target_seconds=[0.1 for _ in tokens])
+    other = CostProfile(model="synthetic", device="test", dtype="bfloat16", tokens=tokens, target_seconds=[0.1 for _ in tokens])
+
+    def speculation(profile):
+        spec = Speculation.__new__(Speculation)
+        spec.draft, spec.steps_per_second, spec.packed_profile, spec.step_gates = draft, None, None, {}
+        spec.policy = HardwareAware(profile=profile)
+        spec.policy.profile = profile
+        return spec
+
+    draft = SimpleNamespace()
+    spec = speculation(flat)
+    for count, drafting in ((2, (9, 0.15)), (6, (1, 0.5))):  # count 2: drafting ahead; count 6: behind
+        gate = spec.step_gate(count)
+        for _ in range(30):  # count 6 starts seeded from count 2: 30 rounds outweigh the seed
+            gate.observe(True, *drafting)
+        gate.observe(False, count, 0.1)
+    assert spec.step_gate(2).drafting_ratio() > 1 > spec.step_gate(6).drafting_ratio()
+    assert not spec.step_gate(5).should_draft()  # nearest measured: 6
+    assert spec.step_gate(3).should_draft() and spec.step_gate(3).drafting_rounds >= 8  # nearest: 2, seeded
+    fresh = speculation(other).step_gate(5)
+    assert fresh.drafting_rounds == 0 and fresh is not spec.step_gate(5)

@@ -22,7 +22,7 @@ from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
 from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
-from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate
+from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate, kept_gates
 
 
 
@@ -60,8 +60,9 @@ class Speculation:
         """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled
         hardware-aware policies with their gate on (not ``always-draft``), else ``None``. A gate per
         request count, because a plain step's tokens per second grows with it; its first estimate of a
-        plain step is the packed (else batch-1) cost curve at ``B = requests``. Kept on the draft, so a
-        later engine or ``generate_batch`` call starts from what this one measured."""
+        plain step is the packed (else batch-1) cost curve at ``B = requests``, and a count met for the
+        first time starts from the nearest measured count's drafting/plain ratio. Kept on the draft, so
+        a later engine or ``generate_batch`` call starts from what this one measured."""
         if not (is_batch_scheduled(self.policy) and getattr(self.policy, "use_gate", False)):
             return None
         gate = self.step_gates.get(requests)
@@ -69,9 +70,25 @@ class Speculation:
             sps = self.steps_per_second_for(requests) or self.policy.profile.steps_per_second
             profile = self.policy.profile
             key = ("packed", requests, profile.model, profile.device, profile.dtype)
-            gate = kept_gate(self.draft, key, lambda: DraftingGate(1.0 / (requests * max(sps(requests), 1e-12))))
+
+            def make() -> DraftingGate:
+                made = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)))
+                for neighbour in self._measured_neighbours(key):
+                    if made.seed_from(neighbour, tokens_per_plain_step=requests):
+                        break
+                return made
+
+            gate = kept_gate(self.draft, key, make)
             self.step_gates[requests] = gate
         return gate
+
+    def _measured_neighbours(self, key) -> list[DraftingGate]:
+        """The kept gates of the same profile for other request counts, nearest count first: a new
+        count's gate starts from the nearest one with a measured drafting/plain ratio
+        (:meth:`DraftingGate.seed_from`) rather than re-running its warm-up rounds."""
+        same = [(abs(k[1] - key[1]), k[1], g) for k, g in kept_gates(self.draft).items()
+                if isinstance(k, tuple) and len(k) == len(key) and k[0] == key[0] and k[2:] == key[2:] and k[1] != key[1]]
+        return [g for _, _, g in sorted(same, key=lambda t: (t[0], t[1]))]
 
     def steps_per_second_for(self, requests: int):
         """``SPS(B)`` for a step of ``requests`` decoding requests: the given curve, else the stored

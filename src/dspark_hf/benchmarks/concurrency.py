@@ -10,7 +10,8 @@ continuous batching at the same concurrency (which equals plain batch-1 ``genera
 ``mismatches`` counts the requests that differ. At concurrency 1 each policy also runs through the
 batch-1 path (``generate(ids, assistant_model=draft)``, row ``batch-1 <policy>``), the reference the
 engine is compared with at one request. :func:`frontier_plot` draws aggregate tokens/s against the
-median per-request tokens/s, one line per method over the concurrencies.
+median per-request tokens/s, one line per method over the concurrencies. With ``repeats`` > 1 every
+(concurrency, method) runs that many times in interleaved passes and the median pass is reported.
 """
 
 from __future__ import annotations
@@ -92,56 +93,77 @@ def batch_one_row(target, draft, prompt: list[int], config: GenerationConfig, po
     return row, out[0, ids.shape[1]:].tolist()
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Of several passes of one (concurrency, method), the pass with the median aggregate tokens/s (the
+    lower middle one for an even count), with every pass's aggregate tokens/s in
+    ``aggregate_tokens_per_second_runs`` and the mismatches of all passes summed."""
+    ordered = sorted(runs, key=lambda r: r["aggregate_tokens_per_second"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["aggregate_tokens_per_second_runs"] = [r["aggregate_tokens_per_second"] for r in runs]
+    if any("mismatches" in r for r in runs):
+        row["mismatches"] = sum(r.get("mismatches", 0) for r in runs)
+    return row
+
+
 def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: list[int], policies: list, *, max_new_tokens: int,
-                      temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, log=print) -> dict:
-    """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency."""
+                      temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, repeats: int = 1, log=print) -> dict:
+    """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency. With
+    ``repeats`` > 1 the methods run in interleaved passes (plain, each policy, plain, ...), so that a
+    machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`)."""
     rows = []
     for c in concurrencies:
         chosen = [prompts[i % len(prompts)] for i in range(c)]
         reference = None
-        for method in [PLAIN, *policies]:
-            config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
-                                      eos_token_id=target.generation_config.eos_token_id, pad_token_id=0,
-                                      dspark_policy=None if method == PLAIN else method)
-            outputs, arrivals, wall = serve(target, chosen, config, draft=None if method == PLAIN else draft, arrival_rate=arrival_rate, seed=seed)
-            row = {"concurrency": c, "method": str(method), **run_metrics(outputs, arrivals, wall)}
-            if method == PLAIN:
-                reference = [o.generated_tokens for o in outputs]
-            elif temperature == 0:
-                row["mismatches"] = sum(o.generated_tokens != r for o, r in zip(outputs, reference))
-            if method != PLAIN:
-                telemetry = draft.last_batch_telemetry
-                row["tau"] = telemetry.tau
-                steps = telemetry.steps
-                row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
-            rows.append(row)
-            if c == 1 and method != PLAIN and arrival_rate is None:
-                one, tokens = batch_one_row(target, draft, chosen[0], config, method)
-                if temperature == 0:
-                    one["mismatches"] = int(tokens != reference[0])
-                rows.append(one)
-            log(f"C={c:3d} {row['method']:>16}: {row['aggregate_tokens_per_second']:8.1f} tok/s aggregate, "
-                f"{row['per_request_tokens_per_second_median']:7.1f} per request (p10 {row['per_request_tokens_per_second_p10']:.1f}), "
-                f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
+        passes: dict[str, list[dict]] = {}
+        for _ in range(max(1, int(repeats))):
+            for method in [PLAIN, *policies]:
+                config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
+                                          eos_token_id=target.generation_config.eos_token_id, pad_token_id=0,
+                                          dspark_policy=None if method == PLAIN else method)
+                outputs, arrivals, wall = serve(target, chosen, config, draft=None if method == PLAIN else draft, arrival_rate=arrival_rate, seed=seed)
+                row = {"concurrency": c, "method": str(method), **run_metrics(outputs, arrivals, wall)}
+                if method == PLAIN:
+                    reference = reference or [o.generated_tokens for o in outputs]
+                elif temperature == 0:
+                    row["mismatches"] = sum(o.generated_tokens != r for o, r in zip(outputs, reference))
+                if method != PLAIN:
+                    telemetry = draft.last_batch_telemetry
+                    row["tau"] = telemetry.tau
+                    steps = telemetry.steps
+                    row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
+                passes.setdefault(row["method"], []).append(row)
+                if c == 1 and method != PLAIN and arrival_rate is None:
+                    one, tokens = batch_one_row(target, draft, chosen[0], config, method)
+                    if temperature == 0:
+                        one["mismatches"] = int(tokens != reference[0])
+                    passes.setdefault(one["method"], []).append(one)
+                log(f"C={c:3d} {row['method']:>16}: {row['aggregate_tokens_per_second']:8.1f} tok/s aggregate, "
+                    f"{row['per_request_tokens_per_second_median']:7.1f} per request (p10 {row['per_request_tokens_per_second_p10']:.1f}), "
+                    f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
+        rows += [median_run(runs) for runs in passes.values()]
     return {"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
-            "max_new_tokens": max_new_tokens, "temperature": temperature}
+            "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": max(1, int(repeats))}
 
 
 def concurrency_markdown(report: dict) -> str:
     """The runs as a table, and per concurrency the best fixed length next to the adaptive policies."""
     arrivals = f"Poisson arrivals at {report['arrival_rate']}/s" if report["arrival_rate"] else "all requests at once"
-    lines = [f"# dspark bench --concurrency ({arrivals}, {report['max_new_tokens']} new tokens)", ""]
+    repeats = report.get("repeats", 1)
+    passes = f", median of {repeats} interleaved passes" if repeats > 1 else ""
+    lines = [f"# dspark bench --concurrency ({arrivals}, {report['max_new_tokens']} new tokens{passes})", ""]
     machine = report.get("machine")
     if machine:
         lines += [f"{machine['device_name']}, {machine['threads']} threads; target {machine['dtype']}, draft {machine['draft_dtype']}; "
                   f"torch {machine['torch']}, transformers {machine['transformers']}", ""]
-    lines += ["| C | method | aggregate tok/s | per-request tok/s median | p10 | TTFT median ms | tau | batch tokens | mismatches |",
-              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    extra = " every pass's aggregate tok/s |" if repeats > 1 else ""
+    lines += ["| C | method | aggregate tok/s | per-request tok/s median | p10 | TTFT median ms | tau | batch tokens | mismatches |" + extra,
+              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if extra else "")]
     for r in report["rows"]:
+        every = " " + ", ".join(f"{x:.1f}" for x in r.get("aggregate_tokens_per_second_runs", [])) + " |" if extra else ""
         lines.append(
             f"| {r['concurrency']} | {r['method']} | {r['aggregate_tokens_per_second']:.1f} | {r['per_request_tokens_per_second_median']:.1f} | "
             f"{r['per_request_tokens_per_second_p10']:.1f} | {1000 * r['ttft_seconds_median']:.0f} | {r.get('tau', 0):.2f} | "
-            f"{r.get('mean_batch_tokens', 0):.1f} | {r.get('mismatches', '')} |"
+            f"{r.get('mean_batch_tokens', 0):.1f} | {r.get('mismatches', '')} |" + every
         )
     lines += [""] + summary_table(report["rows"])
     return "\n".join(lines) + "\n"

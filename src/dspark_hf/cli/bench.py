@@ -77,7 +77,8 @@ def register(subparsers) -> None:
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
                         help="also measure transformers' assisted generation on the Qwen2.5-Coder 1.5B/0.5B pair (installed on first use, ~1.3 GB)")
     parser.add_argument("--baseline-pair-cache", default=None, help="where the pair is installed (default: <dspark cache>/baseline_pair)")
-    parser.add_argument("--repeats", type=int, default=None, help="A/B passes per prompt; the median-time pass is kept (default 1; cost mode 3)")
+    parser.add_argument("--repeats", type=int, default=None, help="A/B passes per prompt; the median-time pass is kept (default 1; cost mode 3); with --concurrency: "
+                        "interleaved passes of every method per concurrency, the median-throughput pass kept (default 1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up calls per method (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while measuring (default 1; restored afterwards)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu; cost mode: cuda when available)")

@@ -9,11 +9,21 @@ with what plain steps deliver, both measured (tokens per second, smoothed), and 
 drafting is behind. A skipped round is a plain one-token step (the target's own token; the draft's
 context catches up with the skipped positions at the next drafting round).
 
-Exploration keeps the comparison fresh: after ``explore_every`` skipped rounds in a row one round drafts
-anyway; the interval doubles (up to ``explore_max``) while such forced rounds are the only drafting, and
-returns to ``explore_every`` when drafting wins on its own (the batched scheduler's rule,
-:mod:`dspark_hf.batching.request_state`). The decision depends only on rounds already finished, never on
-the round it decides, so speculative sampling stays lossless.
+Exploration keeps the comparison fresh on both sides. After ``explore_every`` skipped rounds in a row
+one round drafts anyway; the interval doubles (up to ``explore_max``) while such forced rounds are the
+only drafting, and returns to ``explore_every`` when drafting wins on its own (the batched scheduler's
+rule, :mod:`dspark_hf.batching.request_state`). Symmetrically, after ``explore_every`` drafting rounds in
+a row (warm-up done) one round is a plain *probe*, so that the plain side is measured too rather than
+left at the cost profile's estimate (a profile timed at another context length, or a packed profile
+timed at a fixed context, can be off by a fifth: a gate that only ever drafts would never find out);
+the probe interval doubles up to ``explore_max`` while probes lose and returns to ``explore_every`` when
+one wins. The first measured plain step replaces the profile's estimate, as the first drafting round
+starts the drafting average. Every decision depends only on rounds already finished, never on the
+round it decides, so speculative sampling stays lossless.
+
+A gate for a new situation (the batched scheduler keeps one per number of decoding requests) may start
+from a measured neighbour (:meth:`DraftingGate.seed_from`): it takes the neighbour's measured ratio of
+drafting to plain tokens per second instead of re-running the warm-up rounds.
 
 A gate outlives one ``generate()`` call: :func:`kept_gate` stores it on the draft (as the online
 acceptance estimates are), keyed by the machine, model and dtype of its cost profile, so a second call
@@ -30,10 +40,11 @@ class DraftingGate:
 
     ``plain_seconds``: the first estimate of a plain step (the cost profile's one-token forward);
     ``warmup``: drafting rounds before the gate may skip; ``smoothing``: weight of the newest round in
-    the exponential averages."""
+    the exponential averages; ``plain_measured``: whether ``plain_seconds`` is itself a measurement (the
+    first measured plain step is then averaged into it instead of replacing it)."""
 
     def __init__(self, plain_seconds: float, *, warmup: int = 8, explore_every: int = 8, explore_max: int = 64,
-                 smoothing: float = 0.2) -> None:
+                 smoothing: float = 0.2, plain_measured: bool = False) -> None:
         self.warmup = int(warmup)
         self.explore_min = int(explore_every)
         self.explore_max = int(explore_max)
@@ -43,8 +54,12 @@ class DraftingGate:
         self.draft_tokens = 0.0  # per drafting round, smoothed
         self.draft_seconds = 0.0
         self.drafting_rounds = 0
+        self.plain_rounds = int(bool(plain_measured))  # measured plain steps (skipped or probe rounds)
         self.skipped_in_a_row = 0
+        self.drafted_in_a_row = 0
+        self.probe_every = self.explore_min
         self._forced = False
+        self._probing = False
 
     def drafting_ahead(self) -> bool:
         """Whether drafting rounds have delivered at least plain steps' tokens per second."""
@@ -52,10 +67,34 @@ class DraftingGate:
             return True
         return self.draft_tokens / self.draft_seconds >= 1.0 / self.plain_seconds
 
+    def drafting_ratio(self) -> float | None:
+        """Drafting rounds' tokens per second over plain steps' (both measured), or ``None`` before the
+        warm-up rounds and a plain step have been measured."""
+        if self.drafting_rounds < self.warmup or self.plain_rounds == 0 or self.draft_seconds <= 0:
+            return None
+        return self.draft_tokens / self.draft_seconds * self.plain_seconds
+
+    def seed_from(self, other: "DraftingGate", tokens_per_plain_step: float = 1.0) -> bool:
+        """Start this (new) gate from ``other``'s measured ratio of drafting to plain tokens per second:
+        one virtual drafting round of ``tokens_per_plain_step`` plain steps' time delivering that ratio
+        times their tokens, counted as the whole warm-up. This gate's own plain estimate stays (the
+        ratio is scale-free); its exploration and probes correct both sides from there. Returns whether
+        ``other`` had a ratio to give."""
+        ratio = other.drafting_ratio()
+        if ratio is None:
+            return False
+        self.draft_seconds = self.plain_seconds * tokens_per_plain_step
+        self.draft_tokens = ratio * tokens_per_plain_step
+        self.drafting_rounds = max(self.warmup, 1)
+        return True
+
     def should_draft(self) -> bool:
         """This round's choice (call once per round, then :meth:`observe` its outcome)."""
+        self._forced = self._probing = False
         if self.drafting_ahead():
-            self._forced = False
+            if self.drafting_rounds >= self.warmup and self.drafted_in_a_row >= self.probe_every:
+                self._probing = True  # a plain probe keeps the plain side measured
+                return False
             return True
         if self.skipped_in_a_row + 1 >= self.explore_every:
             self._forced = True
@@ -65,19 +104,27 @@ class DraftingGate:
     def start_call(self) -> None:
         """A new call on the same machine: the measured averages stay, the exploration interval returns to
         ``explore_every`` and the count of skipped rounds to zero."""
-        self.skipped_in_a_row = 0
-        self.explore_every = self.explore_min
-        self._forced = False
+        self.skipped_in_a_row = self.drafted_in_a_row = 0
+        self.explore_every = self.probe_every = self.explore_min
+        self._forced = self._probing = False
 
     def observe(self, drafted: bool, emitted: int, seconds: float) -> None:
         """Record a finished round: whether it drafted, the tokens it added and its wall-clock seconds."""
         a = self.smoothing
         if not drafted:
             self.skipped_in_a_row += 1
+            self.drafted_in_a_row = 0
             if emitted > 0 and seconds > 0:
-                self.plain_seconds = (1 - a) * self.plain_seconds + a * seconds / emitted
+                measured = seconds / emitted
+                self.plain_seconds = measured if self.plain_rounds == 0 else (1 - a) * self.plain_seconds + a * measured
+                self.plain_rounds += 1
+            if self._probing:
+                ahead = self.drafting_ahead()  # the probe lost (drafting still ahead): probe less often
+                self.probe_every = min(2 * self.probe_every, self.explore_max) if ahead else self.explore_min
+                self._probing = False
             return
         self.skipped_in_a_row = 0
+        self.drafted_in_a_row += 1
         if self.drafting_rounds == 0:
             self.draft_tokens, self.draft_seconds = float(emitted), float(seconds)
         else:
@@ -90,6 +137,12 @@ class DraftingGate:
             self._forced = False
         else:
             self.explore_every = self.explore_min
+
+
+def kept_gates(owner) -> dict:
+    """The gates stored on ``owner`` by :func:`kept_gate`, by key (empty when none)."""
+    gates = getattr(owner, "_dspark_drafting_gates", None)
+    return gates if isinstance(gates, dict) else {}
 
 
 def kept_gate(owner, key, make) -> DraftingGate:
