@@ -96,7 +96,9 @@ def synthetic_profile(block_size: int):
     cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
     verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
     policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
-    the confidences / acceptance estimates only, never on timing; nothing is profiled."""
+    the confidences / acceptance estimates only, never on timing; nothing is profiled. Policies built on it
+    take ``gate=False``: the drafting gate compares wall-clock rounds (and probes plain steps), which
+    would make the schedule depend on timing; its own tests are in ``test_drafting_gate.py``."""
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
 
     tokens = list(range(1, 2 * block_size + 3))

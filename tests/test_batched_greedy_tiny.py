@@ -75,9 +75,9 @@ def test_random_draft(target, name):
 def test_every_policy(target, policy, monkeypatch):
     draft = fixture_draft()
     if policy == "hardware":
-        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
     elif policy == "online":
-        policy = OnlineAcceptance(profile=synthetic_profile(draft.config.block_size))
+        policy = OnlineAcceptance(profile=synthetic_profile(draft.config.block_size), gate=False)
     prompts = prompts_of([4, 11, 19, 26], seed=7)
     plain = plain_greedy(target, prompts, NEW)
     force_partly_right(monkeypatch, prompts, plain)
@@ -117,7 +117,7 @@ def test_hardware_policy_schedules_over_the_batch(target, monkeypatch):
     monkeypatch.setattr(processor_module, "draft_rounds", scripted_rounds)
     monkeypatch.setattr(processor_module, "plan_lengths", spy)
     profile = synthetic_profile(draft.config.block_size)
-    assert run(target, draft, prompts, policy=HardwareAware(profile=profile)) == plain_greedy(target, prompts, NEW)
+    assert run(target, draft, prompts, policy=HardwareAware(profile=profile, gate=False)) == plain_greedy(target, prompts, NEW)
     full = [call for call in calls if len(call[0]) == 3]
     assert full, "the three requests were never scheduled together"
     for confidences, caps, lengths in full:
@@ -203,7 +203,7 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=19)
     new = 3 * EXPLORE_EVERY + 4
-    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
     assert run(target, draft, prompts, new=new, policy=policy) == plain_greedy(target, prompts, new)
     steps = draft.last_batch_telemetry.steps
     skipped = [s.drafting_skipped for s in steps]
@@ -295,7 +295,7 @@ def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch
         return [bool(must_draft and must_draft[r]) or (r + calls[0]) % 2 == 0 for r in range(len(confidences))]
 
     monkeypatch.setattr(processor_module, "requests_to_draft", alternate)
-    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
     assert run(target, draft, prompts, policy=policy) == plain
     steps = draft.last_batch_telemetry.steps
     # a step where a request verified a block and another took a single plain token (a one-token row)

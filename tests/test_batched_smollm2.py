@@ -42,7 +42,7 @@ def smollm2():
 def test_generate_batch_equals_batch_one(smollm2, policy):
     target, draft, prompts, plain, eos = smollm2
     if policy == "hardware":
-        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size))
+        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
     config = GenerationConfig(max_new_tokens=NEW, do_sample=False, eos_token_id=eos, dspark_policy=policy)
     results = target.generate_batch(inputs=prompts, generation_config=config, continuous_batching_config=small_cache(num_blocks=64),
                                     assistant_model=draft)
