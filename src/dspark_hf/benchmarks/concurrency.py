@@ -111,11 +111,12 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
     ``repeats`` > 1 the methods run in interleaved passes (plain, each policy, plain, ...), so that a
     machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`)."""
     rows = []
+    repeats = max(1, int(repeats))
     for c in concurrencies:
         chosen = [prompts[i % len(prompts)] for i in range(c)]
         reference = None
         passes: dict[str, list[dict]] = {}
-        for _ in range(max(1, int(repeats))):
+        for _ in range(repeats):
             for method in [PLAIN, *policies]:
                 config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
                                           eos_token_id=target.generation_config.eos_token_id, pad_token_id=0,
@@ -142,7 +143,7 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                     f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
         rows += [median_run(runs) for runs in passes.values()]
     return {"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
-            "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": max(1, int(repeats))}
+            "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": repeats}
 
 
 def concurrency_markdown(report: dict) -> str:

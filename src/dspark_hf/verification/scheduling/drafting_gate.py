@@ -140,18 +140,17 @@ class DraftingGate:
 
 
 def kept_gates(owner) -> dict:
-    """The gates stored on ``owner`` by :func:`kept_gate`, by key (empty when none)."""
+    """The gates stored on ``owner`` by :func:`kept_gate`, by key (the store is made on first use)."""
     gates = getattr(owner, "_dspark_drafting_gates", None)
-    return gates if isinstance(gates, dict) else {}
+    if not isinstance(gates, dict):
+        gates = owner._dspark_drafting_gates = {}
+    return gates
 
 
 def kept_gate(owner, key, make) -> DraftingGate:
     """The gate stored on ``owner`` (a draft) under ``key``, made by ``make()`` the first time and
     :meth:`~DraftingGate.start_call`-ed on every later one."""
-    gates = getattr(owner, "_dspark_drafting_gates", None)
-    if not isinstance(gates, dict):
-        gates = {}
-        owner._dspark_drafting_gates = gates
+    gates = kept_gates(owner)
     gate = gates.get(key)
     if gate is None:
         gate = gates[key] = make()
