@@ -20,7 +20,8 @@ EVAL_DATASETS_DIR = Path(os.environ.get("DSPARK_EVAL_DATASETS_DIR", REPO_ROOT.pa
 
 
 # The core subset (`make test-core`, and `make test-compat` on other transformers releases): fixture
-# exactness, greedy equality, DeepSeek-V4, EAGLE-3 in generate(), sampling, and the generate() hook with its options.
+# exactness, greedy equality, DeepSeek-V4, EAGLE-3 in generate(), sampling, the generate() hook with its options, and
+# the CPU grouped-query attention path (it wraps transformers' own SDPA function).
 CORE_TEST_FILES = {
     "test_fixture_exactness.py",
     "test_generate_greedy_tiny.py",
@@ -31,6 +32,7 @@ CORE_TEST_FILES = {
     "test_scheduling_lossless.py",
     "test_other_assistant_paths.py",
     "test_eagle3_generate.py",
+    "test_cpu_gqa_attention.py",
 }
 
 

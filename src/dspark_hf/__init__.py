@@ -7,6 +7,10 @@ installs DSpark drafting into ``generate(assistant_model=...)``::
     draft = dspark_hf.DSparkDraft.from_pretrained("deepseek-ai/dspark_qwen3_4b_block7")
     out = target.generate(ids, assistant_model=draft, max_new_tokens=256)   # identical to plain generate
     print(draft.last_telemetry.summary())
+
+It also lets transformers' SDPA attention on CPU run masked multi-row queries of grouped-query models
+without copying keys and values per head (bit-identical results, cheaper verification and packed
+forwards; ``DSPARK_HF_CPU_GQA=0`` turns it off: :mod:`dspark_hf.integration.cpu_gqa_attention`).
 """
 
 from transformers import AutoConfig, AutoModel
@@ -21,6 +25,7 @@ from dspark_hf.errors import (
     TransformersVersionError,
     UnsupportedUsageError,
 )
+from dspark_hf.integration.cpu_gqa_attention import install_cpu_gqa_attention
 from dspark_hf.integration.generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
@@ -45,6 +50,7 @@ AutoConfig.register(Eagle3Config.model_type, Eagle3Config, exist_ok=True)
 AutoModel.register(Eagle3Config, Eagle3Draft, exist_ok=True)
 install_generation_hook()
 install_batching_hook()
+install_cpu_gqa_attention()
 
 __all__ = [
     "DSparkConfig",

@@ -30,6 +30,7 @@ import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
+from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by
 from dspark_hf.integration.linear_rows import chunk_verification_linears, invariant_rows
 from dspark_hf.verification.row_mode import row_by_row_scope, single_step_rows_active
 
@@ -73,7 +74,7 @@ def _row_by_row(original, module, query, key, value, attention_mask, **kwargs):
 def install_single_step_attention() -> None:
     """Wrap transformers' ``"sdpa"`` attention once (idempotent); a pass-through outside the context."""
     current = ALL_ATTENTION_FUNCTIONS.get("sdpa", sdpa_attention_forward)
-    if getattr(current, _WRAPPED_FLAG, False):
+    if is_wrapped_by(current, _WRAPPED_FLAG):
         return
     original = current
 
@@ -85,6 +86,7 @@ def install_single_step_attention() -> None:
         return _row_by_row(original, module, query, key, value, attention_mask, **kwargs)
 
     setattr(sdpa_single_step_rows, _WRAPPED_FLAG, True)
+    sdpa_single_step_rows.__wrapped__ = original
     AttentionInterface.register("sdpa", sdpa_single_step_rows)
 
 
