@@ -6,10 +6,11 @@ keys and values of a grouped-query model to every query head (``repeat_kv``: a c
 per layer and step) unless the device is known to run PyTorch's grouped-query SDPA with a mask; on CPU it
 copies. PyTorch's CPU SDPA takes the mask and ``enable_gqa=True`` together and gives bit-identical results
 (each query head reads its key/value head instead of a copy of it; tested against transformers' own
-function in ``tests/test_cpu_gqa_attention.py``). On the bundled SmolLM2 (9 query heads, 3 key/value heads)
-at a 256-token context, one thread of this project's AMD EPYC, a float32 forward of 2 / 4 / 8 rows took
-110 / 106 / 127 ms with the copy and 95 / 96 / 99 ms without it (median of 9; one row: 63 vs 60 ms, where
-transformers already avoids the copy). transformers 5.24 has the same switch process-wide for every
+function in ``tests/test_cpu_gqa_attention.py``). The copy grows with the context: on the bundled SmolLM2
+(9 query heads, 3 key/value heads), float32, one thread of this project's AMD EPYC, forwards of 4 / 8 / 16
+rows over a 1,024-token cache took 0.84 / 0.88 / 0.94 of transformers' time, over a 256-token cache
+0.93-1.02 (``scripts/ab_cpu_gqa.py``: both functions interleaved in one run, medians;
+``docs/measurements/2026-12-04b/``). transformers 5.24 has the same switch process-wide for every
 device (``TRANSFORMERS_SDPA_FORCE_GQA=1``); 5.20 has none.
 
 What: :func:`install_cpu_gqa_attention` (run by ``import dspark_hf``; ``DSPARK_HF_CPU_GQA=0`` in the
