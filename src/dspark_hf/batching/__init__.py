@@ -11,7 +11,7 @@ accepts per request and rewinds each request's paged cache to its accepted lengt
 Modules, each with one job:
 
 - :mod:`.versions`: the transformers releases this engine was tested on; others refused in one line;
-- :mod:`.refusals`: what a speculative batch cannot serve (sliding-window targets, DeepSeek-V4 and EAGLE-3 drafts, ...);
+- :mod:`.refusals`: what a speculative batch cannot serve (DeepSeek-V4 and EAGLE-3 drafts, ...);
 - :mod:`.request_state`: per-request drafting state (draft context cache, features not yet consumed, pending block, telemetry);
 - :mod:`.speculation`: the engine's shared set-up (draft, policy, logits processors, feature hooks, cost curve, telemetry);
 - :mod:`.batched_drafting`: one draft forward for every decoding request over their ragged draft contexts;
@@ -20,6 +20,7 @@ Modules, each with one job:
 - :mod:`.planning`: verification lengths for the whole batch (per-request policies, Algorithm 1 over the batch);
 - :mod:`.packed_profile`: the packed forward's cost curves (``dspark profile --packed``);
 - :mod:`.paged_rewind`: rewinding a request in the paged cache, releasing the pages of rejected positions;
+- :mod:`.sliding_ring`: sliding-window layers' rings one draft block longer than the window (rejected tokens never overwrite keys still read);
 - :mod:`.telemetry`: per-step and per-request records;
 - :mod:`.processor`: the batch processor subclass (draft, packed verify, accept);
 - :mod:`.manager`: the manager subclass that builds it;

@@ -4,8 +4,10 @@ The verification forward wrote keys and values for ``[last, d_1 .. d_L]`` at pos
 ``p .. p + L``; with ``a`` tokens accepted, positions ``p .. p + a`` are the request's and the rest
 are not. :func:`rewind_request` sets the request's length to ``p + a + 1`` (the next forward writes
 from there, over the rejected positions) and gives every page wholly past that length back to the
-pool. Full-attention pages only: targets with sliding-window layers are refused
-(:mod:`.refusals`); block sharing is off in a speculative batch, so no page is shared or hashed.
+pool. A sliding-window group's ring (:mod:`.sliding_ring`, a draft block longer than the window) has
+pages past the kept length only while the request is shorter than the ring, and those hold only
+rejected positions; once the ring is full nothing is released (the rejected slots are overwritten
+next). Block sharing is off in a speculative batch, so no page is shared or hashed.
 """
 
 from __future__ import annotations

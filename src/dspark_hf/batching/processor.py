@@ -34,7 +34,8 @@ A request drafted but not scheduled (token, request or cache budget) keeps its b
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
 its drafting state afresh. The processor is transformers' own, built by transformers and then given
 this class (:meth:`SpeculativeBatchProcessor.adopt`), so the cache, scheduler and packed-input code
-are transformers', unchanged.
+are transformers', unchanged, except that the rings of sliding-window layers are one draft block longer
+than the window (:mod:`.sliding_ring`), so that rejected draft tokens never overwrite keys still read.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.batching.planning import observe_round, plan_lengths, requests_to_draft
+from dspark_hf.batching.sliding_ring import widen_sliding_rings
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
 from dspark_hf.telemetry import StepRecord
@@ -64,7 +66,9 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
 
     @classmethod
     def adopt(cls, processor: ContinuousBatchProcessor, speculation: Speculation) -> "SpeculativeBatchProcessor":
-        """Turn a processor transformers built into this class (same state, these step methods)."""
+        """Turn a processor transformers built into this class (same state, these step methods); its
+        cache's sliding-window rings are widened by a draft block (:mod:`.sliding_ring`)."""
+        widen_sliding_rings(processor.cache, speculation.block_size)
         processor.__class__ = cls
         processor.speculation = speculation
         processor._step = None

@@ -4,17 +4,11 @@
   transformers' ``DynamicCache`` at batch 1; the paged cache of continuous batching has no
   compressed-attention layers to hold them (use ``generate()`` one sequence at a time);
 - EAGLE-3 drafts: their chain drafting is not wired into the batch engine;
-- targets with sliding-window layers (Gemma, Mistral, ...): the paged cache keeps those layers in a
-  ring buffer of exactly the window, so writing rejected draft tokens overwrites keys the next step
-  still reads, and rewinding cannot restore them;
 - ``num_return_sequences > 1`` (transformers forks requests' caches mid-prefill; not with drafts);
 - a draft that does not fit the target (the same checks as ``generate()``).
 """
 
 from __future__ import annotations
-
-from transformers.generation.continuous_batching.cache import group_layers_by_attn_type
-from transformers.generation.continuous_batching.cache_allocators import SLIDING_ATTENTION
 
 from dspark_hf.errors import UnsupportedUsageError
 from dspark_hf.integration.fit_checks import check_draft_fits_target
@@ -46,11 +40,6 @@ def check_batch_speculation(target, draft, generation_config) -> None:
     """Raise :class:`UnsupportedUsageError` (or ``CompatibilityError``) when ``draft`` cannot draft for
     ``target`` in a continuous batch with ``generation_config``."""
     check_batch_draft(draft)
-    if SLIDING_ATTENTION in group_layers_by_attn_type(target.config.get_text_config()):
-        raise UnsupportedUsageError(
-            f"{type(target).__name__} has sliding-window layers, whose paged cache is a ring buffer of the window: "
-            "rejected draft tokens would overwrite keys still needed; use generate() one sequence at a time."
-        )
     returns = getattr(generation_config, "num_return_sequences", None) or 1
     if returns > 1:
         raise UnsupportedUsageError(f"Batched DSpark returns one sequence per request; got num_return_sequences={returns}.")
