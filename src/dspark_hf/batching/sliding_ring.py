@@ -10,7 +10,7 @@ overwritten. Rewinding cannot bring them back.
 :func:`widen_sliding_rings` turns each sliding-window allocator of a speculative batch's cache into a
 :class:`SpeculativeSlidingRing` whose ring holds ``sliding_window + block_size`` positions (position
 ``p`` in slot ``p % ring``): a verification of up to ``block_size`` drafted tokens then overwrites only
-positions older than ``p + L - ring <= p - W``, which no later query reads (a query at position
+positions up to ``p + L - ring <= p - W``, which no later query reads (a query at position
 ``q >= p + 1`` reads back to ``q - W + 1``). Reads are unchanged: the last ``sliding_window - 1`` cached
 positions and the new ones, so the keys, their layout and transformers' sliding-window attention mask
 are exactly those of plain continuous batching. A rewound request keeps its ring; pages wholly past
