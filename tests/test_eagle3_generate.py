@@ -18,7 +18,8 @@ from transformers import GenerationConfig, LogitsProcessorList, Qwen3Config, Qwe
 from conftest import EAGLE3_FIXTURES_DIR, one_line, synthetic_profile, tiny_qwen3_target
 from dspark_hf import DSparkDraft
 from dspark_hf.drafting import block as block_module
-from dspark_hf.errors import CompatibilityError, UnsupportedUsageError
+from dspark_hf.batching.versions import check_batching_transformers
+from dspark_hf.errors import CompatibilityError, TransformersVersionError, UnsupportedUsageError
 from dspark_hf.models.eagle3 import Eagle3Config, Eagle3Draft
 from dspark_hf.verification.policies import OnlineAcceptance
 from test_sampling_distribution import (
@@ -151,13 +152,22 @@ def test_draft_cache_follows_deepspec_protocol(policy):
         torch.testing.assert_close(chain["h0"].reshape(-1), h[0, -1], atol=1e-4, rtol=1e-4)
 
 
-def test_refusals_are_one_line():
-    """A batch of two (the batching engine's refusal: EAGLE-3 drafts are not wired into it) and padded
-    single-sequence inputs (the shared base's refusal, named for EAGLE-3): one line each."""
+def test_batch_of_two_and_padded_refusal():
+    """A batch of two runs on the batching engine (each row plain batch-1 greedy ``generate``'s tokens;
+    more in tests/test_batched_eagle3.py); padded single-sequence inputs are refused by the shared base,
+    named for EAGLE-3, in one line."""
     target, draft = tiny_qwen3_target(), load_fixture_draft(FIXTURES[0])
-    with pytest.raises(UnsupportedUsageError) as err:
-        target.generate(torch.randint(5, 300, (2, 6)), assistant_model=draft, max_new_tokens=4, do_sample=False)
-    assert "EAGLE-3 drafts are not wired into batched generation" in one_line(err)
+    batch = torch.randint(5, 300, (2, 6), generator=torch.Generator().manual_seed(3))
+    try:
+        check_batching_transformers()
+    except TransformersVersionError:  # `make test-compat` on an older release: the engine's version refusal
+        with pytest.raises(TransformersVersionError) as err:
+            target.generate(batch, assistant_model=draft, max_new_tokens=4, do_sample=False)
+        one_line(err)
+    else:
+        out = target.generate(batch, assistant_model=draft, max_new_tokens=4, do_sample=False)
+        for row in range(2):
+            assert torch.equal(out[row : row + 1], target.generate(batch[row : row + 1], max_new_tokens=4, do_sample=False))
     ids = torch.randint(5, 300, (1, 6))
     mask = torch.ones_like(ids)
     mask[0, 0] = 0

@@ -3,7 +3,6 @@
 - DeepSeek-V4 drafters: their target's compressed-attention caches are made rewindable for
   transformers' ``DynamicCache`` at batch 1; the paged cache of continuous batching has no
   compressed-attention layers to hold them (use ``generate()`` one sequence at a time);
-- EAGLE-3 drafts: their chain drafting is not wired into the batch engine;
 - ``num_return_sequences > 1`` (transformers forks requests' caches mid-prefill; not with drafts);
 - a draft that does not fit the target (the same checks as ``generate()``).
 """
@@ -30,10 +29,10 @@ def check_batch_draft(draft) -> None:
             "The DeepSeek-V4 drafter cannot draft in a batch: transformers' paged cache has no DeepSeek-V4 "
             "compressed-attention layers to verify into; call generate() with one sequence at a time."
         )
-    if isinstance(draft, Eagle3Draft):
-        raise UnsupportedUsageError("EAGLE-3 drafts are not wired into batched generation; use a DSpark draft or plain generate_batch.")
-    if not isinstance(draft, DSparkDraft):
-        raise UnsupportedUsageError(f"assistant_model must be a DSpark draft for batched speculative decoding, got {type(draft).__name__}.")
+    if not isinstance(draft, (DSparkDraft, Eagle3Draft)):
+        raise UnsupportedUsageError(
+            f"assistant_model must be a DSpark, DFlash or EAGLE-3 draft for batched speculative decoding, got {type(draft).__name__}."
+        )
 
 
 def check_batch_speculation(target, draft, generation_config) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from dspark_hf.drafting.block import DraftBlock
-from dspark_hf.drafting.round import DraftContext
+from dspark_hf.batching.batched_drafting import new_context
 from dspark_hf.telemetry import GenerationTelemetry
 
 # A request the hardware-aware policy keeps from drafting still drafts at least once in
@@ -33,7 +33,7 @@ class SpeculativeRequest:
     request's telemetry."""
 
     def __init__(self, draft) -> None:
-        self.context = DraftContext(draft)
+        self.context = new_context(draft)
         self.pending_features: list[torch.Tensor] = []
         self.block: DraftBlock | None = None
         self.verify_length = 0
@@ -59,7 +59,7 @@ class SpeculativeRequest:
     def restart(self, draft) -> None:
         """Forget the drafting state (not the telemetry): the request is prefilled again from position 0
         (transformers re-prefills a request it offloaded under cache pressure)."""
-        self.context = DraftContext(draft)
+        self.context = new_context(draft)
         self.pending_features = []
         self.block = None
         self.verify_length = 0

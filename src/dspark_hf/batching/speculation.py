@@ -32,7 +32,7 @@ class Speculation:
     def __init__(self, target, draft, generation_config, steps_per_second=None) -> None:
         self.target = target
         self.draft = draft
-        if draft.config.embeddings_from_target and not draft._bound_target:
+        if getattr(draft.config, "embeddings_from_target", False) and not draft._bound_target:
             draft.bind_target_embeddings(target)
         self.block_size = draft.config.block_size
         self.do_sample = bool(generation_config.do_sample)
