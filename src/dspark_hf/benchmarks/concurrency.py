@@ -106,10 +106,12 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: list[int], policies: list, *, max_new_tokens: int,
-                      temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, repeats: int = 1, log=print) -> dict:
+                      temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, repeats: int = 1, log=print,
+                      batch_one: bool = True) -> dict:
     """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency. With
     ``repeats`` > 1 the methods run in interleaved passes (plain, each policy, plain, ...), so that a
-    machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`)."""
+    machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`).
+    ``batch_one=False`` leaves out the batch-1 rows at concurrency 1."""
     rows = []
     repeats = max(1, int(repeats))
     for c in concurrencies:
@@ -133,7 +135,7 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                     steps = telemetry.steps
                     row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
                 passes.setdefault(row["method"], []).append(row)
-                if c == 1 and method != PLAIN and arrival_rate is None:
+                if batch_one and c == 1 and method != PLAIN and arrival_rate is None:
                     one, tokens = batch_one_row(target, draft, chosen[0], config, method)
                     if temperature == 0:
                         one["mismatches"] = int(tokens != reference[0])
