@@ -21,12 +21,9 @@ into the padded cache and back once per step (``sum_r c_r`` rows per draft layer
 keeping per-request ``DynamicCache`` contexts rather than a paged draft cache).
 
 EAGLE-3 drafts (:class:`~dspark_hf.models.eagle3.Eagle3Draft`) keep an
-:class:`~dspark_hf.drafting.eagle3_round.Eagle3Context` per request (:func:`new_context`) and draft their
-test-time-training chains one request after another within the step
-(:func:`~dspark_hf.drafting.eagle3_round.eagle3_round`, exactly the batch-1 round: crop, extend with the
-verified features, ``ttt_length`` chain steps); the chains are not batched (the EAGLE-3 layer takes no
-attention mask for ragged caches), so drafting costs ``R`` chains, while verification stays one packed
-target forward for every request.
+:class:`~dspark_hf.drafting.eagle3_round.Eagle3Context` per request (:func:`new_context`) and draft
+through :func:`~dspark_hf.batching.batched_eagle3.eagle3_chains`: the per-request extends, then the
+test-time-training chain steps batched over the requests.
 """
 
 from __future__ import annotations
@@ -34,8 +31,9 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from dspark_hf.batching.batched_eagle3 import eagle3_chains
 from dspark_hf.drafting.block import DraftBlock, draw_block
-from dspark_hf.drafting.eagle3_round import Eagle3Context, eagle3_round
+from dspark_hf.drafting.eagle3_round import Eagle3Context
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 
@@ -56,10 +54,10 @@ def draft_rounds(draft, contexts: list[DraftContext], features: list[torch.Tenso
                  logits_processor=None, do_sample: bool = False) -> list[DraftBlock]:
     """Draft one block for each request in one forward; same contract, per request, as
     :func:`~dspark_hf.drafting.round.draft_round` (``features[r]`` ``[1, start_r - committed_r, F]``,
-    ``prefixes[r]`` ``[1, n_r]``); ``contexts`` are updated. EAGLE-3 drafts: one chain per request
+    ``prefixes[r]`` ``[1, n_r]``); ``contexts`` are updated. EAGLE-3 drafts: batched chains
     (module docstring)."""
     if isinstance(draft, Eagle3Draft):
-        return [eagle3_round(draft, ctx, f, p, logits_processor, do_sample) for ctx, f, p in zip(contexts, features, prefixes)]
+        return eagle3_chains(draft, contexts, features, prefixes, logits_processor, do_sample)
     if len(contexts) == 1:
         return [draft_round(draft, contexts[0], features[0], prefixes[0], logits_processor, do_sample)]
     cfg = draft.config

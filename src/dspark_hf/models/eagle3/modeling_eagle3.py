@@ -80,7 +80,8 @@ class Eagle3Attention(nn.Module):
         self.q_norm = Eagle3RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = Eagle3RMSNorm(self.head_dim, config.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: Cache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: Cache | None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         bsz, q_len, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(bsz, q_len, self.num_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(bsz, q_len, self.num_kv_heads, self.head_dim)).transpose(1, 2)
@@ -90,9 +91,11 @@ class Eagle3Attention(nn.Module):
         if cache is not None:
             past = cache.get_seq_length(self.layer_idx)
             k, v = cache.update(k, v, self.layer_idx)
-        # DeepSpec's rule: causal only for several rows on an empty cache; no mask otherwise.
+        # DeepSpec's rule: causal only for several rows on an empty cache; no mask otherwise. A given
+        # boolean mask (True: attend) replaces the rule (a padded batch of ragged caches hides its padding).
         out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=q_len > 1 and past == 0, scale=self.scaling, enable_gqa=self.num_kv_heads != self.num_heads
+            q, k, v, attn_mask=attention_mask, is_causal=attention_mask is None and q_len > 1 and past == 0,
+            scale=self.scaling, enable_gqa=self.num_kv_heads != self.num_heads,
         )
         return self.o_proj(out.transpose(1, 2).reshape(bsz, q_len, self.num_heads * self.head_dim))
 
@@ -122,9 +125,9 @@ class Eagle3DecoderLayer(nn.Module):
         self.hidden_norm = Eagle3RMSNorm(config.hidden_size, eps)
         self.post_attention_layernorm = Eagle3RMSNorm(config.hidden_size, eps)
 
-    def forward(self, embeds, hidden, cos, sin, cache):
+    def forward(self, embeds, hidden, cos, sin, cache, attention_mask=None):
         x = torch.cat([self.input_layernorm(embeds), self.hidden_norm(hidden)], dim=-1)
-        hidden = hidden + self.self_attn(x, cos, sin, cache)
+        hidden = hidden + self.self_attn(x, cos, sin, cache, attention_mask)
         return hidden + self.mlp(self.post_attention_layernorm(hidden))
 
 
@@ -218,6 +221,7 @@ class Eagle3Draft(Eagle3PreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
         compute_logits: bool = False,
+        attention_mask: torch.Tensor | None = None,
     ) -> Eagle3Output:
         """One pass of the draft layer over ``n`` rows.
 
@@ -229,6 +233,8 @@ class Eagle3Draft(Eagle3PreTrainedModel):
             position_ids: ``[B, n]`` absolute positions; default: continuing ``past_key_values``.
             past_key_values: the draft cache; the rows' keys and values are appended to it. With rows
                 already cached, the new rows attend everything unmasked (see the module docstring).
+            attention_mask: optional boolean ``[B, 1, n, cached + n]`` (True: attend), replacing that rule;
+                the batched EAGLE-3 chains of several requests use it to hide the padding of their caches.
         """
         if hidden_states.shape[-1] == self.config.hidden_size:
             hidden = hidden_states.to(self.fc.weight.dtype)
@@ -246,7 +252,7 @@ class Eagle3Draft(Eagle3PreTrainedModel):
             position_ids = torch.arange(start, start + n, device=input_ids.device).expand(bsz, -1)
         cos, sin = self.rotary_emb(position_ids, hidden.dtype)
         for layer in self.layers:
-            hidden = layer(embeds, hidden, cos, sin, past_key_values)
+            hidden = layer(embeds, hidden, cos, sin, past_key_values, attention_mask)
         return Eagle3Output(last_hidden_state=hidden, logits=self.compute_logits(hidden) if compute_logits else None)
 
     # -- drafting -------------------------------------------------------------------------------------
