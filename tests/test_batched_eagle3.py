@@ -9,9 +9,10 @@ Mutations run once each (the named test failed, then the change was reverted):
   (``accepted = min(length, int(matches.cumprod(dim=0).sum()) + 1)``):
   ``test_eagle3_batch_equals_plain`` fails for every batch size;
 - ``batched_eagle3.eagle3_chains``: the requests' features paired with the wrong requests
-  (``zip(contexts, features[::-1], prefixes)`` in the extends): ``test_chains_are_the_batch_one_rounds``
+  (``zip(contexts, features[::-1], sequences)`` in the extends): ``test_chains_are_the_batch_one_rounds``
   fails (features of the wrong length refused), and so do the generation tests at R = 2 and 4;
-- ``batched_eagle3.eagle3_chains``: the padding left visible (the chain steps' mask all True):
+- ``batched_eagle3.eagle3_chains``: the padding left visible (``own_slots`` replaced by all True in the
+  chain steps' mask):
   ``test_chains_are_the_batch_one_rounds`` fails (logits differ);
 - ``batched_drafting.new_context``: one draft cache shared by every request (a module-level context
   returned for EAGLE-3 drafts): every test fails.
@@ -24,7 +25,7 @@ import copy
 import pytest
 import torch
 
-from batched_support import force_partly_right, greedy_config, plain_greedy, prompts_of, rounds, small_cache
+from batched_support import collect, force_partly_right, greedy_config, left_padded, plain_greedy, prompts_of, rounds, small_cache
 from conftest import EAGLE3_FIXTURES_DIR, tiny_qwen3_target
 from dspark_hf import Eagle3Draft
 from dspark_hf.batching.batched_drafting import draft_rounds, new_context
@@ -70,19 +71,11 @@ def test_eagle3_streaming_and_padded_generate(target):
     manager = target.init_continuous_batching(generation_config=greedy_config(NEW), continuous_batching_config=small_cache(), assistant_model=draft)
     manager.start()
     try:
-        ids = [manager.add_request(p) for p in prompts]
-        results = {}
-        while len(results) < len(ids):
-            out = manager.get_result(timeout=30)
-            assert out is not None, "requests did not finish"
-            if out.is_finished():
-                results[out.request_id] = out
+        assert collect(manager, [manager.add_request(p) for p in prompts]) == plain
     finally:
         manager.stop(block=True)
-    assert [results[i].generated_tokens for i in ids] == plain
-    width = max(len(p) for p in prompts)
-    padded = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    padded, mask = left_padded(prompts)
+    width = padded.shape[1]
     out = target.generate(padded, attention_mask=mask, assistant_model=draft, max_new_tokens=NEW, do_sample=False,
                           eos_token_id=-1, pad_token_id=0)
     assert out[:, width:].tolist() == plain

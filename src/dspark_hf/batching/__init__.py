@@ -15,6 +15,7 @@ Modules, each with one job:
 - :mod:`.request_state`: per-request drafting state (draft context cache, features not yet consumed, pending block, telemetry);
 - :mod:`.speculation`: the engine's shared set-up (draft, policy, logits processors, feature hooks, cost curve, telemetry);
 - :mod:`.batched_drafting`: one draft forward for every decoding request over their ragged draft contexts;
+- :mod:`.padded_cache`: per-request draft caches right-aligned in one padded cache, and each request's rows cut back out;
 - :mod:`.batched_eagle3`: EAGLE-3 drafts: per-request extends, then the test-time-training chains batched over the requests;
 - :mod:`.packed_rows`: which rows of the packed forward belong to which request and which logits to keep;
 - :mod:`.acceptance`: per-request verification (greedy matching, speculative sampling) on the packed forward's logits;

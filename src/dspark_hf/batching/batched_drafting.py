@@ -29,9 +29,9 @@ test-time-training chain steps batched over the requests.
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
 from dspark_hf.batching.batched_eagle3 import eagle3_chains
+from dspark_hf.batching.padded_cache import request_rows, right_aligned
 from dspark_hf.drafting.block import DraftBlock, draw_block
 from dspark_hf.drafting.eagle3_round import Eagle3Context
 from dspark_hf.drafting.round import DraftContext, draft_round
@@ -41,12 +41,6 @@ from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 def new_context(draft) -> DraftContext | Eagle3Context:
     """A fresh per-request drafting state for ``draft``: an EAGLE-3 draft cache, else a DSpark context."""
     return Eagle3Context(draft) if isinstance(draft, Eagle3Draft) else DraftContext(draft)
-
-
-def _layer_rows(cache: DynamicCache, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    if len(cache.layers) <= layer or cache.layers[layer].keys is None or cache.layers[layer].keys.numel() == 0:
-        return None
-    return cache.layers[layer].keys, cache.layers[layer].values
 
 
 @torch.no_grad()
@@ -82,26 +76,11 @@ def draft_rounds(draft, contexts: list[DraftContext], features: list[torch.Tenso
         mask[r, 0, :, width_c - cached[r] : width_c + new[r]] = True
         mask[r, 0, :, width_c + width_n :] = True
         block_ids[r, 0] = prefixes[r][0, -1]
-    padded = DynamicCache()
-    if width_c:
-        for layer in range(cfg.num_hidden_layers):
-            rows = [_layer_rows(ctx.cache, layer) for ctx in contexts]
-            like = next(kv for kv in rows if kv is not None)
-            keys = like[0].new_zeros(requests, like[0].shape[1], width_c, like[0].shape[3])
-            values = like[1].new_zeros(requests, like[1].shape[1], width_c, like[1].shape[3])
-            for r, kv in enumerate(rows):
-                if kv is not None:
-                    keys[r, :, width_c - cached[r] :] = kv[0][0]
-                    values[r, :, width_c - cached[r] :] = kv[1][0]
-            padded.update(keys, values, layer)
+    padded = right_aligned([ctx.cache for ctx in contexts], cached, cfg.num_hidden_layers)
     out = draft(input_ids=block_ids, context_features=feats, position_ids=positions, attention_mask=mask, past_key_values=padded)
     for r, ctx in enumerate(contexts):
-        own = DynamicCache()
-        for layer in range(cfg.num_hidden_layers):
-            keys, values = padded.layers[layer].keys, padded.layers[layer].values
-            keep = torch.cat([torch.arange(width_c - cached[r], width_c), torch.arange(width_c, width_c + new[r])]).to(keys.device)
-            own.update(keys[r : r + 1, :, keep].contiguous(), values[r : r + 1, :, keep].contiguous(), layer)
-        ctx.cache = own
+        keep = torch.cat([torch.arange(width_c - cached[r], width_c), torch.arange(width_c, width_c + new[r])])
+        ctx.cache = request_rows(padded, r, keep, cfg.num_hidden_layers)
         ctx.committed = starts[r]
     return [
         draw_block(draft, out.last_hidden_state[r : r + 1], out.logits[r : r + 1], prefixes[r].to(device), logits_processor, do_sample)

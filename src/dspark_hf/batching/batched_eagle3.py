@@ -6,9 +6,10 @@ DeepSpec's protocol) for all of them at once:
 
 1. per request (the rows are ragged, and whether the extend is causal depends on the request's cache
    being empty): crop the cache to ``committed`` and extend it with the verified features
-   (:meth:`~dspark_hf.models.eagle3.Eagle3Draft.extend_context`); its last row is ``h_0``;
+   (:func:`~dspark_hf.drafting.eagle3_round.extend_committed`, the batch-1 round's own); its last row is
+   ``h_0``;
 2. the ``ttt_length`` chain steps batched over the requests: their caches copied once, right-aligned, into
-   a padded cache of ``C = max c_r`` slots; each step is one forward of ``R`` rows (``h_k`` and the token
+   a padded cache of ``C = max c_r`` slots (:mod:`.padded_cache`); each step is one forward of ``R`` rows (``h_k`` and the token
    drawn from it, at the request's own position ``start_r + k``) with a boolean mask that hides the
    padding slots, so every row attends exactly its own cached rows and chain steps, as at batch 1; each
    token drawn per request by :func:`~dspark_hf.drafting.block.draw_token` through the target's logits
@@ -25,24 +26,10 @@ in and out.
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
+from dspark_hf.batching.padded_cache import request_rows, right_aligned
 from dspark_hf.drafting.block import DraftBlock, draw_token
-from dspark_hf.drafting.eagle3_round import Eagle3Context, eagle3_round
-
-
-def _extend(draft, context: Eagle3Context, features: torch.Tensor, prefix_ids: torch.LongTensor) -> torch.Tensor:
-    """Step 1 for one request: crop, extend with ``features`` of positions ``committed .. n - 2``; returns ``h_0`` ``[1, H]``."""
-    start, committed = prefix_ids.shape[1] - 1, context.committed
-    if features.shape[1] != start - committed:
-        raise ValueError(f"eagle3 chains: the features of positions {committed}..{start - 1} ({start - committed} rows) are needed, "
-                         f"got {features.shape[1]}.")
-    device = draft.device
-    draft.crop_cache(context.cache, committed)
-    positions = torch.arange(committed, start, device=device)[None]
-    hidden = draft.extend_context(features.to(device), prefix_ids[:, committed + 1 :].to(device), positions, context.cache)
-    context.committed = start
-    return hidden[:, -1]
+from dspark_hf.drafting.eagle3_round import Eagle3Context, eagle3_round, extend_committed
 
 
 @torch.no_grad()
@@ -55,22 +42,14 @@ def eagle3_chains(draft, contexts: list[Eagle3Context], features: list[torch.Ten
     device = draft.device
     steps = draft.config.ttt_length
     requests = len(contexts)
-    h = torch.stack([_extend(draft, c, f, p) for c, f, p in zip(contexts, features, prefixes)])  # [R, 1, H]
-    starts = [p.shape[1] - 1 for p in prefixes]
+    sequences = [p.to(device) for p in prefixes]
+    h = torch.stack([extend_committed(draft, c, f, p)[:, -1] for c, f, p in zip(contexts, features, sequences)])  # [R, 1, H]
     cached = [c.cache.get_seq_length() for c in contexts]
     width = max(cached)
     layers = len(contexts[0].cache.layers)
-    padded = DynamicCache()
-    for layer in range(layers):
-        like = contexts[0].cache.layers[layer]
-        keys = like.keys.new_zeros(requests, like.keys.shape[1], width, like.keys.shape[3])
-        values = like.values.new_zeros(requests, like.values.shape[1], width, like.values.shape[3])
-        for r, c in enumerate(contexts):
-            own = c.cache.layers[layer]
-            keys[r, :, width - cached[r] :] = own.keys[0]
-            values[r, :, width - cached[r] :] = own.values[0]
-        padded.update(keys, values, layer)
-    sequences = [p.to(device) for p in prefixes]
+    padded = right_aligned([c.cache for c in contexts], cached, layers)
+    own_slots = torch.arange(width, device=device)[None, :] >= torch.tensor([width - n for n in cached], device=device)[:, None]
+    starts = torch.tensor([[p.shape[1] - 1] for p in prefixes], dtype=torch.long, device=device)  # [R, 1]
     tokens, logits = [], []
     for k in range(steps):
         step_logits = draft.compute_logits(h)[:, -1]  # [R, V]
@@ -83,17 +62,11 @@ def eagle3_chains(draft, contexts: list[Eagle3Context], features: list[torch.Ten
         step_tokens = torch.stack(drawn)  # [R, 1]
         tokens.append(step_tokens)
         logits.append(torch.cat(reported)[:, None])  # [R, 1, V]
-        mask = torch.zeros(requests, 1, 1, width + k + 1, dtype=torch.bool, device=device)
-        for r in range(requests):
-            mask[r, 0, 0, width - cached[r] :] = True
-        positions = torch.tensor([[s + k] for s in starts], dtype=torch.long, device=device)
-        h = draft(hidden_states=h, input_ids=step_tokens, position_ids=positions, past_key_values=padded, attention_mask=mask).last_hidden_state
+        # each row sees its own cached rows and every chain step so far, this one included
+        mask = torch.cat([own_slots, own_slots.new_ones(requests, k + 1)], dim=1)[:, None, None, :]
+        h = draft(hidden_states=h, input_ids=step_tokens, position_ids=starts + k, past_key_values=padded, attention_mask=mask).last_hidden_state
     for r, c in enumerate(contexts):
-        own = DynamicCache()
-        for layer in range(layers):
-            keys, values = padded.layers[layer].keys, padded.layers[layer].values
-            own.update(keys[r : r + 1, :, width - cached[r] :].contiguous(), values[r : r + 1, :, width - cached[r] :].contiguous(), layer)
-        c.cache = own
+        c.cache = request_rows(padded, r, torch.arange(width - cached[r], width + steps), layers)
     drafted = torch.cat(tokens, dim=1)  # [R, T]
     every = torch.cat(logits, dim=1)  # [R, T, V]
     return [DraftBlock(tokens=drafted[r : r + 1], logits=every[r : r + 1], confidences=None) for r in range(requests)]

@@ -36,6 +36,27 @@ class Eagle3Context:
 
 
 @torch.no_grad()
+def extend_committed(draft, context: Eagle3Context, features: torch.Tensor, prefix_ids: torch.LongTensor) -> torch.Tensor:
+    """Steps 1 and 2 of a round for ``prefix_ids`` ``[1, n]``: crop ``context``'s cache to its committed
+    positions and extend it with ``features`` ``[1, n - 1 - context.committed, 5H]`` (positions
+    ``committed .. n - 2``); ``context`` then holds ``0 .. n - 2`` as committed rows. Returns the
+    extended rows' pre-norm hidden states ``[1, n - 1 - committed, H]`` (the last is the chain's ``h_0``)."""
+    device = draft.device
+    start = prefix_ids.shape[1] - 1  # the anchor's position
+    committed = context.committed
+    if features.shape[1] != start - committed:
+        raise ValueError(
+            f"eagle3_round needs the features of positions {committed}..{start - 1} ({start - committed} rows), "
+            f"got {features.shape[1]}."
+        )
+    draft.crop_cache(context.cache, committed)
+    positions = torch.arange(committed, start, device=device)[None]
+    hidden = draft.extend_context(features.to(device), prefix_ids[:, committed + 1 :].to(device), positions, context.cache)
+    context.committed = start
+    return hidden
+
+
+@torch.no_grad()
 def eagle3_round(
     draft,
     context: Eagle3Context,
@@ -50,19 +71,9 @@ def eagle3_round(
     cache does not hold as committed yet. Returns the chain as a block without confidences; ``context``
     then holds positions ``0 .. n - 2`` as committed rows, followed by the chain's steps.
     """
-    device = draft.device
     start = prefix_ids.shape[1] - 1  # the anchor's position
-    committed = context.committed
-    if features.shape[1] != start - committed:
-        raise ValueError(
-            f"eagle3_round needs the features of positions {committed}..{start - 1} ({start - committed} rows), "
-            f"got {features.shape[1]}."
-        )
-    prefix_ids = prefix_ids.to(device)
-    draft.crop_cache(context.cache, committed)
-    positions = torch.arange(committed, start, device=device)[None]
-    hidden = draft.extend_context(features.to(device), prefix_ids[:, committed + 1 :], positions, context.cache)
-    context.committed = start
+    prefix_ids = prefix_ids.to(draft.device)
+    hidden = extend_committed(draft, context, features, prefix_ids)
 
     sequence = prefix_ids
 
