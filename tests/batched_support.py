@@ -1,7 +1,10 @@
 """Helpers of the batched-DSpark tests (tests/test_batched_*.py): small paged-cache configs, plain
-batch-1 references, and a draft forced partly right per request."""
+batch-1 references, left-padded batches, collecting a streaming manager's results, and a draft forced
+partly right per request."""
 
 from __future__ import annotations
+
+import time
 
 import torch
 from transformers import GenerationConfig
@@ -36,6 +39,27 @@ def plain_greedy(target, prompts, new_tokens: int, eos_token_id=None) -> list[li
         ids = target.generate(torch.tensor([p]), max_new_tokens=new_tokens, do_sample=False, eos_token_id=eos_token_id, pad_token_id=0)
         out.append(ids[0, len(p):].tolist())
     return out
+
+
+def left_padded(prompts, pad: int = 0) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """``(ids, attention_mask)`` of ``prompts`` left-padded with ``pad`` to the longest, as ``generate`` takes a batch."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def collect(manager, ids, timeout=60.0) -> list[list[int]]:
+    """The generated tokens of requests ``ids`` of a started streaming manager, in that order, once all
+    have finished (asserted within ``timeout`` seconds, none with an error)."""
+    results, deadline = {}, time.time() + timeout
+    while len(results) < len(ids) and time.time() < deadline:
+        out = manager.get_result(timeout=1)
+        if out is not None and out.is_finished():
+            results[out.request_id] = out
+    assert set(results) == set(ids), "requests did not finish"
+    assert all(r.error is None for r in results.values())
+    return [results[i].generated_tokens for i in ids]
 
 
 def greedy_config(new_tokens: int, policy="whole", eos_token_id=-1, **kwargs) -> GenerationConfig:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from batched_support import fixture_draft, force_partly_right, plain_greedy, prompts_of
+from batched_support import fixture_draft, force_partly_right, left_padded, plain_greedy, prompts_of
 from conftest import one_line, tiny_qwen3_target
 from dspark_hf import DSparkV4Draft, TransformersVersionError, UnsupportedUsageError
 from dspark_hf.batching.versions import check_batching_transformers
@@ -25,13 +25,6 @@ PAD = 0
 @pytest.fixture(scope="module")
 def target():
     return tiny_qwen3_target()
-
-
-def left_padded(prompts):
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    return ids, mask
 
 
 def test_left_padded_batch_equals_batch_one(target, monkeypatch):

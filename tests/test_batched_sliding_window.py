@@ -24,7 +24,7 @@ import pytest
 import torch
 from transformers.generation.continuous_batching.cache_allocators.sliding_attention import SlidingAttentionCacheAllocator
 
-from batched_support import fixture_draft, force_partly_right, greedy_config, plain_greedy, prompts_of, rounds, small_cache
+from batched_support import collect, fixture_draft, force_partly_right, greedy_config, left_padded, plain_greedy, prompts_of, rounds, small_cache
 from conftest import tiny_gemma3_target
 from dspark_hf.batching.paged_rewind import allocated_pages
 from dspark_hf.batching.sliding_ring import SpeculativeSlidingRing, widen_sliding_rings
@@ -143,14 +143,7 @@ def test_ring_pages_bounded_and_given_back(gemma, monkeypatch):
                                              assistant_model=draft)
     manager.start()
     try:
-        ids = [manager.add_request(p) for p in prompts]
-        results = {}
-        while len(results) < len(ids):
-            out = manager.get_result(timeout=30)
-            assert out is not None, "requests did not finish"
-            if out.is_finished():
-                results[out.request_id] = out
-        assert [results[i].generated_tokens for i in ids] == plain
+        assert collect(manager, [manager.add_request(p) for p in prompts]) == plain
         cache = manager.batch_processor.cache
         assert allocated_pages(cache) == 0, "pages left allocated"
     finally:
@@ -185,9 +178,8 @@ def test_left_padded_generate_on_a_sliding_window_target(gemma):
     draft = fixture_draft("gemma4_dspark_vanilla")
     prompts = prompts_of([4, 18, 9], seed=53)
     plain = plain_greedy(gemma, prompts, 24)
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    ids, mask = left_padded(prompts)
+    width = ids.shape[1]
     out = gemma.generate(ids, attention_mask=mask, assistant_model=draft, max_new_tokens=24, do_sample=False, eos_token_id=-1, pad_token_id=0)
     assert out[:, width:].tolist() == plain
     assert len(draft.last_batch_telemetry.requests) == 3

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from batched_support import small_cache
+from batched_support import left_padded, small_cache
 from conftest import synthetic_profile
 from dspark_hf.verification.policies import HardwareAware
 from test_generate_greedy_smollm2 import benchmark_prompts
@@ -61,9 +61,8 @@ def test_generate_batch_equals_batch_one(smollm2, policy):
 def test_left_padded_generate_equals_batch_one(smollm2):
     target, draft, prompts, plain, eos = smollm2
     pad = 0
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = (torch.arange(width)[None] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
+    ids, mask = left_padded(prompts, pad)
+    width = ids.shape[1]
     out = target.generate(ids, attention_mask=mask, assistant_model=draft, max_new_tokens=NEW, do_sample=False, pad_token_id=pad)
     for row, expected in zip(out[:, width:].tolist(), plain):
         assert row[: len(expected)] == expected and set(row[len(expected):]) <= {pad}

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from batched_support import fixture_draft, force_partly_right, greedy_config, plain_greedy, prompts_of, rounds, small_cache
+from batched_support import collect, fixture_draft, force_partly_right, greedy_config, plain_greedy, prompts_of, rounds, small_cache
 from conftest import tiny_qwen3_target
 from dspark_hf.batching.manager import SpeculativeBatchingManager
 from dspark_hf.batching.paged_rewind import allocated_pages
@@ -27,17 +27,6 @@ NEW = 20
 @pytest.fixture(scope="module")
 def target():
     return tiny_qwen3_target()
-
-
-def collect(manager, ids, timeout=60.0):
-    results, deadline = {}, time.time() + timeout
-    while len(results) < len(ids) and time.time() < deadline:
-        out = manager.get_result(timeout=1)
-        if out is not None and out.is_finished():
-            results[out.request_id] = out
-    assert set(results) == set(ids), "requests did not finish"
-    assert all(r.error is None for r in results.values())
-    return [results[i].generated_tokens for i in ids]
 
 
 def test_requests_join_mid_run(target, monkeypatch):
