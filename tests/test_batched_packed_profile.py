@@ -41,19 +41,22 @@ def test_profile_packed_measures_one_curve_per_request_count(target, tmp_path):
     assert [r.generated_tokens for r in results.values()] == plain_greedy(target, prompts, 6)
 
 
-def _curve(target, seconds_per_token: float) -> CostProfile:
+def _curve(target, seconds_per_token: float, verification: str = "batched") -> CostProfile:
     tokens = list(range(1, 65))
     param = next(target.parameters())
     return CostProfile(model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,
-                       target_seconds=[100.0 * (1 + seconds_per_token * (b - 1)) for b in tokens])
+                       target_seconds=[100.0 * (1 + seconds_per_token * (b - 1)) for b in tokens], verification=verification)
 
 
 def test_batch_is_scheduled_on_the_packed_curve(target, tmp_path, monkeypatch):
     """A stored batch-1 curve on which no drafted slot pays, and a stored packed curve on which every
-    slot pays: the batch verifies whole blocks, so it read the packed one."""
+    slot pays: the batch verifies whole blocks, so it read the packed one (stored under the key of the
+    engine's packed verification: weight-major float32 linears on a CPU)."""
+    from dspark_hf.batching.packed_profile import packed_verification
+
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
     save_profile(_curve(target, 10.0))
-    packed = PackedCostProfile({r: _curve(target, 0.0) for r in (1, 2, 4)})
+    packed = PackedCostProfile({r: _curve(target, 0.0, packed_verification(target)) for r in (1, 2, 4)})
     save_packed_profile(packed)
     assert find_packed_profile(target) is not None
     draft = fixture_draft()

@@ -92,23 +92,28 @@ def test_no_measurement_without_native_bf16_or_for_explicit_choices(monkeypatch,
 
 
 def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
-    """The float32 forwards run on the target itself with batched verification; the bfloat16 ones on a
-    bf16 copy inside the row-by-row scope (as ``generate`` runs exact bf16); the target is left as it was.
-    Mutation run once: measuring the copy outside ``single_step_rows`` fails the row-mode assertion."""
-    from dspark_hf.verification.row_mode import single_step_rows_active
+    """The float32 forwards run on the target itself as ``generate`` verifies in float32 (weight-major
+    linears at the row counts measured faster, here made 2 and 3); the bfloat16 ones on a bf16 copy inside
+    the row-by-row scope (as ``generate`` runs exact bf16); the target is left as it was.
+    Mutation runs: measuring the copy outside ``single_step_rows`` fails the row-mode assertion; timing
+    float32 outside ``weight_major_verification`` fails the weight-major one."""
+    from dspark_hf.integration import weight_major
+    from dspark_hf.verification.row_mode import verification_mode
     from dspark_hf.verification.scheduling import profiler
 
     seen = []
 
     def fake_measure_target(model, tokens, **kwargs):
-        seen.append((next(model.parameters()).dtype, single_step_rows_active(), tuple(tokens)))
+        seen.append((next(model.parameters()).dtype, verification_mode(), tuple(tokens)))
         return [0.001 * t for t in tokens]
 
     monkeypatch.setattr(profiler, "measure_target", fake_measure_target)
+    monkeypatch.setattr(weight_major, "_MEMORY", {})
+    monkeypatch.setattr(weight_major, "weight_major_rows_for", lambda t: weight_major.WeightMajorRows("k", torch.__version__, (2, 3), (2, 3), (1.0, 1.0), (0.5, 0.5)))
     target = tiny_qwen3_target()
     before = {k: v.clone() for k, v in target.state_dict().items()}
     costs = dtype_costs.measure_configuration_costs(target)
-    assert seen == [(torch.float32, False, SCORED_TOKENS), (torch.bfloat16, True, SCORED_TOKENS)]
+    assert seen == [(torch.float32, "weight-major", SCORED_TOKENS), (torch.bfloat16, "rows", SCORED_TOKENS)]
     assert set(costs.seconds) == {"float32", "bfloat16"}
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
     assert next(target.parameters()).dtype == torch.float32

@@ -17,6 +17,7 @@ of every row (as a verification step does), timed, and rewound (:func:`.paged_re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -30,8 +31,10 @@ from transformers.generation.continuous_batching.requests import RequestState
 
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.errors import DSparkError
+from dspark_hf.integration.weight_major import wants_weight_major, weight_major_forward
+from dspark_hf.verification.row_mode import verification_mode
 from dspark_hf.verification.scheduling.cost_profile import (
-    CostProfile, ProfileMissingError, device_name, dtype_name, model_name, now_utc, profile_key, profile_path,
+    CostProfile, ProfileMissingError, compose_key, device_name, dtype_name, model_name, now_utc, profile_path,
     write_json_atomically,
 )
 
@@ -66,8 +69,16 @@ class PackedCostProfile:
         return cls({int(r): CostProfile.from_dict(c) for r, c in data["curves"].items()})
 
 
+def packed_verification(target) -> str:
+    """How the engine's packed verification forwards compute on ``target``: ``"weight-major"`` for a float32
+    target on a CPU (:func:`~dspark_hf.integration.weight_major.weight_major_forward`), else this thread's mode."""
+    return "weight-major" if wants_weight_major(target, None) else verification_mode()
+
+
 def packed_profile_path(target) -> Path:
-    return profile_path(profile_key(target) + "__packed")
+    param = next(target.parameters())
+    key = compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), packed_verification(target))
+    return profile_path(key + "__packed")
 
 
 def save_packed_profile(profile: PackedCostProfile, path: Path | None = None) -> Path:
@@ -147,7 +158,8 @@ def measure_packed(
             if target.device.type == "cuda":
                 torch.cuda.synchronize(target.device)
             t0 = time.perf_counter()
-            model(**batch).logits.float()
+            with weight_major_forward(model) if b > requests else contextlib.nullcontext():  # as the engine verifies
+                model(**batch).logits.float()
             if target.device.type == "cuda":
                 torch.cuda.synchronize(target.device)
             seconds = time.perf_counter() - t0
@@ -185,6 +197,7 @@ def profile_packed(
         curves[r] = CostProfile(
             model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,
             target_seconds=seconds, context_length=context_length, repeats=repeats, warmup=warmup, created=now_utc(),
+            verification=packed_verification(target),
             versions={"torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(), "requests": r},
         )
     return PackedCostProfile(curves)

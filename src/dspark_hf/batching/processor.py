@@ -40,6 +40,7 @@ than the window (:mod:`.sliding_ring`), so that rejected draft tokens never over
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -54,6 +55,7 @@ from dspark_hf.batching.planning import observe_round, plan_lengths, requests_to
 from dspark_hf.batching.sliding_ring import widen_sliding_rings
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
+from dspark_hf.integration.weight_major import weight_major_forward
 from dspark_hf.telemetry import StepRecord
 
 _SMOOTHING = 0.1
@@ -201,11 +203,15 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         index = torch.tensor(keep, dtype=torch.long, device=self.model_device)
         batch["logits_indices"] = index
         tap = spec.feature_tap()
-        if self.model_runner.supports_logits_to_keep(model):
-            batch["logits_to_keep"] = index
-            logits = model(**batch).logits[0]
-        else:
-            logits = model(**batch).logits[0, index]
+        # A step of decoding requests only, some verifying: the verification forward's kernels (weight-major
+        # float32 linears at the row counts measured faster here), as at batch 1; prefill rows never.
+        verifying = self._step["pure"] and any(kind == "verify" for _, _, kind in entries)
+        with weight_major_forward(model) if verifying else contextlib.nullcontext():
+            if self.model_runner.supports_logits_to_keep(model):
+                batch["logits_to_keep"] = index
+                logits = model(**batch).logits[0]
+            else:
+                logits = model(**batch).logits[0, index]
         self._step.update(rows=rows, logits=logits.float(), features=tap.features()[0])
 
     # -- 3. accept, rewind, finish -----------------------------------------------------------------

@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedUsageError("--repeats and --context must be at least 1, --warmup at least 0.")
     if args.threads:
         torch.set_num_threads(args.threads)
-    import contextlib
-
-    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.integration.verification_forwards import verification_context
     from dspark_hf.loading import load_target_with_precision
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -95,13 +93,19 @@ def run(args: argparse.Namespace) -> int:
     tokens = args.tokens or list(DEFAULT_TOKENS)
     print(f"profiling on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): B = {tokens}, "
           f"context {args.context}, {args.warmup} warm-up + {args.repeats} timed forwards each")
-    with single_step_rows(target) if rows else contextlib.nullcontext():
+    with verification_context(target, rows=rows):  # as generation verifies (row by row, or weight-major float32 linears)
         profile = profile_target(target, draft, tokens=tokens, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
     print("   B   ms/forward   forwards/s   tokens/s if all accepted")
     for b, s in zip(profile.tokens, profile.target_seconds):
         print(f"{b:4d}   {1000 * s:10.2f}   {1 / s:10.1f}   {b / s:10.1f}")
     if draft is not None:
         print(f"draft: {1000 * profile.draft_seconds:.2f} ms per drafting round (block {draft.config.block_size})")
+    if profile.verification == "weight-major":
+        from dspark_hf.integration.weight_major import stored_weight_major_rows
+
+        found = stored_weight_major_rows(target)
+        if found is not None:
+            print(found.describe())
     path = save_profile(profile, args.output)
     print(f"stored {profile.key} at {path}")
     return 0

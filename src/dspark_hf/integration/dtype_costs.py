@@ -56,13 +56,17 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
+COSTS_VERSION = 2  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`)
+
+
 def costs_path(key: str) -> Path:
-    return cache_root() / "precision" / f"{key}.json"
+    return cache_root() / "precision" / f"{key}__v{COSTS_VERSION}.json"
 
 
 @torch.no_grad()
 def measure_configuration_costs(target, *, context_length: int = 128, warmup: int = 2, repeats: int = 5) -> ConfigurationCosts:
-    """Time ``target`` (float32) as it is, and a bfloat16 copy of it with row-by-row verification.
+    """Time ``target`` (float32) as it verifies (weight-major linears where measured faster), and a bfloat16
+    copy of it with row-by-row verification.
 
     The copy is freed before returning; ``target`` is left unchanged."""
     from dspark_hf.integration.exact_verification import single_step_rows
@@ -70,8 +74,11 @@ def measure_configuration_costs(target, *, context_length: int = 128, warmup: in
 
     if next(target.parameters()).dtype != torch.float32:
         raise ValueError("measure_configuration_costs needs the target in float32 (a bf16 copy is made from it).")
+    from dspark_hf.integration.weight_major import weight_major_verification
+
     kwargs = dict(tokens=SCORED_TOKENS, context_length=context_length, warmup=warmup, repeats=repeats)
-    seconds = {"float32": measure_target(target, **kwargs)}
+    with weight_major_verification(target):  # float32 as it verifies: weight-major linears where faster here
+        seconds = {"float32": measure_target(target, **kwargs)}
     bf16 = copy.deepcopy(target).to(torch.bfloat16)
     try:
         with single_step_rows(bf16):

@@ -13,7 +13,8 @@ of this library's drafts (:class:`DSparkDraft`, the DeepSeek-V4 drafter, or an :
   (``stop_strings``, custom criteria) checked on every prefix a round adds, and cuts the output back
   to the first stop, so the result is plain ``generate``'s (:mod:`.stopping`); for a bf16 / fp16 target
   its verification forwards compute attention row by row, so that they round as plain decoding's
-  one-token steps do (:mod:`.exact_verification`).
+  one-token steps do (:mod:`.exact_verification`); for a float32 target on a CPU they run their linear
+  layers weight-major at the row counts measured faster on the machine (:mod:`.weight_major`).
 
 Every other assistant path (assistant models, prompt lookup, early exit, MTP, DFlash, ...) runs the
 original code unchanged. Versions of transformers without the generator hooks get one clear error.
@@ -33,9 +34,9 @@ from transformers.generation.utils import GenerationMixin
 
 from dspark_hf.errors import TransformersVersionError
 from dspark_hf.integration.candidate_generator import DSparkCandidateGenerator, Eagle3CandidateGenerator
-from dspark_hf.integration.exact_verification import single_step_rows, wants_single_step_rows
 from dspark_hf.integration.fit_checks import check_draft_fits_target, check_target_can_roll_back
 from dspark_hf.integration.stopping import ACTIVE_STOPS, RoundStops
+from dspark_hf.integration.verification_forwards import verification_context
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
 from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 from dspark_hf.models.dspark.modeling_dspark import DSparkDraft
@@ -118,7 +119,7 @@ def install_generation_hook() -> None:
         if stops.active:
             arguments["stopping_criteria"] = StoppingCriteriaList([*arguments["stopping_criteria"], stops])
             arguments["streamer"] = stops.streamer(arguments.get("streamer"), input_ids)
-        rows = single_step_rows(self) if wants_single_step_rows(self, arguments["generation_config"]) else contextlib.nullcontext()
+        rows = verification_context(self, arguments["generation_config"])
         token = ACTIVE_STOPS.set(stops)
         try:
             with rows:

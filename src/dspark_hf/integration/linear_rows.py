@@ -19,6 +19,12 @@ runs a ``[1, S, in]`` input with ``S`` above that count as consecutive chunks of
 concatenated: each chunk's rows are then exactly the one-row results. :func:`chunk_verification_linears`
 prepares a target's linear layers and applies it to the target's multi-row forwards over a non-empty
 cache (verification), never to a prefill, which plain decoding computes batched as well.
+
+The same per-layer forward serves float32 targets in the other direction, for speed rather than bits:
+in a verification forward of a row count listed by
+:func:`~dspark_hf.verification.row_mode.weight_major_scope`, every prepared layer runs
+:func:`~dspark_hf.integration.linear_kernels.weight_major_linear` (:mod:`dspark_hf.integration.weight_major`
+measures which row counts gain).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import types
 import torch
 import torch.nn.functional as F
 
-from dspark_hf.verification.row_mode import single_step_rows_active
+from dspark_hf.integration.linear_kernels import weight_major_linear
+from dspark_hf.verification.row_mode import single_step_rows_active, weight_major_rows
 
 MAX_PROBED_ROWS = 16
 _kernel = F.linear  # torch's linear (``torch._C._nn.linear``); the probe and the chunks call it
@@ -120,11 +127,24 @@ def linear_row_chunks():
         _STATE.depth -= 1
 
 
+def _takes_weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """A float32 ``[1, S, in]`` input of a verification forward whose ``S`` this thread computes weight-major."""
+    return (
+        getattr(_STATE, "verifying", 0) > 0
+        and x.dim() == 3
+        and x.shape[0] == 1
+        and x.dtype == weight.dtype == torch.float32
+        and x.shape[1] in weight_major_rows()
+    )
+
+
 def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if _chunking():
         out = _chunked(x, self.weight, self.bias)
         if out is not None:
             return out
+    elif _takes_weight_major(x, self.weight):
+        return weight_major_linear(x, self.weight, self.bias)
     return torch.nn.Linear.forward(self, x)
 
 
@@ -147,13 +167,29 @@ def _is_verification(args, kwargs) -> bool:
     else:
         rows = ids.shape[-1]
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
-    return rows > 1 and cache is not None and cache.get_seq_length() > 0
+    seq_length = getattr(cache, "get_seq_length", None)  # a paged cache has none: its callers say so themselves
+    return rows > 1 and seq_length is not None and seq_length() > 0
+
+
+@contextlib.contextmanager
+def verification_forward():
+    """Marks this thread's linear layers as inside a verification forward (nests): entered by the
+    target's pre-hook for a multi-row forward over a cache, or by a caller that knows (the batch engine's
+    packed forward of decoding requests, whose paged cache the hook cannot read)."""
+    _STATE.verifying = getattr(_STATE, "verifying", 0) + 1
+    try:
+        yield
+    finally:
+        _STATE.verifying -= 1
 
 
 def _enter(module, args, kwargs):
-    """Pre-hook: open a :func:`linear_row_chunks` block for a verification forward (``None`` otherwise),
-    kept on a per-thread stack that the post-hook closes."""
-    block = linear_row_chunks() if single_step_rows_active() and _is_verification(args, kwargs) else None
+    """Pre-hook: for a verification forward, open a :func:`linear_row_chunks` block (row-by-row mode) or
+    a weight-major block (a float32 thread with weight-major row counts; ``None`` otherwise), kept on a
+    per-thread stack that the post-hook closes."""
+    block = None
+    if (single_step_rows_active() or weight_major_rows()) and _is_verification(args, kwargs):
+        block = linear_row_chunks() if single_step_rows_active() else verification_forward()
     if block is not None:
         block.__enter__()
     _STATE.__dict__.setdefault("blocks", []).append(block)
@@ -169,12 +205,15 @@ def _exit(module, args, kwargs, output=None):
 def chunk_verification_linears(target: torch.nn.Module) -> None:
     """Prepare ``target`` once (idempotent): each of its forwards that verifies (more than one new row
     over a non-empty cache) in a thread inside :func:`dspark_hf.verification.row_mode.row_by_row_scope`
-    runs its ``nn.Linear`` layers in row-invariant chunks; every other forward, and every other thread,
-    runs them unchanged."""
+    runs its ``nn.Linear`` layers in row-invariant chunks; in a thread inside
+    :func:`~dspark_hf.verification.row_mode.weight_major_scope`, a float32 one of a listed row count runs
+    them weight-major (:func:`~dspark_hf.integration.linear_kernels.weight_major_linear`); every other
+    forward, and every other thread, runs them unchanged."""
     if getattr(target, _HOOKED_FLAG, False):
         return
     for module in target.modules():
-        if isinstance(module, torch.nn.Linear):
+        # Subclasses with a forward of their own (DeepSeek-V4's grouped output projection) keep it untouched.
+        if isinstance(module, torch.nn.Linear) and type(module).forward is torch.nn.Linear.forward:
             chunk_linear(module)
     target.register_forward_pre_hook(_enter, with_kwargs=True)
     target.register_forward_hook(_exit, with_kwargs=True, always_call=True)

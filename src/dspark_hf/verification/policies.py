@@ -228,7 +228,7 @@ class HardwareAware(_CalibratedConfidences):
             from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate
 
             profile = self.profile
-            key = ("batch-1", profile.model, profile.device, profile.dtype)
+            key = ("batch-1", profile.model, profile.device, profile.dtype, profile.verification)
             self.gate = kept_gate(draft, key, lambda: DraftingGate(profile.step_seconds(1)))
 
     def _find_or_make_profile(self, target, draft):

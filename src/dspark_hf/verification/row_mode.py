@@ -4,8 +4,10 @@ A reduced-precision target keeps its output identical to plain decoding only whe
 multi-token verification forward is rounded as a one-token step would round it
 (:mod:`dspark_hf.integration.exact_verification` does that to transformers' attention). That costs time,
 so what the hardware-aware scheduler knows about the target's cost depends on it: cost profiles measured
-with and without it are stored under different keys. This module only holds the flag, so that the
-scheduling code can read it without importing the transformers integration.
+with and without it are stored under different keys. A float32 target's verification forwards may
+instead compute some row counts' linear layers weight-major, where that is faster on the machine
+(:mod:`dspark_hf.integration.weight_major`); that too changes their cost. This module only holds the
+flags, so that the scheduling code can read them without importing the transformers integration.
 """
 
 from __future__ import annotations
@@ -29,3 +31,29 @@ def row_by_row_scope():
         yield
     finally:
         _STATE.depth -= 1
+
+
+def weight_major_rows() -> frozenset[int]:
+    """The row counts whose verification forwards run their linear layers weight-major in the calling
+    thread (empty outside :func:`weight_major_scope`)."""
+    return getattr(_STATE, "weight_major", frozenset())
+
+
+@contextlib.contextmanager
+def weight_major_scope(rows):
+    """Verification forwards of any of ``rows`` new rows run their linear layers weight-major in this
+    thread until the block ends (the previous set is restored after)."""
+    previous = weight_major_rows()
+    _STATE.weight_major = frozenset(int(r) for r in rows)
+    try:
+        yield
+    finally:
+        _STATE.weight_major = previous
+
+
+def verification_mode() -> str:
+    """How this thread's verification forwards compute: ``"rows"`` (row by row), ``"weight-major"``
+    (float32, some row counts' linear layers weight-major) or ``"batched"`` (transformers' forward)."""
+    if single_step_rows_active():
+        return "rows"
+    return "weight-major" if weight_major_rows() else "batched"

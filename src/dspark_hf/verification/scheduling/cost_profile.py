@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dspark_hf.errors import DSparkError
-from dspark_hf.verification.row_mode import single_step_rows_active
+from dspark_hf.verification.row_mode import verification_mode
 
 PROFILE_VERSION = 1
 
@@ -54,7 +54,7 @@ class CostProfile:
     created: str = ""
     versions: dict = field(default_factory=dict)
     version: int = PROFILE_VERSION
-    verification: str = "batched"  # or "rows": verification forwards computed row by row (row_mode)
+    verification: str = "batched"  # "rows": computed row by row; "weight-major": float32 linears weight-major (row_mode)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.target_seconds) or not self.tokens:
@@ -65,7 +65,7 @@ class CostProfile:
 
     @property
     def key(self) -> str:
-        return compose_key(self.model, self.device, self.dtype, self.verification == "rows")
+        return compose_key(self.model, self.device, self.dtype, self.verification)
 
     def step_seconds(self, tokens: int) -> float:
         """Seconds of one target forward over ``tokens`` tokens."""
@@ -128,17 +128,22 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def compose_key(model: str, device: str, dtype: str, rows: bool) -> str:
-    """``<model>__<device>__<dtype>``, with ``__rows`` for row-by-row verification."""
-    return f"{model}__{device}__{dtype}" + ("__rows" if rows else "")
+_KEY_SUFFIX = {"batched": "", "rows": "__rows", "weight-major": "__wm"}
+
+
+def compose_key(model: str, device: str, dtype: str, verification: str = "batched") -> str:
+    """``<model>__<device>__<dtype>``, with ``__rows`` for row-by-row verification and ``__wm`` for
+    weight-major float32 verification linears (:func:`~dspark_hf.verification.row_mode.verification_mode`)."""
+    return f"{model}__{device}__{dtype}" + _KEY_SUFFIX.get(verification, f"__{_sanitise(verification)}")
 
 
 def profile_key(target) -> str:
     """The (model, device, dtype, verification) key of ``target`` as it stands now (device of its
-    parameters, its dtype, torch's current thread count; ``__rows`` when this thread verifies row by row,
-    :mod:`dspark_hf.verification.row_mode`, whose forwards cost more than batched ones)."""
+    parameters, its dtype, torch's current thread count; ``__rows`` when this thread verifies row by row and
+    ``__wm`` when its float32 verification linears run weight-major, :mod:`dspark_hf.verification.row_mode`:
+    both change what a verification forward costs)."""
     param = next(target.parameters())
-    return compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), single_step_rows_active())
+    return compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), verification_mode())
 
 
 def profiles_dir() -> Path:

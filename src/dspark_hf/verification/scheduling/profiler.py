@@ -20,7 +20,7 @@ import torch
 
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.transformers_compat import cache_kwargs
-from dspark_hf.verification.row_mode import single_step_rows_active
+from dspark_hf.verification.row_mode import verification_mode
 from dspark_hf.verification.scheduling.cost_profile import CostProfile, device_name, dtype_name, model_name, now_utc
 
 DEFAULT_TOKENS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
@@ -130,5 +130,5 @@ def profile_target(
         warmup=warmup,
         created=now_utc(),
         versions={"torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads()},
-        verification="rows" if single_step_rows_active() else "batched",
+        verification=verification_mode(),
     )

@@ -1,0 +1,199 @@
+"""Which row counts of a float32 target's verification forwards run faster weight-major, measured here.
+
+Why: a verification forward computes ``L + 1`` new rows where plain decoding computes one, and its cost
+decides whether verifying drafted tokens pays. With transformers' ``nn.Linear`` (``F.linear``), MKL on this
+project's AMD EPYC (one thread) computes 2 or 3 float32 rows as 2 or 3 matrix-vector products, so the
+bundled SmolLM2-135M's forward over a 256-token cache took 64 ms for one new row, 97-105 ms for 2,
+138-140 ms for 3 and 92-118 ms for 4; with its linear layers weight-major
+(:func:`~dspark_hf.integration.linear_kernels.weight_major_linear`) the same forwards took 57, 73-92
+and 78-81 ms, and from 7 rows on it was slower than ``F.linear`` (2026-12-04, ``docs/benchmarks.md``).
+The crossing depends on the BLAS, the CPU, the model's shapes and the thread count, so it is measured.
+
+What: :func:`measure_weight_major_rows` times the target's verification forward at each row count of
+:data:`MEASURED_ROWS` both ways (interleaved, fresh cache copies, medians) and keeps the counts where
+weight-major is faster by at least ``margin``; :func:`weight_major_rows_for` stores that per (model,
+device, thread count, torch version) under ``<dspark_hf cache>/precision/`` and reads it back; and
+:func:`weight_major_verification` applies it to a DSpark call (the generation hook does, for float32
+targets on a CPU; the ``dspark_weight_major`` generation option turns it off or on).
+
+Exactness: plain decoding's forwards are never touched (one-row steps and prefills keep ``F.linear``);
+only verification rows change their order of float32 additions, as a batched GEMM already does to them
+(logits within ~1e-5 of the one-token steps'; greedy outputs identical, tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from dspark_hf.integration.linear_rows import chunk_verification_linears, verification_forward
+from dspark_hf.verification.row_mode import weight_major_scope
+
+MEASURED_ROWS = tuple(range(2, 10))
+_MEMORY: dict[str, frozenset[int]] = {}
+
+
+@dataclass(frozen=True)
+class WeightMajorRows:
+    """Median seconds of a verification forward per row count, ``F.linear`` and weight-major, and the
+    row counts chosen (weight-major faster by at least the margin)."""
+
+    key: str
+    torch: str
+    rows: tuple[int, ...]
+    measured: tuple[int, ...]
+    linear_seconds: tuple[float, ...]
+    weight_major_seconds: tuple[float, ...]
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.note:
+            return f"float32 verification linears: F.linear ({self.note})"
+        if not self.rows:
+            return "float32 verification linears: F.linear at every row count (weight-major measured slower)"
+        parts = " ".join(
+            f"{n}:{1000 * a:.0f}/{1000 * b:.0f}" for n, a, b in zip(self.measured, self.linear_seconds, self.weight_major_seconds)
+        )
+        return f"float32 verification linears weight-major at {_ranges(self.rows)} rows (ms F.linear/weight-major {parts})"
+
+
+def _ranges(rows) -> str:
+    rows = sorted(rows)
+    spans, start = [], rows[0]
+    for prev, cur in zip(rows, rows[1:] + [None]):
+        if cur != prev + 1:
+            spans.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(spans)
+
+
+def wants_weight_major(target, generation_config) -> bool:
+    """Whether a DSpark call on ``target`` (not verifying row by row) may run weight-major verification
+    linears: ``dspark_weight_major`` of the generation config (True / False), or by default a float32
+    target on a CPU."""
+    asked = getattr(generation_config, "dspark_weight_major", None)
+    if asked is not None:
+        return bool(asked)
+    param = next(target.parameters())
+    return param.dtype == torch.float32 and param.device.type == "cpu"
+
+
+@torch.no_grad()
+def measure_weight_major_rows(
+    target, rows=MEASURED_ROWS, *, context_length: int = 128, warmup: int = 1, repeats: int = 5, margin: float = 0.05, seed: int = 0
+) -> WeightMajorRows:
+    """Time ``target``'s verification forward of each of ``rows`` new rows over a cache of ``context_length``
+    tokens, with ``F.linear`` and weight-major linear layers, interleaved (per repeat, per row count, both
+    kernels on fresh copies of one prefilled cache), after ``warmup`` untimed rounds; keep the row counts
+    whose weight-major median is below ``(1 - margin)`` times ``F.linear``'s. A target whose forward does not run
+    over a plain ``DynamicCache`` (DeepSeek-V4's compressed-attention layers need their own cache) is not
+    measured: it keeps ``F.linear``, and the result says why."""
+    from transformers import DynamicCache
+
+    from dspark_hf.transformers_compat import cache_kwargs
+
+    chunk_verification_linears(target)
+    rows = tuple(sorted({int(r) for r in rows if int(r) >= 2}))
+    device = next(target.parameters()).device
+    vocab = target.config.get_text_config().vocab_size
+    generator = torch.Generator().manual_seed(seed)
+    cache = DynamicCache(config=target.config)
+    try:
+        target(input_ids=torch.randint(0, vocab, (1, context_length), generator=generator).to(device), use_cache=True,
+               **cache_kwargs(target, cache))
+    except (RuntimeError, TypeError, ValueError, AttributeError) as err:
+        note = f"not measured: its forward over a DynamicCache failed ({type(err).__name__})"
+        return WeightMajorRows(_key(target), torch.__version__, (), (), (), (), note)
+    inputs = {n: torch.randint(0, vocab, (1, n), generator=generator).to(device) for n in rows}
+    positions = {n: torch.arange(context_length, context_length + n, device=device)[None] for n in rows}
+    everything = frozenset(rows)
+
+    def forward(n: int, kernel_rows: frozenset) -> float:
+        past = copy.deepcopy(cache)
+        with weight_major_scope(kernel_rows):
+            start = time.perf_counter()
+            target(input_ids=inputs[n], position_ids=positions[n], use_cache=True, **cache_kwargs(target, past, positions[n][0]))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return time.perf_counter() - start
+
+    times = {(n, k): [] for n in rows for k in ("linear", "weight-major")}
+    for round_ in range(warmup + repeats):
+        for n in rows:
+            order = (("linear", frozenset()), ("weight-major", everything))
+            for name, kernel_rows in order if round_ % 2 == 0 else reversed(order):
+                seconds = forward(n, kernel_rows)
+                if round_ >= warmup:
+                    times[(n, name)].append(seconds)
+    linear = tuple(statistics.median(times[(n, "linear")]) for n in rows)
+    weight_major = tuple(statistics.median(times[(n, "weight-major")]) for n in rows)
+    chosen = tuple(n for n, a, b in zip(rows, linear, weight_major) if b < (1 - margin) * a)
+    return WeightMajorRows(_key(target), torch.__version__, chosen, rows, linear, weight_major)
+
+
+def _key(target) -> str:
+    """``<model>__<device>`` (the CPU model with torch's thread count), as for the dtype costs."""
+    from dspark_hf.verification.scheduling.cost_profile import device_name, model_name
+
+    return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
+
+
+def _path(key: str):
+    from dspark_hf.cache_dir import cache_root
+
+    return cache_root() / "precision" / f"{key}__weight_major.json"
+
+
+def stored_weight_major_rows(target) -> WeightMajorRows | None:
+    """The stored measurement for ``target`` on this device, thread count and torch version, or ``None``."""
+    key = _key(target)
+    try:
+        data = json.loads(_path(key).read_text())
+        found = WeightMajorRows(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except (OSError, ValueError, TypeError):
+        return None
+    return found if found.key == key and found.torch == torch.__version__ else None
+
+
+def weight_major_rows_for(target, *, measure=None) -> WeightMajorRows:
+    """The row counts ``target``'s verification forwards compute weight-major on this machine: stored, or
+    measured now (``measure``, default :func:`measure_weight_major_rows`; a few seconds for a 135M model)
+    and stored."""
+    from dspark_hf.verification.scheduling.cost_profile import write_json_atomically
+
+    found = stored_weight_major_rows(target)
+    if found is None:
+        found = (measure or measure_weight_major_rows)(target)
+        write_json_atomically(asdict(found), _path(found.key))
+    _MEMORY[found.key] = frozenset(found.rows)
+    return found
+
+
+@contextlib.contextmanager
+def weight_major_verification(target, rows=None):
+    """Within this block (this thread), ``target``'s float32 verification forwards run their linear layers
+    weight-major at the row counts measured faster here (``rows`` overrides them); nothing else changes."""
+    chunk_verification_linears(target)
+    if rows is None:
+        key = _key(target)
+        rows = _MEMORY[key] if key in _MEMORY else weight_major_rows_for(target).rows
+    with weight_major_scope(rows):
+        yield
+
+
+@contextlib.contextmanager
+def weight_major_forward(target):
+    """One forward that verifies, for a caller that knows it does (the batch engine's packed forward of
+    decoding requests only): weight-major linears at the measured row counts where
+    :func:`wants_weight_major` says so (a float32 target on a CPU), else nothing changes."""
+    if not wants_weight_major(target, None):
+        yield
+        return
+    with weight_major_verification(target), verification_forward():
+        yield
