@@ -8,7 +8,8 @@ temperature and stopping rules), so outputs and timings are comparable:
 - :class:`AssistantModel`: transformers' assisted generation with a separate small model that shares
   the target's tokenizer;
 - :class:`DSpark`: a DSpark draft under one verification policy (``dspark_policy``); the policy
-  instance is resolved once and reused across prompts, so online policies keep learning as they would.
+  instance is resolved once and reused across prompts, so online policies keep learning as they would;
+  ``options`` (generation options such as ``dspark_weight_major=False``) make a variant of it.
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ class DSpark(Method):
 
     kind = "dspark"
 
-    def __init__(self, draft, draft_name: str, policy: str, id: str | None = None) -> None:
+    def __init__(self, draft, draft_name: str, policy: str, id: str | None = None, options: dict | None = None, suffix: str = "") -> None:
         from dspark_hf.verification.policies import resolve_policy
 
         variant = draft_variant(draft)
-        super().__init__(id or f"{variant}[{draft_name}]:{policy}", f"{variant} {draft_name} / {policy}")
+        super().__init__(id or f"{variant}[{draft_name}]:{policy}{suffix}", f"{variant} {draft_name} / {policy}{suffix}")
+        self.options = dict(options or {})
         self.draft = draft
         self.draft_name = draft_name
         self.policy_spec = policy
@@ -121,6 +123,8 @@ class DSpark(Method):
     def run(self, target, input_ids, generation_config) -> TimedRun:
         config = copy.deepcopy(generation_config)
         config.dspark_policy = self.policy
+        for key, value in self.options.items():
+            setattr(config, key, value)
         result = timed_generate(target, input_ids, config, assistant_model=self.draft)
         result.steps = list(self.draft.last_telemetry.steps)
         return result
@@ -136,6 +140,6 @@ class DSpark(Method):
 
     def describe(self) -> dict:
         return {**super().describe(), "kind": self.kind, "variant": self.variant, "draft": self.draft_name,
-                "policy": self.policy_spec, "block_size": draft_block_size(self.draft),
+                "policy": self.policy_spec, "options": self.options or None, "block_size": draft_block_size(self.draft),
                 "markov_rank": getattr(self.draft.config, "markov_rank", 0), "confidence_head": self.has_confidence_head,
                 "temperatures": list(self.temperatures() or []) or None}

@@ -111,8 +111,10 @@ def compare_policies(report: dict) -> list[dict]:
         datasets = list(dict.fromkeys(r["dataset"] for r in results))
         drafts: dict[str, list[dict]] = {}
         for method in suite["methods"]:
-            if method.get("kind") == "dspark":
-                drafts.setdefault(method["draft"], []).append(method)
+            if method.get("kind") == "dspark":  # variants run with other generation options compare among themselves
+                options = method.get("options") or {}
+                group = method["draft"] + "".join(f" [{k}={v}]" for k, v in sorted(options.items()))
+                drafts.setdefault(group, []).append(method)
         for draft, methods in drafts.items():
             entry = _compare_draft(suite["name"], draft, methods, rows, datasets)
             if entry is not None:

@@ -57,6 +57,7 @@ def bench_prompts(
     progress: bool = True,
     precision: str | None = None,
     generation_options: dict | None = None,
+    linear_ablation: bool = False,
 ) -> dict:
     """Measure every draft under every policy, prompt lookup (unless ``prompt_lookup_tokens`` is
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
@@ -66,7 +67,9 @@ def bench_prompts(
     that read confidences and would only repeat whole-block verification (:func:`confidence_free`).
     With a ``fixed:L`` policy among ``policies`` the report carries ``policy_comparison``. The
     report's ``prompt_runs`` (per-prompt records, :mod:`.prompt_runs`) go to ``runs.jsonl.gz``, not
-    to ``bench.json``."""
+    to ``bench.json``. ``linear_ablation``: every DSpark method runs a second time with transformers'
+    ``F.linear`` in its verification forwards (``dspark_weight_major=False``, id suffix ``+F.linear``), to show
+    what the weight-major float32 kernels (:mod:`dspark_hf.integration.weight_major`) add."""
     greedy = temperature <= 0
     config = generation_config(max_new_tokens, temperature)
     for key, value in (generation_options or {}).items():  # e.g. dspark_single_step_rows (--dtype)
@@ -81,6 +84,8 @@ def bench_prompts(
             mine = policies if has_confidences else (confidence_free(policies) if dflash_policies is None else dflash_policies)
             for policy in dict.fromkeys(mine):
                 methods.append(DSpark(draft, name, policy))
+                if linear_ablation:
+                    methods.append(DSpark(draft, name, policy, options={"dspark_weight_major": False}, suffix="+F.linear"))
         suites = [Suite(
             target_name, target, methods,
             {name: encode_prompts(tokenizer, prompts, device) for name, prompts in prompt_sets.items()},

