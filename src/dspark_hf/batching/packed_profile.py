@@ -34,7 +34,7 @@ from dspark_hf.errors import DSparkError
 from dspark_hf.integration.weight_major import wants_weight_major, weight_major_forward
 from dspark_hf.verification.row_mode import verification_mode
 from dspark_hf.verification.scheduling.cost_profile import (
-    CostProfile, ProfileMissingError, compose_key, device_name, dtype_name, model_name, now_utc, profile_path,
+    CostProfile, ProfileMissingError, device_name, dtype_name, model_name, now_utc, profile_key, profile_path,
     write_json_atomically,
 )
 
@@ -76,9 +76,7 @@ def packed_verification(target) -> str:
 
 
 def packed_profile_path(target) -> Path:
-    param = next(target.parameters())
-    key = compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), packed_verification(target))
-    return profile_path(key + "__packed")
+    return profile_path(profile_key(target, packed_verification(target)) + "__packed")
 
 
 def save_packed_profile(profile: PackedCostProfile, path: Path | None = None) -> Path:

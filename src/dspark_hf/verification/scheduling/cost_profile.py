@@ -13,6 +13,7 @@ on a machine or setting it was not measured on.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -112,16 +113,20 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda":
         return _sanitise(f"cuda-{torch.cuda.get_device_name(device)}")
     if device.type == "cpu":
-        cpu = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1]
-                    break
-        except OSError:
-            pass
-        return _sanitise(f"cpu-{cpu}-{torch.get_num_threads()}threads")
+        return _sanitise(f"cpu-{_cpu_model()}-{torch.get_num_threads()}threads")
     return _sanitise(device.type)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The CPU's model name (read once per process: keys are built on every batch-engine step)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -137,13 +142,14 @@ def compose_key(model: str, device: str, dtype: str, verification: str = "batche
     return f"{model}__{device}__{dtype}" + _KEY_SUFFIX.get(verification, f"__{_sanitise(verification)}")
 
 
-def profile_key(target) -> str:
+def profile_key(target, verification: str | None = None) -> str:
     """The (model, device, dtype, verification) key of ``target`` as it stands now (device of its
     parameters, its dtype, torch's current thread count; ``__rows`` when this thread verifies row by row and
     ``__wm`` when its float32 verification linears run weight-major, :mod:`dspark_hf.verification.row_mode`:
-    both change what a verification forward costs)."""
+    both change what a verification forward costs). ``verification`` names the mode instead of this thread's."""
     param = next(target.parameters())
-    return compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), verification_mode())
+    mode = verification_mode() if verification is None else verification
+    return compose_key(model_name(target), device_name(param.device), dtype_name(param.dtype), mode)
 
 
 def profiles_dir() -> Path:
