@@ -34,8 +34,11 @@ def test_profile_command_stores_where_the_policy_looks(tmp_path, monkeypatch, ca
     assert "stored" in printed and "tiny-target-qwen3-L8-H64" in printed
     from transformers import AutoModelForCausalLM
 
+    from dspark_hf.integration.verification_forwards import verification_context
+
     target = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    profile = find_profile(target)
+    with verification_context(target):  # the policy looks up its profile inside the call's verification mode
+        profile = find_profile(target)
     assert profile.tokens == [1, 2, 3, 6] and profile.draft_seconds == 0.0
 
 
