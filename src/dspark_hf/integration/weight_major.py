@@ -6,7 +6,8 @@ project's AMD EPYC (one thread) computes 2 or 3 float32 rows as 2 or 3 matrix-ve
 bundled SmolLM2-135M's forward over a 256-token cache took 64 ms for one new row, 97-105 ms for 2,
 138-140 ms for 3 and 92-118 ms for 4; with its linear layers weight-major
 (:func:`~dspark_hf.integration.linear_kernels.weight_major_linear`) the same forwards took 57, 73-92
-and 78-81 ms, and from 7 rows on it was slower than ``F.linear`` (2026-12-04, ``docs/benchmarks.md``).
+and 78-81 ms, and from 7 rows on it was slower than ``F.linear`` (2026-12-04, ``docs/benchmarks.md``;
+``scripts/ab_weight_major_forward.py`` repeats the comparison).
 The crossing depends on the BLAS, the CPU, the model's shapes and the thread count, so it is measured.
 
 What: :func:`measure_weight_major_rows` times the target's verification forward at each row count of
