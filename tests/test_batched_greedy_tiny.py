@@ -19,6 +19,8 @@ Mutations run once each (the named test failed, then the change was reverted):
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -280,10 +282,12 @@ def test_exploration_interval_doubles_on_forced_drafts_and_resets_on_merit():
 def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch):
     """Per-request drafting: in the same packed forwards some requests verify a drafted block while
     the others take one plain token (here the choice alternates by request and step); every request
-    stays exact, and the requests that skipped drafting consume their features later.
-    Mutation run once: the one-token rows' features dropped (``request.add_features(own)`` of the
+    stays exact, the requests that skipped drafting consume their features later, and the lengths are
+    planned with the plain requests' rows counted in the step (``plan_lengths(plain_requests=...)``).
+    Mutations run once: the one-token rows' features dropped (``request.add_features(own)`` of the
     ``has_new_token`` branch replaced by ``pass``): the requests fail (their draft contexts miss
-    positions)."""
+    positions); the processor passing ``plain_requests=0``: fails (the plan ignores rows that share the
+    forward, the bug that put the hardware policy 28 % behind fixed:1 at concurrency 2)."""
     draft = fixture_draft()
     prompts = prompts_of([6, 11, 17], seed=23)
     plain = plain_greedy(target, prompts, NEW)
@@ -295,13 +299,50 @@ def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch
         return [bool(must_draft and must_draft[r]) or (r + calls[0]) % 2 == 0 for r in range(len(confidences))]
 
     monkeypatch.setattr(processor_module, "requests_to_draft", alternate)
-    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
+    planned = []
+    real_plan = processor_module.plan_lengths
+
+    def spy(policy, confidences, *args, plain_requests=0, **kwargs):
+        decoding = sys._getframe(1).f_locals["decoding"]  # the processor's decoding requests of this step
+        planned.append((len(confidences), plain_requests, len(decoding)))
+        return real_plan(policy, confidences, *args, plain_requests=plain_requests, **kwargs)
+
+    monkeypatch.setattr(processor_module, "plan_lengths", spy)
+    from dspark_hf.verification.scheduling.cost_profile import CostProfile
+
+    tokens = list(range(1, 4 * draft.config.block_size))
+    gentle = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,  # a verified slot costs 5 % of a forward
+                         target_seconds=[100.0 * (1 + 0.05 * (b - 1)) for b in tokens])
+    policy = HardwareAware(profile=gentle, gate=False)
     assert run(target, draft, prompts, policy=policy) == plain
+    # the lengths were planned knowing the plain requests' rows share the forward
+    assert any(plain > 0 for _, plain, _ in planned), planned
+    assert all(verifying + plain == decoding for verifying, plain, decoding in planned), planned
     steps = draft.last_batch_telemetry.steps
     # a step where a request verified a block and another took a single plain token (a one-token row)
     mixed = [s for s in steps if s.rounds and s.batch_tokens - s.verify_tokens == 3 - len(s.rounds)]
     assert len(mixed) >= 3, "no step mixed drafting and plain requests"
     assert sum(r.accepted for s in steps for r in s.rounds.values()) > 0
+
+
+def test_plan_lengths_counts_the_rows_of_plain_requests():
+    """A step where one request verifies while another takes a plain token has ``1 + (l + 1)`` rows:
+    on a curve where 4 rows are cheap and 5 dear (the weight-major row counts of this CPU), the
+    verifying request gets 2 slots beside one plain request (4 rows) and 3 alone (4 rows); counting
+    the plain request's expected token too. Mutation run once: ``plain_requests`` ignored in
+    ``plan_lengths`` (no empty rows added): fails (3 slots, a 5-row forward)."""
+    from dspark_hf.batching.planning import plan_lengths
+
+    block = 4
+    policy = HardwareAware(profile=synthetic_profile(block))
+    policy.profile = policy._given_profile
+    seconds = {1: 1.0, 2: 1.6, 3: 1.5, 4: 1.2, 5: 2.0, 6: 2.2}
+    sps = lambda tokens: 1.0 / seconds[min(tokens, 6)]  # noqa: E731
+    sure = torch.full((block,), 0.9)
+    assert plan_lengths(policy, [sure], block, [block], 64, steps_per_second=sps) == [3]
+    assert plan_lengths(policy, [sure], block, [block], 64, steps_per_second=sps, plain_requests=1) == [2]
+    # the token budget holds the plain rows too
+    assert plan_lengths(policy, [sure], block, [block], 3, steps_per_second=sps, plain_requests=1) == [1]
 
 
 def test_requests_to_draft_picks_the_confident_requests():

@@ -7,8 +7,8 @@
   :class:`~dspark_hf.verification.policies.OnlineAcceptance`): one call of
   :func:`~dspark_hf.verification.scheduling.prefix_scheduler.schedule_prefixes` (Algorithm 1) over all
   requests' (calibrated or estimated) slot confidences, on the cost curve of the packed forward
-  (``B = R + sum_r l_r`` tokens), with its early stop, so the decision on slot ``j`` never looks at the
-  drafted token of slot ``j``.
+  (``B = R + sum_r l_r`` tokens, ``R`` counting the decoding requests that take a plain step in the same
+  forward), with its early stop, so the decision on slot ``j`` never looks at the drafted token of slot ``j``.
 
 Before drafting, :func:`requests_to_draft` asks the same question of each request's previous block's
 confidences with the drafting time counted, request by request: the requests whose drafting is not
@@ -54,18 +54,23 @@ def plan_lengths(
     token_budget: int,
     steps_per_second: Callable[[int], float] | None = None,
     draft_seconds: float = 0.0,
+    plain_requests: int = 0,
 ) -> list[int]:
     """Lengths ``l_r`` for requests with drafted-block ``confidences`` (``None`` without a confidence
-    head), each at most ``caps[r]``, fitting ``token_budget`` verification tokens.
+    head), each at most ``caps[r]``, fitting ``token_budget`` tokens together with the
+    ``plain_requests`` other decoding requests of the step (one row each, no candidates).
     ``steps_per_second``: the packed forward's ``SPS(B)`` for the hardware-aware policies (default: the
-    policy's own profile)."""
+    policy's own profile); the plain requests' rows and tokens count in ``B`` and in the expected tokens,
+    as they share the forward."""
     caps = [max(0, min(int(c), block_size)) for c in caps]
+    plain = max(0, int(plain_requests))
     if is_batch_scheduled(policy):
         sps = steps_per_second or policy.profile.steps_per_second
-        lengths = schedule_prefixes(_slot_rows(policy, confidences, block_size), sps, draft_seconds=draft_seconds, max_lengths=caps)
+        rows = _slot_rows(policy, confidences, block_size) + [[] for _ in range(plain)]
+        lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds, max_lengths=caps + [0] * plain)[: len(caps)]
     else:
         lengths = [min(int(policy.verify_length(c, block_size)), cap) for c, cap in zip(confidences, caps)]
-    return fit_to_budget(lengths, token_budget)
+    return fit_to_budget(lengths, token_budget - plain)
 
 
 def _slot_rows(policy, confidences, block_size) -> list[list[float]]:

@@ -138,7 +138,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         lengths = plan_lengths(
             spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
             steps_per_second=spec.steps_per_second_for(len(decoding)),
-            draft_seconds=spec.draft_seconds_per_request * len(verifying),
+            draft_seconds=spec.draft_seconds_per_request * len(verifying), plain_requests=len(decoding) - len(verifying),
         )
         for state, block, length in zip(verifying, blocks, lengths):
             spec.requests[state.request_id].verify_length = length
