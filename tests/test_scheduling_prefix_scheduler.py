@@ -93,3 +93,15 @@ def test_cost_profile_interpolation_and_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path / "cache"))
     stored = save_profile(profile)
     assert stored == tmp_path / "cache" / "profiles" / "m__cpu-x__float32.json"
+
+
+def test_a_cheaper_larger_forward_is_reached_through_a_dearer_one():
+    """A cost curve that dips (this CPU's float32 forward: 4 rows faster than 3, weight-major linears):
+    c = (0.9, 0.5, 0.5): a = (0.9, 0.45, 0.225). Seconds 1, 1, 1.5, 1.2 for B = 1..4.
+    On the raw curve: B=2 1.9 / 1 = 1.9; B=3 2.35 / 1.5 = 1.57 < 1.9: stop -> L = 1. A forward of 3 tokens
+    can carry the third slot at 1.2 s, so B=3 costs 1.2: 2.35 / 1.2 = 1.96 (keep), B=4 2.575 / 1.2 = 2.15
+    (keep) -> L = 3. With the third slot capped, the envelope ends at B=3 (its own 1.5 s): L = 1 again.
+    Mutation run once: the envelope removed (``seconds[i] = min(...)`` loop dropped): fails (L = 1)."""
+    sps = sps_table({1: 1.0, 2: 1.0, 3: 1 / 1.5, 4: 1 / 1.2})
+    assert schedule_prefixes([[0.9, 0.5, 0.5]], sps) == [3]
+    assert schedule_prefixes([[0.9, 0.5, 0.5]], sps, max_lengths=[2]) == [1]

@@ -15,6 +15,14 @@ confidences, which depend on ``x_{r,j}``, decide whether ``x_{r,j}`` is verified
 (paper, appendix A: a (0.7, 0.3) target becomes (0.85, 0.15)). ``global_search`` is therefore only
 for confidences that cannot see the current block (the paper's production variant sizes the batch
 from confidences two steps old) and for the test that demonstrates the bias.
+
+Cost curves need not rise with ``B``: on this project's CPU a float32 forward of 4 rows runs faster
+than one of 3 (weight-major linears, :mod:`dspark_hf.integration.weight_major`). A forward that
+verifies ``B > R`` tokens can always carry more of the drafted slots, up to ``R + sum_r l_r^max``, so the
+step's cost at ``B`` is taken as the cheapest measured forward of ``B`` or more tokens (the curve's lower
+envelope from the right). With a flat stretch, admission runs on through it and the step lands on the
+cheap count. A step that verifies nothing (``B = R``) keeps its own cost: it has no slot to add. The
+envelope depends on the curve and the caps only, never on drafted tokens, so the stop stays token-blind.
 """
 
 from __future__ import annotations
@@ -74,9 +82,11 @@ def schedule_prefixes(
     # request's admitted slots stay a prefix).
     pairs = sorted(((a, r, j) for r, row in enumerate(rows) for j, a in enumerate(row[: caps[r]], start=1)), key=lambda p: (-p[0], p[2], p[1]))
 
+    seconds = _step_seconds_envelope(steps_per_second, requests, requests + sum(caps))
+
     def throughput(tau: float, tokens: int) -> float:
-        sps = float(steps_per_second(tokens))
-        return tau / (1.0 / sps + draft_seconds) if sps > 0 else 0.0
+        step = seconds[tokens - requests]
+        return tau / (step + draft_seconds) if step < float("inf") else 0.0
 
     lengths = [0] * requests
     tokens, tau = requests, float(requests)
@@ -92,3 +102,15 @@ def schedule_prefixes(
         elif not global_search:
             break
     return best_lengths
+
+
+def _step_seconds_envelope(steps_per_second: StepsPerSecond, requests: int, most: int) -> list[float]:
+    """Seconds of a step of ``B = requests .. most`` tokens: ``1 / SPS(B)``, and for ``B > requests`` the
+    cheapest of the forwards of ``B .. most`` tokens (a verification can carry more slots; module docstring)."""
+    seconds = []
+    for tokens in range(requests, most + 1):
+        sps = float(steps_per_second(tokens))
+        seconds.append(1.0 / sps if sps > 0 else float("inf"))
+    for i in range(len(seconds) - 2, 0, -1):
+        seconds[i] = min(seconds[i], seconds[i + 1])
+    return seconds
