@@ -27,7 +27,7 @@ def target():
 def test_profile_packed_measures_one_curve_per_request_count(target, tmp_path):
     profile = profile_packed(target, requests=(1, 3), extra=(0, 2, 5), context_length=24, warmup=1, repeats=2)
     assert sorted(profile.curves) == [1, 3]
-    assert profile.curves[3].tokens == [3, 9, 18] and profile.curves[1].tokens == [1, 3, 6]
+    assert profile.curves[3].tokens == [3, 5, 8, 9, 18] and profile.curves[1].tokens == [1, 3, 6]
     assert all(s > 0 for c in profile.curves.values() for s in c.target_seconds)
     assert profile.curve(2) is profile.curves[3] and profile.curve(7) is profile.curves[3] and profile.curve(1) is profile.curves[1]
     path = save_packed_profile(profile, tmp_path / "p.json")

@@ -184,13 +184,15 @@ def measure_packed(
 def profile_packed(
     target, requests=DEFAULT_REQUESTS, extra=DEFAULT_EXTRA, *, context_length: int = 256, warmup: int = 2, repeats: int = 5,
 ) -> PackedCostProfile:
-    """Measure one curve per ``R`` in ``requests``, at ``B = R * (1 + e)`` for ``e`` in ``extra``."""
+    """Measure one curve per ``R`` in ``requests``, at ``B = R + e`` and ``B = R * (1 + e)`` for ``e`` in
+    ``extra``: every token count near ``R``, where the engine's steps mostly are and the cost need not be
+    linear (weight-major row counts, :mod:`dspark_hf.integration.weight_major`), and whole blocks beyond."""
     import transformers
 
     param = next(target.parameters())
     curves = {}
     for r in sorted({int(r) for r in requests if int(r) >= 1}):
-        tokens = sorted({r * (1 + int(e)) for e in extra if int(e) >= 0})
+        tokens = sorted({t for e in extra if int(e) >= 0 for t in (r + int(e), r * (1 + int(e)))})
         seconds = measure_packed(target, r, tokens, context_length=context_length, warmup=warmup, repeats=repeats)
         curves[r] = CostProfile(
             model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (part of the profile's key)")
     parser.add_argument("--output", help="write the JSON here instead of the profile store")
     parser.add_argument("--packed", action="store_true", help="measure the packed multi-request forward of batched DSpark "
-                        "(continuous batching) instead: one curve per --requests value, B = R x (1 + drafted tokens per request)")
+                        "(continuous batching) instead: one curve per --requests value, B = R + e and R x (1 + e) for e drafted tokens (per step, per request)")
     parser.add_argument("--requests", type=_tokens, default=None, help="with --packed: requests per forward, e.g. 1,2,4,8,16 (default)")
     parser.set_defaults(func=run)
 
@@ -120,7 +120,7 @@ def _run_packed(args: argparse.Namespace, target, device, dtype) -> int:
     requests = args.requests or list(DEFAULT_REQUESTS)
     extra = sorted({max(0, t - 1) for t in args.tokens}) if args.tokens else list(DEFAULT_EXTRA)
     print(f"profiling packed forwards on {device} ({str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads): "
-          f"R = {requests}, B = R x (1 + {extra}), context {args.context} per request, {args.warmup} warm-up + {args.repeats} timed each")
+          f"R = {requests}, B = R + e and R x (1 + e) for e in {extra}, context {args.context} per request, {args.warmup} warm-up + {args.repeats} timed each")
     profile = profile_packed(target, requests, extra, context_length=args.context, warmup=args.warmup, repeats=args.repeats)
     print("   R      B   ms/forward   tokens/s if all accepted")
     for r, curve in sorted(profile.curves.items()):
