@@ -25,10 +25,8 @@ only verification rows change their order of float32 additions, as a batched GEM
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import statistics
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -95,34 +93,20 @@ def measure_weight_major_rows(
     whose weight-major median is below ``(1 - margin)`` times ``F.linear``'s. A target whose forward does not run
     over a plain ``DynamicCache`` (DeepSeek-V4's compressed-attention layers need their own cache) is not
     measured: it keeps ``F.linear``, and the result says why."""
-    from transformers import DynamicCache
-
-    from dspark_hf.transformers_compat import cache_kwargs
+    from dspark_hf.verification.scheduling.profiler import PrefilledSequence
 
     chunk_verification_linears(target)
     rows = tuple(sorted({int(r) for r in rows if int(r) >= 2}))
-    device = next(target.parameters()).device
-    vocab = target.config.get_text_config().vocab_size
-    generator = torch.Generator().manual_seed(seed)
-    cache = DynamicCache(config=target.config)
     try:
-        target(input_ids=torch.randint(0, vocab, (1, context_length), generator=generator).to(device), use_cache=True,
-               **cache_kwargs(target, cache))
+        sequence = PrefilledSequence(target, rows, context_length=context_length, seed=seed)
     except (RuntimeError, TypeError, ValueError, AttributeError) as err:
         note = f"not measured: its forward over a DynamicCache failed ({type(err).__name__})"
         return WeightMajorRows(_key(target), torch.__version__, (), (), (), (), note)
-    inputs = {n: torch.randint(0, vocab, (1, n), generator=generator).to(device) for n in rows}
-    positions = {n: torch.arange(context_length, context_length + n, device=device)[None] for n in rows}
     everything = frozenset(rows)
 
     def forward(n: int, kernel_rows: frozenset) -> float:
-        past = copy.deepcopy(cache)
         with weight_major_scope(kernel_rows):
-            start = time.perf_counter()
-            target(input_ids=inputs[n], position_ids=positions[n], use_cache=True, **cache_kwargs(target, past, positions[n][0]))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            return time.perf_counter() - start
+            return sequence.timed(n)
 
     times = {(n, k): [] for n in rows for k in ("linear", "weight-major")}
     for round_ in range(warmup + repeats):

@@ -39,35 +39,58 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+class PrefilledSequence:
+    """One sequence of ``context_length`` random tokens prefilled into a ``DynamicCache`` once, and
+    forwards of ``n`` random new tokens (``n`` in ``counts``) at the positions after it, each over a
+    fresh copy of that cache (:meth:`fresh_cache`, made by the caller outside any timed region). What
+    both cost measurements time: the cost profile's forwards (:func:`measure_target`) and the
+    weight-major row counts (:func:`dspark_hf.integration.weight_major.measure_weight_major_rows`).
+    Building it runs the prefill, so a target whose forward does not run over a plain ``DynamicCache``
+    raises here."""
+
+    def __init__(self, target, counts: Sequence[int], *, context_length: int, seed: int = 0) -> None:
+        from transformers import DynamicCache
+
+        self.target = target
+        self.device = next(target.parameters()).device
+        vocab = target.config.get_text_config().vocab_size
+        generator = torch.Generator().manual_seed(seed)
+        context = torch.randint(0, vocab, (1, context_length), generator=generator).to(self.device)
+        self.cache = DynamicCache(config=target.config)
+        with torch.no_grad():
+            target(input_ids=context, use_cache=True, **cache_kwargs(target, self.cache))
+        self.inputs = {n: torch.randint(0, vocab, (1, n), generator=generator).to(self.device) for n in counts}
+        self.positions = {n: torch.arange(context_length, context_length + n, device=self.device)[None] for n in counts}
+
+    def fresh_cache(self):
+        """A copy of the prefilled cache, for one forward."""
+        return copy.deepcopy(self.cache)
+
+    @torch.no_grad()
+    def forward(self, n: int, past) -> None:
+        """The forward of ``n`` new tokens over ``past`` (a :meth:`fresh_cache`)."""
+        self.target(input_ids=self.inputs[n], position_ids=self.positions[n], use_cache=True,
+                    **cache_kwargs(self.target, past, self.positions[n][0]))
+
+    def timed(self, n: int) -> float:
+        """Seconds of :meth:`forward` of ``n`` tokens on a fresh cache (the copy made before the clock starts)."""
+        past = self.fresh_cache()
+        return _timed(lambda: self.forward(n, past), self.device)
+
+
 @torch.no_grad()
 def measure_target(
     target, tokens: Sequence[int] = DEFAULT_TOKENS, *, context_length: int = 256, warmup: int = 3, repeats: int = 9, seed: int = 0
 ) -> list[float]:
     """Median seconds of one target forward for each ``B`` in ``tokens``."""
-    from transformers import DynamicCache
-
-    param = next(target.parameters())
-    device = param.device
-    vocab = target.config.get_text_config().vocab_size
-    generator = torch.Generator().manual_seed(seed)
-    context = torch.randint(0, vocab, (1, context_length), generator=generator).to(device)
-    cache = DynamicCache(config=target.config)
-    target(input_ids=context, use_cache=True, **cache_kwargs(target, cache))
-    inputs = {b: torch.randint(0, vocab, (1, b), generator=generator).to(device) for b in tokens}
-
-    positions = {b: torch.arange(context_length, context_length + b, device=device)[None] for b in tokens}
-
-    def forward(b: int, past) -> None:
-        target(input_ids=inputs[b], position_ids=positions[b], use_cache=True, **cache_kwargs(target, past, positions[b][0]))
-
+    sequence = PrefilledSequence(target, tokens, context_length=context_length, seed=seed)
     for _ in range(warmup):
         for b in tokens:
-            forward(b, copy.deepcopy(cache))
+            sequence.forward(b, sequence.fresh_cache())
     times: dict[int, list[float]] = {b: [] for b in tokens}
     for _ in range(repeats):
         for b in tokens:
-            past = copy.deepcopy(cache)
-            times[b].append(_timed(lambda: forward(b, past), device))
+            times[b].append(sequence.timed(b))
     return [statistics.median(times[b]) for b in tokens]
 
 
