@@ -28,16 +28,8 @@ comparison therefore gives drafting one standard error of its smoothed tokens pe
 spread over the average's ``(2 - a) / a`` effective rounds, ``a`` the smoothing); a draft behind plain by
 more than its own noise is still skipped. Measured on the bundled SmolLM2 with weight-major float32
 verification (2026-12-04, 2 prompts per set, 64 new tokens, one thread): without the allowance the
-hardware-aware policy ran at 0.92x the fixed length 1 of the same run, with it at 1.01x (aggregate tokens/s).
-
-A drafting round's tokens are noisy (1 plus how many drafted tokens happened to be accepted), and a
-smoothed average over a few rounds of a draft that pays on average still dips below plain now and then;
-once skipping, the gate only returns through a lucky forced round, while the exploration interval
-doubles. So the comparison gives drafting one standard error of its smoothed tokens per round (the
-smoothed spread over the average's ``(2 - a) / a`` effective rounds, ``a`` the smoothing): a draft behind
-plain by more than its own noise is still skipped. Measured on the bundled SmolLM2 with weight-major
-verification (2026-12-04, 6 prompts, 64 tokens): without the allowance the gate drafted on 15 % of the
-rounds' slots and ran at 0.92x the fixed length 1 it would otherwise have matched.
+hardware-aware policy ran at 0.92x the fixed length 1 of the same run (drafting on 15 % of the rounds'
+slots), with it at 1.01x (aggregate tokens/s).
 
 A gate for a new situation (the batched scheduler keeps one per number of decoding requests) may start
 from a measured neighbour (:meth:`DraftingGate.seed_from`): it takes the neighbour's measured ratio of
