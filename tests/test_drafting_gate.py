@@ -111,24 +111,21 @@ def test_plain_probes_measure_the_plain_side_while_drafting_is_ahead():
     assert decisions.count("D") <= 8 + 4
 
 
-def test_a_new_gate_seeded_from_a_measured_neighbour_decides_at_once():
-    """``seed_from`` gives a new gate the neighbour's measured drafting/plain ratio (scale-free: the new
-    gate keeps its own plain estimate), so it skips or drafts from its first round instead of drafting
-    through a warm-up; an unmeasured neighbour (warm-up not done, or no plain step yet) seeds nothing.
-    Mutation run once: ``seed_from`` copying the neighbour's tokens/seconds instead of its ratio: fails
-    (the ahead neighbour's 2 tokens in 0.15 s are behind the new gate's 0.01 s plain step)."""
-    behind, ahead = DraftingGate(PLAIN, warmup=2), DraftingGate(PLAIN, warmup=2)
-    for gate, drafting in ((behind, (1, 0.12)), (ahead, (2, 0.15))):
-        _decisions(gate, 2, drafting, PLAIN)
-        assert gate.drafting_ratio() is None  # no plain step measured yet
-        gate.observe(False, 1, PLAIN)
-    assert behind.drafting_ratio() == pytest.approx(1 / 1.2) and ahead.drafting_ratio() == pytest.approx(2 / 1.5)
-    fresh = DraftingGate(0.01)
-    assert fresh.seed_from(behind, tokens_per_plain_step=4) and not fresh.should_draft()
-    fresh = DraftingGate(0.01)
-    assert fresh.seed_from(ahead, tokens_per_plain_step=4) and fresh.should_draft() and fresh.drafting_ahead()
-    fresh = DraftingGate(0.01)
-    assert not fresh.seed_from(DraftingGate(PLAIN)) and fresh.drafting_rounds == 0
+def test_a_seeded_gate_decides_at_once():
+    """``seed`` gives a new gate estimated drafting rounds counted as its warm-up, so it skips or drafts
+    from its first round against its own plain estimate; ``measured_tokens_per_round`` is ``None`` until
+    the warm-up rounds are measured. Mutation run once: ``seed`` leaving ``drafting_rounds`` at 0: fails
+    (the behind seed still drafts through a warm-up)."""
+    gate = DraftingGate(PLAIN, warmup=2)
+    assert gate.measured_tokens_per_round() is None
+    _decisions(gate, 2, (2, 0.15), PLAIN)
+    assert gate.measured_tokens_per_round() == pytest.approx(2)
+    fresh = DraftingGate(0.1)  # plain: 10 tokens/s
+    fresh.seed(1.0, 0.12)  # drafting: 8.3 tokens/s
+    assert not fresh.should_draft()
+    fresh = DraftingGate(0.1)
+    fresh.seed(1.5, 0.12)  # 12.5 tokens/s
+    assert fresh.should_draft() and fresh.drafting_ahead() and fresh.drafting_rounds >= fresh.warmup
 
 
 class ScriptedSkips(WholeBlock):
@@ -258,8 +255,8 @@ def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
 def test_a_new_request_count_starts_from_the_nearest_measured_count():
     """The batched step gates (``Speculation.step_gate``, one per number of decoding requests): a count
     met for the first time is seeded from the nearest count with a measured ratio (same profile), so it
-    skips at once next to a count where drafting lost and drafts next to one where it won; a gate of
-    another profile (dtype) is never used. Mutation run once: ``_measured_neighbours`` sorted farthest
+    skips at once next to a count where drafting lost and drafts next to one where it won (on a flat
+    curve, where the neighbour's tokens per request decide); a gate of another profile (dtype) is never used. Mutation run once: ``_measured_neighbours`` sorted farthest
     first: fails (count 5 seeded from count 2)."""
     from types import SimpleNamespace
 
@@ -273,6 +270,7 @@ def test_a_new_request_count_starts_from_the_nearest_measured_count():
     def speculation(profile):
         spec = Speculation.__new__(Speculation)
         spec.draft, spec.steps_per_second, spec.packed_profile, spec.step_gates = draft, None, None, {}
+        spec.draft_seconds_per_request = 0.0
         spec.policy = HardwareAware(profile=profile)
         spec.policy.profile = profile
         return spec
@@ -289,3 +287,38 @@ def test_a_new_request_count_starts_from_the_nearest_measured_count():
     assert spec.step_gate(3).should_draft() and spec.step_gate(3).drafting_rounds >= 8  # nearest: 2, seeded
     fresh = speculation(other).step_gate(5)
     assert fresh.drafting_rounds == 0 and fresh is not spec.step_gate(5)
+
+
+def test_a_new_request_count_is_seeded_on_its_own_cost_curve():
+    """What the load benchmark met at concurrency 2 on this CPU: one request's drafting rounds measured
+    behind its plain steps (1.06 tokens in 74 ms against 66 ms per plain token: the draft missed that
+    prompt), and the packed curves of 1 request (1 row 66 ms, 2 rows 53 ms) and 2 requests (a plain step
+    of 2 rows 110 ms, a step verifying one slot each, 4 rows, 74 ms). The gate for 2 requests takes the
+    neighbour's tokens per request (1.06) and prices its drafting step on its own curve (74 ms + 2 x 7 ms
+    of drafting: 24 tokens/s against 18 for plain steps), so it drafts from its first step.
+    Mutation run once: seeding by the neighbour's drafting/plain ratio (the rule before 2026-12-04, run e):
+    fails (ratio 0.94: the gate for 2 requests skipped drafting, 24 of 60 steps plain in the traced run)."""
+    from types import SimpleNamespace
+
+    from dspark_hf.batching.packed_profile import PackedCostProfile
+    from dspark_hf.batching.speculation import Speculation
+    from dspark_hf.verification.scheduling.cost_profile import CostProfile
+
+    def curve(seconds):
+        return CostProfile(model="synthetic", device="test", dtype="float32", tokens=sorted(seconds),
+                           target_seconds=[seconds[b] for b in sorted(seconds)])
+
+    packed = PackedCostProfile({1: curve({1: 0.066, 2: 0.053, 4: 0.071}), 2: curve({2: 0.110, 4: 0.074, 8: 0.110})})
+    spec = Speculation.__new__(Speculation)
+    spec.draft, spec.steps_per_second, spec.packed_profile, spec.step_gates = SimpleNamespace(), None, packed, {}
+    spec.draft_seconds_per_request = 0.007
+    spec.policy = HardwareAware(profile=packed.curves[1])
+    spec.policy.profile = packed.curves[1]
+    one = spec.step_gate(1)
+    for _ in range(one.warmup):
+        one.observe(True, 1.06, 0.074)
+    one.observe(False, 1, 0.066)
+    assert one.drafting_ratio() < 1 and not one.should_draft()
+    two = spec.step_gate(2)
+    assert two.drafting_rounds >= two.warmup and two.should_draft()
+    assert two.draft_tokens == pytest.approx(2.12) and two.draft_seconds == pytest.approx(0.074 + 2 * 0.007)

@@ -60,9 +60,10 @@ class Speculation:
         """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled
         hardware-aware policies with their gate on (not ``always-draft``), else ``None``. A gate per
         request count, because a plain step's tokens per second grows with it; its first estimate of a
-        plain step is the packed (else batch-1) cost curve at ``B = requests``, and a count met for the
-        first time starts from the nearest measured count's drafting/plain ratio. Kept on the draft, so
-        a later engine or ``generate_batch`` call starts from what this one measured."""
+        plain step is the packed (else batch-1) cost curve at ``B = requests``. A count met for the first
+        time starts seeded (:meth:`_seed_from_neighbour`) from the nearest measured count's tokens per
+        request and its own curve. Kept on the draft, so a later engine or ``generate_batch`` call starts
+        from what this one measured."""
         if not (is_batch_scheduled(self.policy) and getattr(self.policy, "use_gate", False)):
             return None
         gate = self.step_gates.get(requests)
@@ -73,22 +74,32 @@ class Speculation:
 
             def make() -> DraftingGate:
                 made = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)))
-                for neighbour in self._measured_neighbours(key):
-                    if made.seed_from(neighbour, tokens_per_plain_step=requests):
-                        break
+                self._seed_from_neighbour(made, key, sps)
                 return made
 
             gate = kept_gate(self.draft, key, make)
             self.step_gates[requests] = gate
         return gate
 
-    def _measured_neighbours(self, key) -> list[DraftingGate]:
-        """The kept gates of the same profile for other request counts, nearest count first: a new
-        count's gate starts from the nearest one with a measured drafting/plain ratio
-        (:meth:`DraftingGate.seed_from`) rather than re-running its warm-up rounds."""
-        same = [(abs(k[1] - key[1]), k[1], g) for k, g in kept_gates(self.draft).items()
-                if isinstance(k, tuple) and len(k) == len(key) and k[0] == key[0] and k[2:] == key[2:] and k[1] != key[1]]
-        return [g for _, _, g in sorted(same, key=lambda t: (t[0], t[1]))]
+    def _seed_from_neighbour(self, gate: DraftingGate, key, sps) -> bool:
+        """Seed a new count's ``gate`` from the nearest count of the same profile whose drafting is
+        measured: its tokens per drafting step per request, times this count, in a drafting step priced on
+        this count's own curve (verifying one slot per request, ``B = 2 R``, plus ``R`` requests' drafting).
+        The neighbour's acceptance carries over; its costs do not: on this project's CPU a plain step of 2
+        requests (2 rows, ``F.linear``) costs more than one verifying a slot each (4 rows, weight-major),
+        while for one request verifying costs about a plain step, so a drafting/plain ratio measured at
+        one request (below 1 on a prompt the draft misses) would switch drafting off at two, where it
+        pays. Returns whether a neighbour was found."""
+        requests = key[1]
+        same = [(abs(k[1] - requests), k[1], g) for k, g in kept_gates(self.draft).items()
+                if isinstance(k, tuple) and len(k) == len(key) and k[0] == key[0] and k[2:] == key[2:] and k[1] != requests]
+        for _, count, neighbour in sorted(same, key=lambda t: (t[0], t[1])):
+            tokens = neighbour.measured_tokens_per_round()
+            if tokens is not None:
+                seconds = 1.0 / max(sps(2 * requests), 1e-12) + requests * self.draft_seconds_per_request
+                gate.seed(tokens / count * requests, seconds)
+                return True
+        return False
 
     def steps_per_second_for(self, requests: int):
         """``SPS(B)`` for a step of ``requests`` decoding requests: the given curve, else the stored

@@ -32,8 +32,9 @@ hardware-aware policy ran at 0.92x the fixed length 1 of the same run (drafting 
 slots), with it at 1.01x (aggregate tokens/s).
 
 A gate for a new situation (the batched scheduler keeps one per number of decoding requests) may start
-from a measured neighbour (:meth:`DraftingGate.seed_from`): it takes the neighbour's measured ratio of
-drafting to plain tokens per second instead of re-running the warm-up rounds.
+seeded (:meth:`DraftingGate.seed`) with an estimate of its drafting steps instead of re-running the
+warm-up rounds; the batched scheduler builds it from a measured neighbour's tokens per request and this
+count's own cost curve (:meth:`dspark_hf.batching.speculation.Speculation.step_gate`).
 
 A gate outlives one ``generate()`` call: :func:`kept_gate` stores it on the draft (as the online
 acceptance estimates are), keyed by the machine, model and dtype of its cost profile, so a second call
@@ -94,20 +95,19 @@ class DraftingGate:
             return None
         return self.draft_tokens / self.draft_seconds * self.plain_seconds
 
-    def seed_from(self, other: "DraftingGate", tokens_per_plain_step: float = 1.0) -> bool:
-        """Start this (new) gate from ``other``'s measured ratio of drafting to plain tokens per second:
-        one virtual drafting round of ``tokens_per_plain_step`` plain steps' time delivering that ratio
-        times their tokens, counted as the whole warm-up. This gate's own plain estimate stays (the
-        ratio is scale-free); its exploration and probes correct both sides from there. Returns whether
-        ``other`` had a ratio to give."""
-        ratio = other.drafting_ratio()
-        if ratio is None:
-            return False
-        self.draft_seconds = self.plain_seconds * tokens_per_plain_step
-        self.draft_tokens = ratio * tokens_per_plain_step
+    def measured_tokens_per_round(self) -> float | None:
+        """The smoothed tokens of a drafting round, once the warm-up rounds are measured, else ``None``."""
+        if self.drafting_rounds < self.warmup or self.draft_seconds <= 0:
+            return None
+        return self.draft_tokens
+
+    def seed(self, tokens: float, seconds: float) -> None:
+        """Start this (new) gate as if its warm-up had measured drafting rounds of ``tokens`` tokens in
+        ``seconds`` seconds each (one virtual round, counted as the whole warm-up); its exploration and
+        probes correct it from there."""
+        self.draft_tokens, self.draft_seconds = float(tokens), float(seconds)
         self.draft_tokens_sq = self.draft_tokens ** 2
         self.drafting_rounds = max(self.warmup, 1)
-        return True
 
     def should_draft(self) -> bool:
         """This round's choice (call once per round, then :meth:`observe` its outcome)."""
