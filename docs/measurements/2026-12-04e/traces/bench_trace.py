@@ -2,18 +2,9 @@
 import sys, statistics, collections, torch
 import dspark_hf
 import dspark_hf.benchmarks.concurrency as BC
-from dspark_hf.loading import load_draft, load_target
-from dspark_hf.benchmarks.prompt_sets import encode_prompts, load_prompt_set
-from dspark_hf.cli.bench_concurrency import serving_dtypes
 from dspark_hf.verification.scheduling.drafting_gate import kept_gates
-torch.set_num_threads(1)
-dtype, ddt = serving_dtypes(None, torch.device("cpu"))
-target, tok = load_target(None); target = target.to(dtype=dtype).eval()
-draft = load_draft("/work/main/src/dspark_hf/bundled/default_draft", target).to(dtype=ddt).eval()
-prompts = []
-for n in ["mt-bench", "gsm8k", "humaneval"]:
-    _, texts = load_prompt_set(n, 6, None, start=40)
-    prompts += [i[0].tolist() for i in encode_prompts(tok, texts)]
+from load_setup import load
+target, draft, prompts = load()
 real = BC.serve
 def serve(target_, chosen, config, draft=None, **kw):
     out = real(target_, chosen, config, draft=draft, **kw)

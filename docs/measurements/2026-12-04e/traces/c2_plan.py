@@ -1,4 +1,5 @@
 import sys, torch
+from pathlib import Path
 import dspark_hf.batching.processor as P
 import dspark_hf.batching.planning as PL
 orig_plan, orig_rtd = P.plan_lengths, P.requests_to_draft
@@ -15,4 +16,4 @@ def rtd(policy, conf, bs, sps, dspr, must_draft=None):
     return out
 P.plan_lengths, P.requests_to_draft = plan, rtd
 sys.argv = [sys.argv[0]] + sys.argv[1:]
-exec(open("/work/diag/gate_c8.py").read())
+exec(open(Path(__file__).with_name("gate_c8.py")).read())

@@ -1,20 +1,11 @@
 import sys, statistics, torch, json
 import dspark_hf
 from transformers import GenerationConfig
-from dspark_hf.loading import load_draft, load_target
 from dspark_hf.benchmarks.concurrency import serve, run_metrics
-from dspark_hf.benchmarks.prompt_sets import encode_prompts, load_prompt_set
-from dspark_hf.cli.bench_concurrency import serving_dtypes
 from dspark_hf.verification.scheduling.drafting_gate import kept_gates
-torch.set_num_threads(1)
+from load_setup import load
 C = int(sys.argv[1]); method = sys.argv[2]; passes = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-dtype, ddt = serving_dtypes(None, torch.device("cpu"))
-target, tok = load_target(None); target = target.to(dtype=dtype).eval()
-draft = load_draft("/work/main/src/dspark_hf/bundled/default_draft", target).to(dtype=ddt).eval()
-prompts = []
-for n in ["mt-bench", "gsm8k", "humaneval"]:
-    _, texts = load_prompt_set(n, 6, None, start=40)
-    prompts += [i[0].tolist() for i in encode_prompts(tok, texts)]
+target, draft, prompts = load()
 chosen = [prompts[i % len(prompts)] for i in range(C)]
 for p in range(passes):
   for m in ["plain", method]:
