@@ -9,7 +9,8 @@ hardware-aware policy at each concurrency, every output checked against plain.
     # CPU smoke run of the same code:
     python scripts/gpu_frontier.py --shape tiny --concurrency 1,2,4 --new-tokens 16 --prompt-length 32 --out /tmp/frontier
 
-Writes OUT/frontier.json (rows, packed profile, machine), OUT/frontier.md (tables) and OUT/frontier.png.
+Writes OUT/frontier.json (rows, packed profile, machine) and OUT/frontier.md (tables) after each concurrency,
+OUT/frontier.png at the end, and OUT/frontier.log (the progress lines, timed from the start).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -48,21 +50,38 @@ def main(argv=None) -> int:
     from dspark_hf.cli.bench_concurrency import concurrency_levels
 
     dtype = getattr(torch, args.dtype)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {**machine_info(torch.device(args.device), dtype), "draft_dtype": str(dtype).replace("torch.", "")}
+    command = " ".join(["python", "scripts/gpu_frontier.py", *(argv if argv is not None else sys.argv[1:])])
+    title = (f"cost mode: random {args.shape}, {args.dtype}, scripted confidences (base {args.base_confidence}, "
+             f"spread {args.confidence_spread}), prompts of {args.prompt_length} tokens\n\n")
+    started = time.perf_counter()
+    log_file = (out / "frontier.log").open("a")
+
+    def log(line: str) -> None:
+        line = f"[{time.perf_counter() - started:7.1f} s] {line}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    def save(report: dict) -> None:
+        """Write the report (also a partial one, after each concurrency: a run stopped at its time limit keeps
+        the levels it finished)."""
+        report["machine"], report["command"] = machine, command
+        (out / "frontier.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / "frontier.md").write_text(title + ("(partial: the run stopped before every concurrency)\n\n" if report.get("partial") else "")
+                                         + concurrency_markdown(report))
+
     report = scripted_frontier(
         args.shape, device=args.device, dtype=dtype, concurrencies=concurrency_levels(args.concurrency),
         policies=[p for p in args.policies.split(",") if p], max_new_tokens=args.new_tokens, prompt_length=args.prompt_length,
         base=args.base_confidence, spread=args.confidence_spread, repeats=args.repeats, profile_repeats=args.profile_repeats,
+        log=log, on_level=save,
     )
-    machine = machine_info(torch.device(args.device), dtype)
-    report["machine"] = {**machine, "draft_dtype": str(dtype).replace("torch.", "")}
-    report["command"] = " ".join(["python", "scripts/gpu_frontier.py", *(argv if argv is not None else sys.argv[1:])])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "frontier.json").write_text(json.dumps(report, indent=1) + "\n")
-    title = (f"cost mode: random {args.shape}, {args.dtype}, scripted confidences (base {args.base_confidence}, "
-             f"spread {args.confidence_spread}), prompts of {args.prompt_length} tokens\n\n")
-    (out / "frontier.md").write_text(title + concurrency_markdown(report))
+    save(report)
     frontier_plot(report, out / "frontier.png")
+    log(f"done in {time.perf_counter() - started:.0f} s")
     print((out / "frontier.md").read_text())
     return 1 if report["mismatches"] else 0
 

@@ -109,6 +109,26 @@ class ScriptedAcceptance:
         self._original = None
 
 
+def make_decisive(target, scale: float = 64.0):
+    """Make a random target's greedy choice robust to rounding, in place, at no change of cost: the token
+    embeddings are scaled by ``scale`` (the residual stream is then dominated by the current token's
+    embedding) and the LM head becomes a copy of them, so each step's greedy token is the current one,
+    ahead of the next-best logit by far more than bf16 rounding moves a logit.
+
+    Why: a random target's logits over a large vocabulary are nearly tied at the top (the best two of
+    ~150k random logits are typically a few bf16 units apart), so in bf16 a verification forward of
+    several tokens and a one-token step pick different greedy tokens within a few positions; from there
+    the scripted continuation is off the target's path and nothing is accepted (seen on an H200 with the
+    Qwen3-8B shape: tau 1.00 at concurrency 1 for every fixed length). Every layer still runs in full."""
+    with torch.no_grad():
+        embedding = target.get_input_embeddings().weight
+        embedding.mul_(scale)
+        head = target.get_output_embeddings()
+        if head is not None and head.weight.data_ptr() != embedding.data_ptr():
+            head.weight.copy_(embedding)
+    return target
+
+
 def greedy_continuations(target, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
     """Each prompt followed by ``new_tokens`` greedy tokens of plain continuous batching."""
     from dspark_hf.batching.padded import workload_sized_config
@@ -122,15 +142,19 @@ def greedy_continuations(target, prompts: list[list[int]], new_tokens: int) -> l
 def scripted_frontier(shape: str, *, device: str = "cpu", dtype: torch.dtype = torch.float32, concurrencies=(1, 2, 4, 8),
                       policies=("fixed:1", "fixed:3", "fixed:7", "hardware"), max_new_tokens: int = 128, prompt_length: int = 256,
                       base: float = 0.8, spread: float = 1.5, repeats: int = 1, block_size: int = 7, seed: int = 0,
-                      profile_repeats: int = 5, log=print) -> dict:
+                      profile_repeats: int = 5, log=print, on_level=None, decisive: bool = True) -> dict:
     """Profile the packed forward of a random ``shape`` target, then the load benchmark at each of
     ``concurrencies`` under :class:`ScriptedAcceptance`; returns :func:`.concurrency.bench_concurrency`'s
-    report with the set-up and the packed profile added."""
+    report with the set-up and the packed profile added. ``on_level(partial_report)``, if given, gets the
+    same report with the rows measured so far after each concurrency. ``decisive`` (default): the target goes
+    through :func:`make_decisive`, so that in bf16 the scripted continuation stays the target's own path."""
     from dspark_hf.batching.packed_profile import profile_packed, save_packed_profile
     from dspark_hf.benchmarks.concurrency import bench_concurrency
     from dspark_hf.benchmarks.cost_mode import random_draft_for, random_target
 
     target = random_target(shape, device=device, dtype=dtype, seed=seed)
+    if decisive:
+        make_decisive(target)
     draft = random_draft_for(target, block_size=block_size, seed=seed)
     vocab = target.config.vocab_size
     generator = torch.Generator().manual_seed(seed)
@@ -142,10 +166,17 @@ def scripted_frontier(shape: str, *, device: str = "cpu", dtype: torch.dtype = t
     profile_path = save_packed_profile(profile)
     log(f"continuations: {count} prompts x {max_new_tokens + block_size + 1} greedy tokens (plain continuous batching)")
     continuations = greedy_continuations(target, prompts, max_new_tokens + block_size + 1)
+    setup = dict(shape=shape, decisive=decisive, base_confidence=base, confidence_spread=spread, prompt_length=prompt_length,
+                 packed_profile=profile.to_dict(), packed_profile_path=str(profile_path))
+
+    def level_done(rows):
+        if on_level is not None:
+            on_level({"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": None,
+                      "max_new_tokens": max_new_tokens, "temperature": 0.0, "repeats": repeats, **setup, "partial": True})
+
     with ScriptedAcceptance(prompts, continuations, base=base, spread=spread, seed=seed) as script:
         report = bench_concurrency(target, draft, prompts, list(concurrencies), list(policies), max_new_tokens=max_new_tokens,
-                                   repeats=repeats, log=log, batch_one=False)  # the batch-1 path is not scripted
-    report.update(shape=shape, base_confidence=base, confidence_spread=spread, prompt_length=prompt_length,
-                  packed_profile=profile.to_dict(), packed_profile_path=str(profile_path),
-                  scripted_blocks=sum(len(v) for v in script.scripted.values()))
+                                   repeats=repeats, log=log, batch_one=False,  # the batch-1 path is not scripted
+                                   on_level=level_done)
+    report.update(**setup, scripted_blocks=sum(len(v) for v in script.scripted.values()))
     return report

@@ -107,11 +107,12 @@ def median_run(runs: list[dict]) -> dict:
 
 def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: list[int], policies: list, *, max_new_tokens: int,
                       temperature: float = 0.0, arrival_rate: float | None = None, seed: int = 0, repeats: int = 1, log=print,
-                      batch_one: bool = True) -> dict:
+                      batch_one: bool = True, on_level=None) -> dict:
     """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency. With
     ``repeats`` > 1 the methods run in interleaved passes (plain, each policy, plain, ...), so that a
     machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`).
-    ``batch_one=False`` leaves out the batch-1 rows at concurrency 1."""
+    ``batch_one=False`` leaves out the batch-1 rows at concurrency 1. ``on_level(rows)``, if given, is
+    called after each concurrency with the rows so far (a long run can save what it has)."""
     rows = []
     repeats = max(1, int(repeats))
     for c in concurrencies:
@@ -134,6 +135,10 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                     row["tau"] = telemetry.tau
                     steps = telemetry.steps
                     row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
+                    drafted = [s for s in steps if s.drafted_requests and not s.prefill_tokens]
+                    if drafted:  # where a drafted decoding step's time goes (the engine measures both)
+                        row["drafted_step_ms_median"] = 1000 * statistics.median(s.step_seconds for s in drafted)
+                        row["draft_ms_median"] = 1000 * statistics.median(s.draft_seconds for s in drafted)
                 passes.setdefault(row["method"], []).append(row)
                 if batch_one and c == 1 and method != PLAIN and arrival_rate is None:
                     one, tokens = batch_one_row(target, draft, chosen[0], config, method)
@@ -144,6 +149,8 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                     f"{row['per_request_tokens_per_second_median']:7.1f} per request (p10 {row['per_request_tokens_per_second_p10']:.1f}), "
                     f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
         rows += [median_run(runs) for runs in passes.values()]
+        if on_level is not None:
+            on_level(list(rows))
     return {"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
             "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": repeats}
 
