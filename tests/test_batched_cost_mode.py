@@ -71,3 +71,19 @@ def test_frontier_run_on_a_tiny_shape(tmp_path, monkeypatch):
     assert {(r["concurrency"], r["method"]) for r in report["rows"]} == {(c, m) for c in (1, 2) for m in ("plain", "fixed:3", "hardware")}
     assert sorted(int(r) for r in report["packed_profile"]["curves"]) == [1, 2]
     assert report["scripted_blocks"] > 0
+
+
+def test_decisive_target_keeps_bf16_on_the_scripted_path(tmp_path, monkeypatch):
+    """In bf16 a random target's near-tied logits let a multi-token verification and a one-token step pick
+    different greedy tokens, after which the scripted continuation is off the target's path (on an H200 with
+    the Qwen3-8B shape: tau 1.00 for every fixed length at C = 1). With :func:`make_decisive` the bf16 run
+    accepts exactly what the script says, so its tau equals the float32 run's (the script's draws depend on
+    prompt and position only), and no output differs from plain. Mutation run once: ``decisive=False`` in the
+    bf16 run: tau 1.88 against 2.76 and 1 mismatch, fails."""
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    runs = {dtype: scripted_frontier("tiny", dtype=dtype, concurrencies=(2,), policies=("fixed:3",), max_new_tokens=48, prompt_length=32,
+                                     profile_repeats=1, log=lambda *a: None, decisive=dtype == torch.bfloat16)
+            for dtype in (torch.float32, torch.bfloat16)}
+    tau = {dtype: next(r["tau"] for r in run["rows"] if r["method"] == "fixed:3") for dtype, run in runs.items()}
+    assert runs[torch.bfloat16]["mismatches"] == 0 and runs[torch.float32]["mismatches"] == 0
+    assert tau[torch.bfloat16] == tau[torch.float32] > 2.5
