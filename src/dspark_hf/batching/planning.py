@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 
 from dspark_hf.verification.policies import HardwareAware, VerificationPolicy
-from dspark_hf.verification.scheduling.prefix_scheduler import cumulative_survival, schedule_prefixes
+from dspark_hf.verification.scheduling.prefix_scheduler import cumulative_survival, schedule_prefixes, step_seconds_curve
 
 
 def is_batch_scheduled(policy: VerificationPolicy) -> bool:
@@ -55,19 +55,24 @@ def plan_lengths(
     steps_per_second: Callable[[int], float] | None = None,
     draft_seconds: float = 0.0,
     plain_requests: int = 0,
+    overhead_seconds: float = 0.0,
 ) -> list[int]:
     """Lengths ``l_r`` for requests with drafted-block ``confidences`` (``None`` without a confidence
     head), each at most ``caps[r]``, fitting ``token_budget`` tokens together with the
     ``plain_requests`` other decoding requests of the step (one row each, no candidates).
     ``steps_per_second``: the packed forward's ``SPS(B)`` for the hardware-aware policies (default: the
     policy's own profile); the plain requests' rows and tokens count in ``B`` and in the expected tokens,
-    as they share the forward."""
+    as they share the forward. ``draft_seconds`` (the step's drafting) and ``overhead_seconds`` (the
+    engine's own work per step, :meth:`.speculation.Speculation.step_overhead`) are added to every
+    candidate step's forward time: a step that costs more than its forward makes each verified slot
+    relatively cheaper, so Algorithm 1 admits more."""
     caps = [max(0, min(int(c), block_size)) for c in caps]
     plain = max(0, int(plain_requests))
     if is_batch_scheduled(policy):
         sps = steps_per_second or policy.profile.steps_per_second
         rows = _slot_rows(policy, confidences, block_size) + [[] for _ in range(plain)]
-        lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds, max_lengths=caps + [0] * plain)[: len(caps)]
+        lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds + max(0.0, overhead_seconds),
+                                    max_lengths=caps + [0] * plain, convex=True)[: len(caps)]
     else:
         lengths = [min(int(policy.verify_length(c, block_size)), cap) for c, cap in zip(confidences, caps)]
     return fit_to_budget(lengths, token_budget - plain)
@@ -88,6 +93,7 @@ def requests_to_draft(
     steps_per_second: Callable[[int], float] | None,
     draft_seconds_per_request: float,
     must_draft: Sequence[bool] | None = None,
+    overhead_seconds: float = 0.0,
 ) -> list[bool]:
     """Which of ``R`` decoding requests draft a block this step, decided before drafting from the
     confidences of each request's previous block (so token-blind for this step's blocks).
@@ -96,19 +102,22 @@ def requests_to_draft(
     ``g_r`` (its cumulative survival summed over ``l_r`` slots). Requests are taken in order of ``g_r``
     (those in ``must_draft``, or without known confidences, first), and the number ``k`` that drafts is
     the one with the highest expected throughput ``(R + sum g) / (1 / SPS(R + sum l) + k * t_draft)``,
-    ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``. Every request drafts for
-    per-request policies (no cost curve)."""
+    ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``; ``overhead_seconds`` (the engine's
+    own work per step) is added to both, drafting or plain. Every request drafts for per-request
+    policies (no cost curve)."""
     count = len(confidences)
     if not is_batch_scheduled(policy) or count == 0:
         return [True] * count
     forced = [bool(f) or c is None for f, c in zip(must_draft or [False] * count, confidences)]
     sps = steps_per_second or policy.profile.steps_per_second
     rows = _slot_rows(policy, confidences, block_size)
-    lengths = schedule_prefixes(rows, sps)
+    lengths = schedule_prefixes(rows, sps, draft_seconds=max(0.0, overhead_seconds), convex=True)
     gains = [sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths)]
     order = sorted(range(count), key=lambda r: (not forced[r], -gains[r], r))
     first = sum(forced)
-    best_k, best = 0, count * sps(count)
+    overhead = max(0.0, overhead_seconds)
+    seconds = step_seconds_curve(sps, count, count + sum(lengths), convex=True)  # as plan_lengths will price the step
+    best_k, best = 0, count / (seconds[0] + overhead)
     if first > 0:
         best_k, best = first, -1.0
     tokens, expected = count, float(count)
@@ -117,7 +126,7 @@ def requests_to_draft(
         expected += gains[r]
         if k < first:
             continue
-        throughput = expected / (1.0 / max(sps(tokens), 1e-12) + k * draft_seconds_per_request)
+        throughput = expected / (seconds[tokens - count] + k * draft_seconds_per_request + overhead)
         if throughput > best:
             best_k, best = k, throughput
     chosen = set(order[:best_k])

@@ -51,7 +51,7 @@ from dspark_hf.batching.acceptance import verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
-from dspark_hf.batching.planning import observe_round, plan_lengths, requests_to_draft
+from dspark_hf.batching.planning import is_batch_scheduled, observe_round, plan_lengths, requests_to_draft
 from dspark_hf.batching.sliding_ring import widen_sliding_rings
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
@@ -86,11 +86,11 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         started = time.perf_counter()
         self._forget_departed()
         self._skipped, self._drafted = False, 0
-        self._gate, self._gate_skipped = None, False
+        self._gate, self._gate_skipped, self._capped = None, False, False
         draft_seconds = self._draft_decoding_requests()
         available = super().prepare_next_batch()
         self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped, "drafted": self._drafted,
-                      "gate": self._gate, "gate_skipped": self._gate_skipped}
+                      "gate": self._gate, "gate_skipped": self._gate_skipped, "capped": self._capped}
         return available
 
     def _forget_departed(self) -> None:
@@ -135,10 +135,12 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             return seconds
         blocks = [spec.requests[s.request_id].block for s in verifying]
         caps = [s._new_tokens_limit - s.generated_len() - 1 for s in verifying]
+        self._capped = any(cap < spec.block_size for cap in caps)  # max_new_tokens, not the draft, limits this step
         lengths = plan_lengths(
             spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
             steps_per_second=spec.steps_per_second_for(len(decoding)),
             draft_seconds=spec.draft_seconds_per_request * len(verifying), plain_requests=len(decoding) - len(verifying),
+            overhead_seconds=spec.step_overhead(len(decoding)),
         )
         for state, block, length in zip(verifying, blocks, lengths):
             spec.requests[state.request_id].verify_length = length
@@ -167,10 +169,12 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         confidences = [r.last_confidences for r in requests]
         sps = spec.steps_per_second_for(len(decoding))
         forced = [r.must_draft() for r in requests]
-        choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, must_draft=forced)
+        overhead = spec.step_overhead(len(decoding))
+        choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, must_draft=forced,
+                                   overhead_seconds=overhead)
         merit = choice
         if any(forced):
-            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request)
+            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, overhead_seconds=overhead)
         for request, drafts, on_merit in zip(requests, choice, merit):
             request.drafting_decided(drafts, on_merit)
         chosen = [s for s, drafts in zip(fresh, choice) if drafts]
@@ -279,12 +283,14 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if state.streaming or finished:
                 outputs.append(state.to_generation_output())
         record.step_seconds = time.perf_counter() - step["started"]
+        if step.get("pure") and record.decoding + record.prefill_tokens and is_batch_scheduled(spec.policy):
+            self._observe_overhead(record, step["draft_seconds"])
         gate = step.get("gate")
         if gate is not None and step.get("pure") and emitted_tokens:
             if step["gate_skipped"]:
                 gate.observe(False, emitted_tokens, record.step_seconds)
             elif record.drafted_requests:
-                gate.observe(True, emitted_tokens, record.step_seconds)
+                gate.observe(True, emitted_tokens, record.step_seconds, counted=not step["capped"])
         for round_ in finished_rounds:
             round_.step_seconds = record.step_seconds
             observe_round(spec.policy, round_)
@@ -293,6 +299,15 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             spec.callback(record)
         if outputs:
             self.output_router.deliver_batch(outputs)
+
+    def _observe_overhead(self, record: BatchStep, draft_seconds: float) -> None:
+        """Give the speculation what this pure decoding step (every row a request's last token or its
+        ``[last, d_1 .. d_L]``) cost beyond its forward on the cost curve and its drafting."""
+        spec = self.speculation
+        requests = len(self.inputs_and_outputs.requests_in_batch)
+        sps = spec.steps_per_second_for(requests) or spec.policy.profile.steps_per_second
+        forward = 1.0 / max(sps(record.batch_tokens), 1e-12)
+        spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward)
 
     @staticmethod
     def _commit(state, tokens: list[int]) -> tuple[bool, int]:

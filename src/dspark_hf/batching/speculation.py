@@ -13,6 +13,8 @@ in other threads are not recorded.
 
 from __future__ import annotations
 
+import collections
+import statistics
 import sys
 import threading
 
@@ -24,6 +26,9 @@ from dspark_hf.integration.target_features import TargetFeatureTap
 from dspark_hf.verification.policies import resolve_policy
 from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate, kept_gates
 
+
+
+OVERHEAD_WINDOW = 15  # pure steps per request count in the overhead median (Speculation.step_overhead)
 
 
 class Speculation:
@@ -55,6 +60,28 @@ class Speculation:
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
         self.step_gates: dict[int, DraftingGate] = {}  # per number of decoding requests (step_gate)
+        self._overheads: dict[int, collections.deque] = {}  # per number of decoding requests (step_overhead)
+
+    def observe_step_overhead(self, requests: int, seconds: float) -> None:
+        """Record one pure decoding step of ``requests`` requests whose measured time exceeded its packed
+        forward on the cost curve plus its drafting by ``seconds`` (the engine's own work: planning,
+        acceptance, cache rewinds, the draft's inputs; can be negative when the curve overprices)."""
+        self._overheads.setdefault(int(requests), collections.deque(maxlen=OVERHEAD_WINDOW)).append(float(seconds))
+
+    def step_overhead(self, requests: int) -> float:
+        """The engine's own seconds per step of ``requests`` decoding requests beyond the packed forward
+        and the drafting: the median of the last :data:`OVERHEAD_WINDOW` pure steps of that count (of the
+        nearest count measured, before any of its own), never below 0; 0 before any step. Planning adds
+        it to every candidate step's time (:func:`.planning.plan_lengths`, :func:`.planning.requests_to_draft`).
+        Where the engine's work is a large part of a step (a small model, or a GPU whose eager forward is
+        launch-bound: in the H200 cost-mode run a 64-token drafted step of the Qwen3-8B shape took 250-440 ms
+        around a 60 ms forward), leaving it out prices each verified slot as a share of the forward alone,
+        and Algorithm 1 admits too few."""
+        if not self._overheads:
+            return 0.0
+        count = int(requests)
+        key = count if count in self._overheads else min(self._overheads, key=lambda k: (abs(k - count), k))
+        return max(0.0, statistics.median(self._overheads[key]))
 
     def step_gate(self, requests: int) -> DraftingGate | None:
         """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled

@@ -129,8 +129,12 @@ class DraftingGate:
         self.explore_every = self.probe_every = self.explore_min
         self._forced = self._probing = False
 
-    def observe(self, drafted: bool, emitted: int, seconds: float) -> None:
-        """Record a finished round: whether it drafted, the tokens it added and its wall-clock seconds."""
+    def observe(self, drafted: bool, emitted: int, seconds: float, counted: bool = True) -> None:
+        """Record a finished round: whether it drafted, the tokens it added and its wall-clock seconds.
+        ``counted=False``: a drafting round whose tokens were cut by something other than the draft (a
+        request's ``max_new_tokens`` left fewer slots than a block) counts as drafted for exploration and
+        probing but leaves the averages alone; otherwise every generation's last rounds would pull the
+        drafting estimate down, and the gate (kept on the draft) would start the next call skipping."""
         a = self.smoothing
         if not drafted:
             self.skipped_in_a_row += 1
@@ -146,6 +150,9 @@ class DraftingGate:
             return
         self.skipped_in_a_row = 0
         self.drafted_in_a_row += 1
+        if not counted:
+            self._forced = False
+            return
         if self.drafting_rounds == 0:
             self.draft_tokens, self.draft_seconds = float(emitted), float(seconds)
             self.draft_tokens_sq = float(emitted) ** 2

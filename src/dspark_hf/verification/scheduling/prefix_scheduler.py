@@ -23,6 +23,15 @@ step's cost at ``B`` is taken as the cheapest measured forward of ``B`` or more 
 envelope from the right). With a flat stretch, admission runs on through it and the step lands on the
 cheap count. A step that verifies nothing (``B = R``) keeps its own cost: it has no slot to add. The
 envelope depends on the curve and the caps only, never on drafted tokens, so the stop stays token-blind.
+
+Curves with bumps (``convex=True``, the batched engine's planning): a measured curve that rises and falls
+above its trend (timing noise, a kernel switch at one count) stops admission at the first rise even
+when a much longer verification pays, as the H200 run of 2026-12-04 and this CPU's tiny-model traces showed
+(verifying 1-2 slots per request where all 7 ran 40 % faster). With step costs on the lower convex hull
+of the envelope, plus a constant (drafting, the engine's own work), and ``tau`` concave in the admitted
+pairs (``a`` sorted descending), throughput is quasi-concave along the admission order, so the first drop
+is the best prefix: the early stop keeps its token-blind lossless property and no longer ends at a bump.
+The hull prices counts between its vertices below their measurement; the stop can land there.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ def schedule_prefixes(
     draft_seconds: float = 0.0,
     max_lengths: Sequence[int] | None = None,
     global_search: bool = False,
+    convex: bool = False,
 ) -> list[int]:
     """Verification lengths ``[l_1 .. l_R]`` maximising expected tokens per second.
 
@@ -69,6 +79,8 @@ def schedule_prefixes(
         global_search: keep scanning past the first pair that lowers throughput and return the best
             prefix of the admission order. Lossy for confidences computed from the current block; see
             the module docstring.
+        convex: cost verifications (``B > R``) on the lower convex hull of the envelope (module
+            docstring, "Curves with bumps"): the first drop is then the best prefix, still token-blind.
 
     Returns:
         ``l_r`` per request, ``0 <= l_r <= len(confidences[r])``; for ``R = 1`` this is the batch-1 policy.
@@ -82,7 +94,7 @@ def schedule_prefixes(
     # request's admitted slots stay a prefix).
     pairs = sorted(((a, r, j) for r, row in enumerate(rows) for j, a in enumerate(row[: caps[r]], start=1)), key=lambda p: (-p[0], p[2], p[1]))
 
-    seconds = _step_seconds_envelope(steps_per_second, requests, requests + sum(caps))
+    seconds = step_seconds_curve(steps_per_second, requests, requests + sum(caps), convex=convex)
 
     def throughput(tau: float, tokens: int) -> float:
         step = seconds[tokens - requests]
@@ -102,6 +114,36 @@ def schedule_prefixes(
         elif not global_search:
             break
     return best_lengths
+
+
+def lower_convex_hull(values: Sequence[float]) -> list[float]:
+    """The greatest convex function at or below ``values`` (points ``(i, values[i])``), at every ``i``:
+    the lower hull's vertices are kept and the points between them are read off its segments. Infinite
+    values (no measurement) stay infinite and are left out of the hull."""
+    finite = [(i, float(v)) for i, v in enumerate(values) if v < float("inf")]
+    hull: list[tuple[int, float]] = []
+    for point in finite:
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (point[0] - x1) >= (point[1] - y1) * (x2 - x1):  # hull[-1] on or above the chord
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    out = [float(v) for v in values]
+    for (x1, y1), (x2, y2) in zip(hull, hull[1:]):
+        for i in range(x1 + 1, x2):
+            if out[i] < float("inf"):
+                out[i] = y1 + (y2 - y1) * (i - x1) / (x2 - x1)
+    return out
+
+
+def step_seconds_curve(steps_per_second: StepsPerSecond, requests: int, most: int, convex: bool = False) -> list[float]:
+    """What :func:`schedule_prefixes` takes a step of ``B = requests .. most`` tokens to cost (index
+    ``B - requests``): the envelope (:func:`_step_seconds_envelope`), on its lower convex hull for
+    ``B > requests`` when ``convex``."""
+    seconds = _step_seconds_envelope(steps_per_second, requests, most)
+    return seconds[:1] + lower_convex_hull(seconds[1:]) if convex else seconds
 
 
 def _step_seconds_envelope(steps_per_second: StepsPerSecond, requests: int, most: int) -> list[float]:
