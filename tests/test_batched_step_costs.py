@@ -153,3 +153,22 @@ def test_engine_marks_the_capped_steps(monkeypatch):
     pairs = [(events[i - 1][1], e[2]) for i, e in enumerate(events) if e[0] == "observe" and e[1] and i and events[i - 1][0] == "plan"]
     assert pairs and any(capped for capped, _ in pairs) and any(not capped for capped, _ in pairs)
     assert all(counted == (not capped) for capped, counted in pairs)
+
+
+def test_greedy_tokens_equal_the_general_acceptance():
+    """Host-list greedy acceptance (one argmax for the whole packed forward) equals :func:`verify_request`
+    without logits processors, on 300 random cases with drafts right for a random prefix (0 to all slots)
+    and ties in the rows. Mutation run once: ``greedy_tokens`` accepting the first slot whether or not it
+    matches: fails. The engine's use of it (the rows of each request) is held by the identity tests of
+    ``test_batched_greedy_tiny.py``: reading each request's picks one row later fails them."""
+    from dspark_hf.batching.acceptance import greedy_tokens, verify_request
+
+    generator = torch.Generator().manual_seed(5)
+    for case in range(300):
+        length = case % (BLOCK + 1)
+        rows = torch.randint(0, 4, (length + 1, 9), generator=generator).float()  # small integers: ties
+        picks = rows.argmax(dim=-1).tolist()
+        right = int(torch.randint(0, length + 1, (1,), generator=generator))
+        drafted = picks[:right] + [(p + 1) % 9 for p in picks[right:length]]
+        expected = verify_request(rows, torch.zeros(1, 3, dtype=torch.long), torch.tensor([drafted], dtype=torch.long), None, None, False)
+        assert greedy_tokens(picks, drafted) == expected

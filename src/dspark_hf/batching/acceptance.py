@@ -30,6 +30,16 @@ def processed_rows(logits: torch.Tensor, candidate: torch.LongTensor, n: int, lo
     return torch.cat([logits_processor(candidate[:, : n + k], logits[k : k + 1]) for k in range(logits.shape[0])], dim=0)
 
 
+def greedy_tokens(picks: list[int], drafted: list[int]) -> tuple[list[int], int]:
+    """Greedy acceptance on host lists: ``picks`` the argmax of each of a request's ``L + 1`` rows (no
+    logits processors), ``drafted`` its ``L`` drafted tokens. The same ``(new tokens, accepted)`` as
+    :func:`verify_request` for greedy decoding without processors."""
+    accepted = 0
+    while accepted < len(drafted) and drafted[accepted] == picks[accepted]:
+        accepted += 1
+    return drafted[:accepted] + [picks[accepted]], accepted
+
+
 @torch.no_grad()
 def verify_request(
     logits: torch.Tensor,

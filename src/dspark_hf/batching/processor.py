@@ -47,7 +47,7 @@ import torch
 from transformers.generation.continuous_batching.continuous_api import ContinuousBatchProcessor
 from transformers.generation.continuous_batching.requests import RequestStatus
 
-from dspark_hf.batching.acceptance import verify_request
+from dspark_hf.batching.acceptance import greedy_tokens, verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
@@ -145,7 +145,9 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         for state, block, length in zip(verifying, blocks, lengths):
             spec.requests[state.request_id].verify_length = length
             spec.requests[state.request_id].last_confidences = block.confidences
-            state.tokens_to_process = [state.generated_tokens[-1]] + block.tokens[0, :length].tolist()
+            drafted = block.tokens[0, :length].tolist()
+            spec.requests[state.request_id].verify_tokens = drafted
+            state.tokens_to_process = [state.generated_tokens[-1]] + drafted
         return seconds
 
     def _choose_drafting(self, decoding, fresh) -> list:
@@ -233,6 +235,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         outputs = []
         emitted_tokens = 0
         device = logits.device
+        # Greedy without logits processors: every row's argmax in one call and one transfer, then each
+        # request's acceptance on host lists (per request, the general path costs a dozen small device
+        # calls and three synchronisations; on a GPU whose launches dominate a step, that is most of it).
+        picks = logits.argmax(dim=-1).tolist() if not spec.do_sample and not spec.logits_processor else None
         for future, rows in zip(self.inputs_and_outputs.requests_in_batch, step["rows"]):
             state = future.state
             request = spec.request(state.request_id)
@@ -241,10 +247,13 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if request.block is not None:
                 length = request.verify_length
                 block = request.block
-                tokens, accepted = verify_request(
-                    row_logits, request.sequence(state, device), block.tokens[:, :length], block.logits[:, :length],
-                    spec.logits_processor, spec.do_sample,
-                )
+                if picks is not None:
+                    tokens, accepted = greedy_tokens(picks[rows.logits_start : rows.logits_start + rows.logits_count], request.verify_tokens)
+                else:
+                    tokens, accepted = verify_request(
+                        row_logits, request.sequence(state, device), block.tokens[:, :length], block.logits[:, :length],
+                        spec.logits_processor, spec.do_sample,
+                    )
                 request.add_features(own[: accepted + 1])
                 past = state.position_offset - rows.length
                 finished, emitted = self._commit(state, tokens)
@@ -266,7 +275,11 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             elif future.has_new_token:
                 request.add_features(own)
                 record.prefill_tokens += rows.length
-                tokens, _ = verify_request(row_logits, request.sequence(state, device), torch.empty(1, 0, dtype=torch.long), None, spec.logits_processor, spec.do_sample)
+                if picks is not None:
+                    tokens = [picks[rows.logits_start + rows.logits_count - 1]]
+                else:
+                    tokens, _ = verify_request(row_logits, request.sequence(state, device), torch.empty(1, 0, dtype=torch.long), None,
+                                               spec.logits_processor, spec.do_sample)
                 if state.generated_len() == 0:
                     request.telemetry.prefill_tokens = 1
                 state.status = RequestStatus.DECODING

@@ -37,6 +37,7 @@ class SpeculativeRequest:
         self.pending_features: list[torch.Tensor] = []
         self.block: DraftBlock | None = None
         self.verify_length = 0
+        self.verify_tokens: list[int] = []  # the block's first verify_length tokens, on the host
         self.draft_seconds = 0.0
         self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.requests_to_draft)
         self.steps_since_draft = 0  # consecutive steps this request took a plain token instead of drafting
