@@ -19,12 +19,12 @@ from dspark_hf.errors import UnsupportedUsageError
 
 
 def test_bench_concurrency_rows_and_identity(tmp_path):
-    """Rows, identity and the table; ``on_level`` gets the rows measured so far after each concurrency (what a
-    run stopped at its time limit keeps). Mutation run once: ``on_level`` called once at the end: fails."""
+    """Rows, identity and the table; ``on_level`` gets the report of the rows measured so far after each
+    concurrency (what a run stopped at its time limit keeps). Mutation run once: ``on_level`` called once at the end: fails."""
     target = tiny_qwen3_target()
     levels = []
     report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9, 13], seed=51), [1, 3], ["fixed:2", "threshold:0.5"],
-                               max_new_tokens=8, log=lambda m: None, on_level=lambda rows: levels.append([r["concurrency"] for r in rows]))
+                               max_new_tokens=8, log=lambda m: None, on_level=lambda partial: levels.append([r["concurrency"] for r in partial["rows"]]))
     rows = report["rows"]
     assert levels == [[1] * 5, [1] * 5 + [3] * 3]
     assert [(r["concurrency"], r["method"]) for r in rows] == [

@@ -296,7 +296,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if state.streaming or finished:
                 outputs.append(state.to_generation_output())
         record.step_seconds = time.perf_counter() - step["started"]
-        if step.get("pure") and record.decoding + record.prefill_tokens and is_batch_scheduled(spec.policy):
+        if step.get("pure") and is_batch_scheduled(spec.policy):
             self._observe_overhead(record, step["draft_seconds"])
         gate = step.get("gate")
         if gate is not None and step.get("pure") and emitted_tokens:
@@ -318,8 +318,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         ``[last, d_1 .. d_L]``) cost beyond its forward on the cost curve and its drafting."""
         spec = self.speculation
         requests = len(self.inputs_and_outputs.requests_in_batch)
-        sps = spec.steps_per_second_for(requests) or spec.policy.profile.steps_per_second
-        forward = 1.0 / max(sps(record.batch_tokens), 1e-12)
+        forward = 1.0 / max(spec.step_curve(requests)(record.batch_tokens), 1e-12)
         spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward)
 
     @staticmethod

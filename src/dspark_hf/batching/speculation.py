@@ -95,7 +95,7 @@ class Speculation:
             return None
         gate = self.step_gates.get(requests)
         if gate is None:
-            sps = self.steps_per_second_for(requests) or self.policy.profile.steps_per_second
+            sps = self.step_curve(requests)
             profile = self.policy.profile
             key = ("packed", requests, profile.model, profile.device, profile.dtype)
 
@@ -127,6 +127,11 @@ class Speculation:
                 gate.seed(tokens / count * requests, seconds)
                 return True
         return False
+
+    def step_curve(self, requests: int):
+        """``SPS(B)`` for a step of ``requests`` decoding requests, always a curve: :meth:`steps_per_second_for`,
+        else the policy's own batch-1 profile (batch-scheduled policies only)."""
+        return self.steps_per_second_for(requests) or self.policy.profile.steps_per_second
 
     def steps_per_second_for(self, requests: int):
         """``SPS(B)`` for a step of ``requests`` decoding requests: the given curve, else the stored

@@ -169,10 +169,9 @@ def scripted_frontier(shape: str, *, device: str = "cpu", dtype: torch.dtype = t
     setup = dict(shape=shape, decisive=decisive, base_confidence=base, confidence_spread=spread, prompt_length=prompt_length,
                  packed_profile=profile.to_dict(), packed_profile_path=str(profile_path))
 
-    def level_done(rows):
+    def level_done(partial: dict) -> None:
         if on_level is not None:
-            on_level({"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": None,
-                      "max_new_tokens": max_new_tokens, "temperature": 0.0, "repeats": repeats, **setup, "partial": True})
+            on_level({**partial, **setup, "partial": True})
 
     with ScriptedAcceptance(prompts, continuations, base=base, spread=spread, seed=seed) as script:
         report = bench_concurrency(target, draft, prompts, list(concurrencies), list(policies), max_new_tokens=max_new_tokens,

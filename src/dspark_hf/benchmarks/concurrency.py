@@ -111,10 +111,15 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
     """Every (concurrency, method) run; ``prompts`` are taken in order, ``C`` per concurrency. With
     ``repeats`` > 1 the methods run in interleaved passes (plain, each policy, plain, ...), so that a
     machine's drift falls on all of them alike, and each row is the median pass (:func:`median_run`).
-    ``batch_one=False`` leaves out the batch-1 rows at concurrency 1. ``on_level(rows)``, if given, is
-    called after each concurrency with the rows so far (a long run can save what it has)."""
+    ``batch_one=False`` leaves out the batch-1 rows at concurrency 1. ``on_level(report)``, if given, is
+    called after each concurrency with the report of the rows so far (a long run can save what it has)."""
     rows = []
     repeats = max(1, int(repeats))
+
+    def report() -> dict:
+        return {"rows": list(rows), "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
+                "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": repeats}
+
     for c in concurrencies:
         chosen = [prompts[i % len(prompts)] for i in range(c)]
         reference = None
@@ -150,9 +155,8 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                     f"TTFT {1000 * row['ttft_seconds_median']:.0f} ms" + (f", mismatches {row['mismatches']}" if "mismatches" in row else ""))
         rows += [median_run(runs) for runs in passes.values()]
         if on_level is not None:
-            on_level(list(rows))
-    return {"rows": rows, "mismatches": sum(r.get("mismatches", 0) for r in rows), "arrival_rate": arrival_rate,
-            "max_new_tokens": max_new_tokens, "temperature": temperature, "repeats": repeats}
+            on_level(report())
+    return report()
 
 
 def concurrency_markdown(report: dict) -> str:
