@@ -294,7 +294,7 @@ def test_some_requests_draft_while_others_take_a_plain_token(target, monkeypatch
     force_partly_right(monkeypatch, prompts, plain)
     calls = [0]
 
-    def alternate(policy, confidences, block_size, sps, per_request, must_draft=None, overhead_seconds=0.0):
+    def alternate(policy, confidences, block_size, sps, drafting, must_draft=None, **overheads):
         calls[0] += 1
         return [bool(must_draft and must_draft[r]) or (r + calls[0]) % 2 == 0 for r in range(len(confidences))]
 

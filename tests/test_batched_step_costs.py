@@ -15,7 +15,7 @@ from batched_support import fixture_draft, greedy_config, prompts_of, small_cach
 from conftest import synthetic_profile, tiny_qwen3_target
 from dspark_hf.batching import processor as processor_module
 from dspark_hf.batching.planning import plan_lengths, requests_to_draft
-from dspark_hf.batching.speculation import OVERHEAD_WINDOW, Speculation
+from dspark_hf.batching.speculation import OVERHEAD_WINDOW, Speculation, affine_cost
 from dspark_hf.verification.policies import HardwareAware
 from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
 from dspark_hf.verification.scheduling.prefix_scheduler import lower_convex_hull, schedule_prefixes
@@ -87,30 +87,121 @@ def test_step_overhead_is_a_median_per_request_count():
     assert overhead(4) == 0.030
 
 
+def test_step_overhead_keeps_plain_and_drafted_steps_apart():
+    """Plain steps (no request verifies) and drafted steps are separate medians; a kind with no observation
+    borrows the other's. Mutation run once: ``observe_step_overhead`` ignoring ``drafted`` (one deque per
+    count, as before): the drafted median becomes 0.002, fails."""
+    spec = types.SimpleNamespace(_overheads={})
+    overhead = lambda r, drafted: Speculation.step_overhead(spec, r, drafted=drafted)  # noqa: E731
+    for _ in range(3):
+        Speculation.observe_step_overhead(spec, 8, 0.002, drafted=False)
+    assert overhead(8, True) == 0.002  # no drafted step yet: the plain kind's
+    for _ in range(2):
+        Speculation.observe_step_overhead(spec, 8, 0.040, drafted=True)
+    assert overhead(8, True) == 0.040 and overhead(8, False) == 0.002
+    assert overhead(4, True) == 0.040 and overhead(4, False) == 0.002
+
+
+def test_plain_option_priced_with_the_plain_overhead():
+    """Two requests, every slot of survival 0.5, a forward of ``1 + 0.5 (B - 2)`` s, 0.6 s of drafting per
+    request, 10 s of the engine's own work on a drafted step. A plain step priced with the same 10 s gives
+    2 / 11 s and drafting both (2 slots each: 3.5 tokens / 14.2 s) wins; priced with the 0.2 s measured on
+    plain steps it gives 2 / 1.2 s and wins. Mutation run once: ``plain_overhead_seconds`` ignored in
+    ``requests_to_draft``: [True, True], fails."""
+    sps = lambda b: 1.0 / (1.0 + 0.5 * (b - 2))  # noqa: E731
+    half = torch.tensor([0.5] * BLOCK)
+    assert requests_to_draft(_policy(), [half, half], BLOCK, sps, 0.6, overhead_seconds=10.0) == [True, True]
+    assert requests_to_draft(_policy(), [half, half], BLOCK, sps, 0.6, overhead_seconds=10.0, plain_overhead_seconds=0.2) == [False, False]
+
+
+def test_drafting_priced_per_call_not_per_request():
+    """Two requests (every slot 0.9 and 0.6), a forward of ``1 + 0.1 (B - 2)`` s: Algorithm 1 gives lengths 7 and
+    1 (expected 4.70 and 0.60 tokens). Drafting priced 0.5 s per request: one drafts (6.70 tokens / 2.20 s = 3.04
+    per s; both: 7.30 / 2.80 = 2.61). A batched drafting call of 0.5 s whatever its size (what the engine
+    measures: one forward for all): both draft (7.30 / 2.30 = 3.17). Mutation run once: ``requests_to_draft``
+    pricing a callable as ``k * draft_seconds(1)``: [True, False], fails."""
+    sps = lambda b: 1.0 / (1.0 + 0.1 * (b - 2))  # noqa: E731
+    sure, unsure = torch.full((BLOCK,), 0.9), torch.full((BLOCK,), 0.6)
+    assert requests_to_draft(_policy(), [sure, unsure], BLOCK, sps, 0.5) == [True, False]
+    assert requests_to_draft(_policy(), [sure, unsure], BLOCK, sps, lambda k: 0.5 if k else 0.0) == [True, True]
+
+
+def test_drafting_seconds_per_count_and_affine_between():
+    """:meth:`Speculation.drafting_seconds`: the median of a measured count; from one measured count,
+    proportional; from several, the least-squares line (slope and intercept kept >= 0). Mutation run once:
+    ``affine_cost`` always proportional to the smallest count: 0.16 at 4 requests, fails."""
+    spec = types.SimpleNamespace(_drafting={})
+    seconds = lambda k: Speculation.drafting_seconds(spec, k)  # noqa: E731
+    assert seconds(3) == 0.0
+    for t in (0.040, 0.900, 0.041):  # one slow call (a prompt's whole context) does not move the median
+        Speculation.observe_drafting(spec, 1, t)
+    assert seconds(1) == 0.041 and abs(seconds(2) - 0.082) < 1e-12
+    for t in (0.045, 0.046, 0.044):
+        Speculation.observe_drafting(spec, 3, t)
+    assert seconds(3) == 0.045
+    assert abs(seconds(2) - 0.043) < 1e-12 and abs(seconds(5) - 0.049) < 1e-12  # 0.039 + 0.002 k
+    assert abs(affine_cost({1: 0.05, 2: 0.04})(4) - 0.045) < 1e-12  # a falling fit: flat at the mean
+    assert abs(affine_cost({2: 0.01, 4: 0.05})(3) - 0.033) < 1e-12  # a negative intercept: through the origin, 0.011 k
+
+
+def test_greedy_plan_lands_on_the_cheap_count():
+    """Two requests (every slot 0.6 and 0.4), the packed curve this CPU measured for two requests (B = 2..8:
+    110, 76, 74, 103, 107, 124, 110 ms; 4 rows run weight-major), 17 ms of drafting. Sampling's first-drop stop
+    on the lower convex hull prices 5 tokens at 83 ms (the chord from 4 to 8) and verifies [2, 1]: 3.36
+    tokens in 103 + 17 ms as measured. Greedy takes the best prefix on the measured curve: [1, 1], 3.0 tokens
+    in 74 + 17 ms (33.0 tokens/s against 28.0). Mutation run once: ``plan_lengths`` ignoring ``greedy``
+    (always the hull's first drop): [2, 1], fails."""
+    ms = {2: 110, 3: 76, 4: 74, 5: 103, 6: 107, 7: 124, 8: 110}
+    sps = lambda b: 1000.0 / ms.get(b, 110 + 5 * (b - 8))  # noqa: E731
+    rows = [torch.full((BLOCK,), 0.6), torch.full((BLOCK,), 0.4)]
+    plan = lambda greedy: plan_lengths(_policy(), rows, BLOCK, [BLOCK, BLOCK], 64, steps_per_second=sps,  # noqa: E731
+                                       draft_seconds=0.017, greedy=greedy)
+    assert plan(False) == [2, 1]
+    assert plan(True) == [1, 1]
+
+
+def test_next_block_expected_from_the_previous_and_the_recent_mean():
+    """:meth:`Speculation.next_block_confidences`: half the request's previous block, half the mean of the
+    engine's recent blocks per slot; the previous block alone before any; ``None`` (never drafted) stays
+    ``None``. Mutation run once: returning ``previous`` unchanged (the rule before run g): fails."""
+    import collections
+
+    spec = types.SimpleNamespace(_recent_confidences=collections.deque(maxlen=64))
+    expect = lambda previous: Speculation.next_block_confidences(spec, previous)  # noqa: E731
+    low = torch.tensor([0.1, 0.1, 0.1])
+    assert expect(None) is None and torch.equal(expect(low), low)
+    for block in (torch.tensor([0.5, 0.3, 0.1]), torch.tensor([0.7, 0.5, 0.3])):
+        Speculation.observe_block_confidences(spec, block)
+    Speculation.observe_block_confidences(spec, None)
+    torch.testing.assert_close(expect(low), torch.tensor([0.35, 0.25, 0.15]))
+
+
 def test_engine_measures_and_plans_with_its_overhead(monkeypatch):
     """In a run of two requests, pure decoding steps report their overhead per request count, and every
     planning call gets :meth:`Speculation.step_overhead` of its decoding count. Mutations run once: the
     processor not calling ``_observe_overhead``: no observation, fails; ``plan_lengths`` called without
-    ``overhead_seconds``: fails."""
+    ``overhead_seconds``: fails. The run is greedy, so every plan is made with ``greedy=True``."""
     target = tiny_qwen3_target()
-    observed, planned = [], []
+    observed, planned, greedy = [], [], []
     original_observe, original_plan = Speculation.observe_step_overhead, processor_module.plan_lengths
 
-    def observe(self, requests, seconds):
+    def observe(self, requests, seconds, drafted=True):
         observed.append(requests)
-        original_observe(self, requests, seconds)
+        original_observe(self, requests, seconds, drafted)
 
     def plan(*args, **kwargs):
         planned.append(kwargs.get("overhead_seconds"))
+        greedy.append(kwargs.get("greedy"))
         return original_plan(*args, **kwargs)
 
     monkeypatch.setattr(Speculation, "observe_step_overhead", observe)
-    monkeypatch.setattr(Speculation, "step_overhead", lambda self, requests: 0.25 * requests)
+    monkeypatch.setattr(Speculation, "step_overhead", lambda self, requests, drafted=True: 0.25 * requests)
     monkeypatch.setattr(processor_module, "plan_lengths", plan)
     target.generate_batch(inputs=prompts_of([6, 9], seed=71), generation_config=greedy_config(12, _policy()),
                           continuous_batching_config=small_cache(), assistant_model=fixture_draft(), progress_bar=False)
     assert observed and set(observed) <= {1, 2}
     assert planned and set(planned) <= {0.25, 0.5}
+    assert set(greedy) == {True}  # a greedy run plans with the best prefix (test_greedy_plan_lands_on_the_cheap_count)
 
 
 def test_capped_rounds_stay_out_of_the_gate_averages():

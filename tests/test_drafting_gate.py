@@ -270,7 +270,7 @@ def test_a_new_request_count_starts_from_the_nearest_measured_count():
     def speculation(profile):
         spec = Speculation.__new__(Speculation)
         spec.draft, spec.steps_per_second, spec.packed_profile, spec.step_gates = draft, None, None, {}
-        spec.draft_seconds_per_request = 0.0
+        spec._drafting = {}
         spec.policy = HardwareAware(profile=profile)
         spec.policy.profile = profile
         return spec
@@ -311,7 +311,7 @@ def test_a_new_request_count_is_seeded_on_its_own_cost_curve():
     packed = PackedCostProfile({1: curve({1: 0.066, 2: 0.053, 4: 0.071}), 2: curve({2: 0.110, 4: 0.074, 8: 0.110})})
     spec = Speculation.__new__(Speculation)
     spec.draft, spec.steps_per_second, spec.packed_profile, spec.step_gates = SimpleNamespace(), None, packed, {}
-    spec.draft_seconds_per_request = 0.007
+    spec._drafting = {1: [0.007]}  # one drafting call for one request measured
     spec.policy = HardwareAware(profile=packed.curves[1])
     spec.policy.profile = packed.curves[1]
     one = spec.step_gate(1)

@@ -12,9 +12,11 @@ contexts are ragged, so the forward runs on a padded batch:
 
 After the forward each request's cache becomes its real cached rows followed by its real new rows
 (copied out of the padded cache), exactly what :func:`~dspark_hf.drafting.round.draft_round` would
-have appended, and each block is drawn from its own row of the output
-(:func:`~dspark_hf.drafting.block.draw_block`, left to right with the sequential head and the
-target's logits processors on that request's sequence). Padding changes no attended value, so the
+have appended, and the blocks are drawn from the rows of the output
+(:func:`~dspark_hf.drafting.block.draw_blocks`: left to right with the sequential head, every request
+at once per slot, or request by request with the target's logits processors on each request's
+sequence). The inputs (positions, mask, anchors) are built on the host and moved once; the prefixes may
+live on the host. Padding changes no attended value, so the
 blocks equal the per-request rounds' up to floating-point reduction order. Cost: one forward of
 ``R x (N + gamma)`` rows instead of ``R`` forwards, plus copying every request's cached context rows
 into the padded cache and back once per step (``sum_r c_r`` rows per draft layer, the price of
@@ -32,7 +34,7 @@ import torch
 
 from dspark_hf.batching.batched_eagle3 import eagle3_chains
 from dspark_hf.batching.padded_cache import request_rows, right_aligned
-from dspark_hf.drafting.block import DraftBlock, draw_block
+from dspark_hf.drafting.block import DraftBlock, draw_blocks
 from dspark_hf.drafting.eagle3_round import Eagle3Context
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
@@ -65,24 +67,39 @@ def draft_rounds(draft, contexts: list[DraftContext], features: list[torch.Tenso
         if new[r] != starts[r] - cached[r]:
             raise ValueError(f"draft_rounds: request {r} needs {starts[r] - cached[r]} feature rows, got {new[r]}.")
     width_c, width_n = max(cached), max(new)
-    feats = features[0].new_zeros(requests, width_n, features[0].shape[-1]).to(device)
-    positions = torch.zeros(requests, width_n + gamma, dtype=torch.long, device=device)
-    mask = torch.zeros(requests, 1, gamma, width_c + width_n + gamma, dtype=torch.bool, device=device)
-    block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long, device=device)
-    for r in range(requests):
-        feats[r, : new[r]] = features[r][0].to(device)
-        positions[r, : new[r]] = torch.arange(cached[r], starts[r], device=device)
-        positions[r, width_n:] = torch.arange(starts[r], starts[r] + gamma, device=device)
-        mask[r, 0, :, width_c - cached[r] : width_c + new[r]] = True
-        mask[r, 0, :, width_c + width_n :] = True
-        block_ids[r, 0] = prefixes[r][0, -1]
+    feats = torch.nn.utils.rnn.pad_sequence([f[0].to(device) for f in features], batch_first=True)
+    positions, mask = _positions_and_mask(cached, new, starts, width_c, width_n, gamma)
+    anchors = [int(p[0, -1]) for p in prefixes] if all(p.device.type == "cpu" for p in prefixes) else None
+    if anchors is not None:
+        block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long)
+        block_ids[:, 0] = torch.tensor(anchors, dtype=torch.long)
+        block_ids = block_ids.to(device)
+    else:
+        block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long, device=device)
+        block_ids[:, 0] = torch.stack([p[0, -1] for p in prefixes]).to(device)
     padded = right_aligned([ctx.cache for ctx in contexts], cached, cfg.num_hidden_layers)
-    out = draft(input_ids=block_ids, context_features=feats, position_ids=positions, attention_mask=mask, past_key_values=padded)
+    out = draft(input_ids=block_ids, context_features=feats, position_ids=positions.to(device), attention_mask=mask.to(device),
+                past_key_values=padded)
     for r, ctx in enumerate(contexts):
         keep = torch.cat([torch.arange(width_c - cached[r], width_c), torch.arange(width_c, width_c + new[r])])
         ctx.cache = request_rows(padded, r, keep, cfg.num_hidden_layers)
         ctx.committed = starts[r]
-    return [
-        draw_block(draft, out.last_hidden_state[r : r + 1], out.logits[r : r + 1], prefixes[r].to(device), logits_processor, do_sample)
-        for r in range(requests)
-    ]
+    return draw_blocks(draft, out.last_hidden_state, out.logits, prefixes, logits_processor, do_sample)
+
+
+def _positions_and_mask(cached: list[int], new: list[int], starts: list[int], width_c: int, width_n: int, gamma: int):
+    """On the host: ``positions [R, N + gamma]`` (request ``r``'s new feature rows at ``cached_r ..
+    start_r - 1``, padding rows 0, then its block at ``start_r .. start_r + gamma - 1``) and the boolean
+    ``mask [R, 1, gamma, C + N + gamma]`` (its cached rows, its new rows and the block visible; padding
+    hidden). Built in a few vectorised host operations and moved to the device once, rather than as
+    ``6 R`` small device writes."""
+    requests = len(cached)
+    cached_t, new_t, starts_t = (torch.tensor(x, dtype=torch.long)[:, None] for x in (cached, new, starts))
+    rows = torch.arange(width_n)[None]
+    new_positions = torch.where(rows < new_t, cached_t + rows, torch.zeros((), dtype=torch.long))
+    block_positions = starts_t + torch.arange(gamma)[None]
+    positions = torch.cat([new_positions, block_positions], dim=1)
+    slots = torch.arange(width_c + width_n + gamma)[None]
+    visible = ((slots >= width_c - cached_t) & (slots < width_c + new_t)) | (slots >= width_c + width_n)
+    mask = visible[:, None, None, :].expand(requests, 1, gamma, width_c + width_n + gamma).contiguous()
+    return positions, mask

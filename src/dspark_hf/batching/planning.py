@@ -8,7 +8,9 @@
   :func:`~dspark_hf.verification.scheduling.prefix_scheduler.schedule_prefixes` (Algorithm 1) over all
   requests' (calibrated or estimated) slot confidences, on the cost curve of the packed forward
   (``B = R + sum_r l_r`` tokens, ``R`` counting the decoding requests that take a plain step in the same
-  forward), with its early stop, so the decision on slot ``j`` never looks at the drafted token of slot ``j``.
+  forward). Sampling: with its early stop on the curve's lower convex hull, so the decision on slot ``j``
+  never looks at the drafted token of slot ``j``. Greedy: the best prefix of the admission order on the
+  measured curve (greedy output does not depend on what is verified; see :func:`plan_lengths`).
 
 Before drafting, :func:`requests_to_draft` asks the same question of each request's previous block's
 confidences with the drafting time counted, request by request: the requests whose drafting is not
@@ -56,6 +58,7 @@ def plan_lengths(
     draft_seconds: float = 0.0,
     plain_requests: int = 0,
     overhead_seconds: float = 0.0,
+    greedy: bool = False,
 ) -> list[int]:
     """Lengths ``l_r`` for requests with drafted-block ``confidences`` (``None`` without a confidence
     head), each at most ``caps[r]``, fitting ``token_budget`` tokens together with the
@@ -65,14 +68,22 @@ def plan_lengths(
     as they share the forward. ``draft_seconds`` (the step's drafting) and ``overhead_seconds`` (the
     engine's own work per step, :meth:`.speculation.Speculation.step_overhead`) are added to every
     candidate step's forward time: a step that costs more than its forward makes each verified slot
-    relatively cheaper, so Algorithm 1 admits more."""
+    relatively cheaper, so Algorithm 1 admits more.
+
+    ``greedy`` (greedy acceptance, with or without logits processors): the best prefix of Algorithm 1's
+    admission order priced on the measured curve (``global_search``): under greedy acceptance the output
+    is the target's whatever is verified, so the stop need not be token-blind, and a step lands on a
+    count the curve makes cheap rather than inside a bump. Sampling keeps the token-blind first-drop stop
+    on the lower convex hull (:func:`~dspark_hf.verification.scheduling.prefix_scheduler.schedule_prefixes`),
+    whose stop can land between hull vertices, where the measured step costs more than the hull says (on
+    this CPU with two requests: 5 tokens priced 83 ms on the hull, 103 ms measured, against 74 ms for 4)."""
     caps = [max(0, min(int(c), block_size)) for c in caps]
     plain = max(0, int(plain_requests))
     if is_batch_scheduled(policy):
         sps = steps_per_second or policy.profile.steps_per_second
         rows = _slot_rows(policy, confidences, block_size) + [[] for _ in range(plain)]
         lengths = schedule_prefixes(rows, sps, draft_seconds=draft_seconds + max(0.0, overhead_seconds),
-                                    max_lengths=caps + [0] * plain, convex=True)[: len(caps)]
+                                    max_lengths=caps + [0] * plain, global_search=greedy, convex=not greedy)[: len(caps)]
     else:
         lengths = [min(int(policy.verify_length(c, block_size)), cap) for c, cap in zip(confidences, caps)]
     return fit_to_budget(lengths, token_budget - plain)
@@ -91,33 +102,40 @@ def requests_to_draft(
     confidences: Sequence[torch.Tensor | None],
     block_size: int,
     steps_per_second: Callable[[int], float] | None,
-    draft_seconds_per_request: float,
+    draft_seconds: float | Callable[[int], float],
     must_draft: Sequence[bool] | None = None,
     overhead_seconds: float = 0.0,
+    plain_overhead_seconds: float | None = None,
 ) -> list[bool]:
     """Which of ``R`` decoding requests draft a block this step, decided before drafting from the
     confidences of each request's previous block (so token-blind for this step's blocks).
 
-    Algorithm 1 over all ``R`` requests gives each its length ``l_r`` and expected accepted tokens
+    Algorithm 1 over all ``R`` requests (the best prefix of its admission order on the measured curve:
+    these confidences are the previous blocks', blind to this step's tokens) gives each its length ``l_r`` and expected accepted tokens
     ``g_r`` (its cumulative survival summed over ``l_r`` slots). Requests are taken in order of ``g_r``
     (those in ``must_draft``, or without known confidences, first), and the number ``k`` that drafts is
-    the one with the highest expected throughput ``(R + sum g) / (1 / SPS(R + sum l) + k * t_draft)``,
-    ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``; ``overhead_seconds`` (the engine's
-    own work per step) is added to both, drafting or plain. Every request drafts for per-request
-    policies (no cost curve)."""
+    the one with the highest expected throughput ``(R + sum g) / (1 / SPS(R + sum l) + t_draft(k))``,
+    ``t_draft(k)`` the seconds of one batched drafting call for ``k`` requests (``draft_seconds``: a
+    function of ``k``, or a per-request figure multiplied by ``k``),
+    ``k = 0`` being a plain step of all ``R`` requests, ``R * SPS(R)``; the engine's own work per step is
+    added to both: ``overhead_seconds`` to a drafting step, ``plain_overhead_seconds`` (default: the same)
+    to the plain one. Every request drafts for per-request policies (no cost curve)."""
     count = len(confidences)
     if not is_batch_scheduled(policy) or count == 0:
         return [True] * count
     forced = [bool(f) or c is None for f, c in zip(must_draft or [False] * count, confidences)]
     sps = steps_per_second or policy.profile.steps_per_second
     rows = _slot_rows(policy, confidences, block_size)
-    lengths = schedule_prefixes(rows, sps, draft_seconds=max(0.0, overhead_seconds), convex=True)
+    # The previous blocks' confidences cannot see this step's blocks: the best prefix on the measured curve.
+    lengths = schedule_prefixes(rows, sps, draft_seconds=max(0.0, overhead_seconds), global_search=True)
     gains = [sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths)]
     order = sorted(range(count), key=lambda r: (not forced[r], -gains[r], r))
     first = sum(forced)
+    drafting = draft_seconds if callable(draft_seconds) else (lambda k: k * float(draft_seconds))
     overhead = max(0.0, overhead_seconds)
-    seconds = step_seconds_curve(sps, count, count + sum(lengths), convex=True)  # as plan_lengths will price the step
-    best_k, best = 0, count / (seconds[0] + overhead)
+    plain_overhead = overhead if plain_overhead_seconds is None else max(0.0, plain_overhead_seconds)
+    seconds = step_seconds_curve(sps, count, count + sum(lengths))  # the measured curve (its envelope from the right)
+    best_k, best = 0, count / (seconds[0] + plain_overhead)
     if first > 0:
         best_k, best = first, -1.0
     tokens, expected = count, float(count)
@@ -126,7 +144,7 @@ def requests_to_draft(
         expected += gains[r]
         if k < first:
             continue
-        throughput = expected / (seconds[tokens - count] + k * draft_seconds_per_request + overhead)
+        throughput = expected / (seconds[tokens - count] + drafting(k) + overhead)
         if throughput > best:
             best_k, best = k, throughput
     chosen = set(order[:best_k])

@@ -21,7 +21,8 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
    for the next round, telemetry; finished requests free their pages and their draft state.
 
 With the hardware-aware policy each request drafts only when its drafting is expected to pay
-(:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences; a
+(:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences mixed with
+the mean of the engine's recent blocks, :meth:`.Speculation.next_block_confidences`; a
 request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
 that doubles from 8 to 64 steps while those forced drafts are the only ones it makes): the
 others take one plain token in the same packed forward, and a step where none drafts is a plain step.
@@ -57,9 +58,6 @@ from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
 from dspark_hf.integration.weight_major import weight_major_forward
 from dspark_hf.telemetry import StepRecord
-
-_SMOOTHING = 0.1
-
 
 class SpeculativeBatchProcessor(ContinuousBatchProcessor):
     """``ContinuousBatchProcessor`` that drafts, verifies in the packed forward and accepts per request."""
@@ -119,41 +117,40 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             requests = [spec.requests[s.request_id] for s in chosen]
             blocks = draft_rounds(
                 draft, [r.context for r in requests], [r.take_features(width, device, draft.dtype) for r in requests],
-                [r.sequence(s, device) for r, s in zip(requests, chosen)], spec.logits_processor, spec.do_sample,
+                [r.sequence(s, "cpu") for r, s in zip(requests, chosen)], spec.logits_processor, spec.do_sample,
             )
-            share = (time.perf_counter() - started) / len(chosen)
-            for request, block in zip(requests, blocks):
-                request.block, request.draft_seconds = block, share
-            first = not spec.telemetry.steps
-            spec.draft_seconds_per_request = share if first else (1 - _SMOOTHING) * spec.draft_seconds_per_request + _SMOOTHING * share
+            tokens, confidences = _on_host(blocks)
+            elapsed = time.perf_counter() - started
+            spec.observe_drafting(len(chosen), elapsed)
+            for request, block, block_tokens, block_confidences in zip(requests, blocks, tokens, confidences):
+                request.set_block(block, block_tokens, block_confidences)
+                spec.observe_block_confidences(block_confidences)
+                request.draft_seconds = elapsed / len(chosen)
         self._drafted = len(chosen)
         seconds = time.perf_counter() - started if chosen else 0.0
-        if chosen:
-            spec.draft_seconds = seconds if not spec.telemetry.steps else (1 - _SMOOTHING) * spec.draft_seconds + _SMOOTHING * seconds
         verifying = [s for s in decoding if spec.requests[s.request_id].block is not None]
         if not verifying:
             return seconds
-        blocks = [spec.requests[s.request_id].block for s in verifying]
+        pending = [spec.requests[s.request_id] for s in verifying]
         caps = [s._new_tokens_limit - s.generated_len() - 1 for s in verifying]
         self._capped = any(cap < spec.block_size for cap in caps)  # max_new_tokens, not the draft, limits this step
         lengths = plan_lengths(
-            spec.policy, [b.confidences for b in blocks], spec.block_size, caps, self.max_batch_tokens,
+            spec.policy, [r.block_confidences for r in pending], spec.block_size, caps, self.max_batch_tokens,
             steps_per_second=spec.steps_per_second_for(len(decoding)),
-            draft_seconds=spec.draft_seconds_per_request * len(verifying), plain_requests=len(decoding) - len(verifying),
-            overhead_seconds=spec.step_overhead(len(decoding)),
+            draft_seconds=spec.drafting_seconds(len(verifying)), plain_requests=len(decoding) - len(verifying),
+            overhead_seconds=spec.step_overhead(len(decoding), drafted=True), greedy=not spec.do_sample,
         )
-        for state, block, length in zip(verifying, blocks, lengths):
-            spec.requests[state.request_id].verify_length = length
-            spec.requests[state.request_id].last_confidences = block.confidences
-            drafted = block.tokens[0, :length].tolist()
-            spec.requests[state.request_id].verify_tokens = drafted
-            state.tokens_to_process = [state.generated_tokens[-1]] + drafted
+        for state, request, length in zip(verifying, pending, lengths):
+            request.verify_length = length
+            request.last_confidences = request.block_confidences
+            request.verify_tokens = request.block_tokens[:length]
+            state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
         return seconds
 
     def _choose_drafting(self, decoding, fresh) -> list:
         """The requests of ``fresh`` (decoding, no pending block) that draft this step: with the
         hardware-aware policy, those whose drafting is expected to pay (:func:`.planning.requests_to_draft`,
-        on each request's previous block's confidences, token-blind for this step) or whose exploration
+        on each request's previous block's confidences mixed with the recent blocks' mean, token-blind for this step) or whose exploration
         interval is up (:meth:`.SpeculativeRequest.must_draft`; a forced draft doubles the interval, a
         draft on merit resets it); every one otherwise. Marks the step skipped when no decoding request
         drafts or verifies."""
@@ -168,15 +165,16 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                     request.drafting_decided(False, False)
                 self._skipped = self._gate_skipped = True
                 return []
-        confidences = [r.last_confidences for r in requests]
+        confidences = [spec.next_block_confidences(r.last_confidences) for r in requests]
         sps = spec.steps_per_second_for(len(decoding))
         forced = [r.must_draft() for r in requests]
-        overhead = spec.step_overhead(len(decoding))
-        choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, must_draft=forced,
-                                   overhead_seconds=overhead)
+        overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
+                     "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
+        choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, must_draft=forced,
+                                   **overheads)
         merit = choice
         if any(forced):
-            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.draft_seconds_per_request, overhead_seconds=overhead)
+            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, **overheads)
         for request, drafts, on_merit in zip(requests, choice, merit):
             request.drafting_decided(drafts, on_merit)
         chosen = [s for s, drafts in zip(fresh, choice) if drafts]
@@ -261,10 +259,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 round_ = StepRecord(
                     step=len(request.telemetry.steps), proposed=spec.block_size, verified=length,
                     accepted=min(accepted, emitted), emitted=emitted,
-                    confidences=block.confidences.tolist() if block.confidences is not None else None,
+                    confidences=request.block_confidences.tolist() if request.block_confidences is not None else None,
                     draft_seconds=request.draft_seconds, step_seconds=0.0,
                 )
-                request.block = None
+                request.set_block(None)
                 request.telemetry.steps.append(round_)
                 record.rounds[state.request_id] = round_
                 record.verify_tokens += rows.length
@@ -319,7 +317,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         spec = self.speculation
         requests = len(self.inputs_and_outputs.requests_in_batch)
         forward = 1.0 / max(spec.step_curve(requests)(record.batch_tokens), 1e-12)
-        spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward)
+        spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward, drafted=record.verify_tokens > 0)
 
     @staticmethod
     def _commit(state, tokens: list[int]) -> tuple[bool, int]:
@@ -329,3 +327,18 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if state.update_and_check_completion(token, None):
                 return True, count
         return False, len(tokens)
+
+
+def _on_host(blocks) -> tuple[list[list[int]], list]:
+    """Every block's tokens as host lists and confidences as host tensors (``None`` without a confidence
+    head), in one transfer each for the whole step: planning (:mod:`.planning`), the scheduled tokens and
+    the telemetry read them there, instead of a device synchronisation per request (or per slot) each."""
+    if not blocks:
+        return [], []
+    tokens = torch.cat([b.tokens for b in blocks]).tolist()
+    found = [b.confidences for b in blocks]
+    if all(c is not None for c in found):
+        confidences = list(torch.stack(found).cpu().unbind(0))
+    else:
+        confidences = [None if c is None else c.cpu() for c in found]
+    return tokens, confidences

@@ -36,6 +36,8 @@ class SpeculativeRequest:
         self.context = new_context(draft)
         self.pending_features: list[torch.Tensor] = []
         self.block: DraftBlock | None = None
+        self.block_tokens: list[int] = []  # the block's tokens, on the host
+        self.block_confidences: torch.Tensor | None = None  # the block's confidences, on the host
         self.verify_length = 0
         self.verify_tokens: list[int] = []  # the block's first verify_length tokens, on the host
         self.draft_seconds = 0.0
@@ -57,12 +59,19 @@ class SpeculativeRequest:
         self.steps_since_draft = 0
         self.explore_every = EXPLORE_EVERY if on_merit else min(2 * self.explore_every, EXPLORE_EVERY_MAX)
 
+    def set_block(self, block: DraftBlock | None, tokens: list[int] | None = None, confidences: torch.Tensor | None = None) -> None:
+        """The drafted block awaiting verification (``None``: none) with host copies of its tokens and
+        confidences (the processor transfers those of a whole step at once)."""
+        self.block = block
+        self.block_tokens = list(tokens) if tokens is not None else []
+        self.block_confidences = confidences
+
     def restart(self, draft) -> None:
         """Forget the drafting state (not the telemetry): the request is prefilled again from position 0
         (transformers re-prefills a request it offloaded under cache pressure)."""
         self.context = new_context(draft)
         self.pending_features = []
-        self.block = None
+        self.set_block(None)
         self.verify_length = 0
 
     @staticmethod

@@ -18,6 +18,8 @@ import statistics
 import sys
 import threading
 
+import torch
+
 from dspark_hf.batching.packed_profile import find_packed_profile
 from dspark_hf.batching.planning import is_batch_scheduled
 from dspark_hf.batching.request_state import SpeculativeRequest
@@ -29,6 +31,13 @@ from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_g
 
 
 OVERHEAD_WINDOW = 15  # pure steps per request count in the overhead median (Speculation.step_overhead)
+# Whether a request drafts is decided on its previous block's confidences (Speculation.next_block_confidences):
+# those predict the next block's acceptance only about half as well as they predict their own block's
+# (measured, docs/measurements/2026-12-04g/traces/stale_confidence.log: previous slot-1 confidence 0.07 ->
+# next block's slot-1 acceptance 0.20, 0.83 -> 0.49, overall 0.33), so they are mixed half and half with
+# the mean of the engine's recent blocks.
+PREVIOUS_BLOCK_WEIGHT = 0.5
+RECENT_BLOCKS = 64  # blocks in that mean
 
 
 class Speculation:
@@ -55,33 +64,76 @@ class Speculation:
         self.requests: dict[str, SpeculativeRequest] = {}
         self.telemetry = BatchTelemetry()
         draft.last_batch_telemetry = self.telemetry
-        self.draft_seconds = 0.0  # smoothed drafting time of a drafted step
-        self.draft_seconds_per_request = 0.0  # smoothed drafting time per drafted request (planning.requests_to_draft)
         self._tap: TargetFeatureTap | None = None
         self._tap_thread: int | None = None
         self.step_gates: dict[int, DraftingGate] = {}  # per number of decoding requests (step_gate)
-        self._overheads: dict[int, collections.deque] = {}  # per number of decoding requests (step_overhead)
+        self._overheads: dict[tuple[bool, int], collections.deque] = {}  # per (drafted, decoding requests) (step_overhead)
+        self._drafting: dict[int, collections.deque] = {}  # per number of drafted requests (drafting_seconds)
+        self._recent_confidences: collections.deque = collections.deque(maxlen=RECENT_BLOCKS)  # host tensors [gamma]
 
-    def observe_step_overhead(self, requests: int, seconds: float) -> None:
+    def observe_block_confidences(self, confidences) -> None:
+        """Record a drafted block's confidences (a host tensor ``[gamma]``; ``None`` is ignored)."""
+        if confidences is not None:
+            self._recent_confidences.append(confidences.double())
+
+    def next_block_confidences(self, previous):
+        """The expected confidences of a request's next block, from its ``previous`` block's (a host tensor, or
+        ``None`` for a request that has not drafted yet, returned as is): :data:`PREVIOUS_BLOCK_WEIGHT` of
+        them and the rest the mean of the engine's last :data:`RECENT_BLOCKS` blocks, per slot (the previous
+        block's alone before any). Token-blind: only finished blocks."""
+        if previous is None or not self._recent_confidences:
+            return previous
+        mean = torch.stack(list(self._recent_confidences)).mean(dim=0)
+        return (PREVIOUS_BLOCK_WEIGHT * previous.double() + (1.0 - PREVIOUS_BLOCK_WEIGHT) * mean).to(previous.dtype)
+
+    def observe_drafting(self, requests: int, seconds: float) -> None:
+        """Record one batched drafting call for ``requests`` requests that took ``seconds``."""
+        self._drafting.setdefault(int(requests), collections.deque(maxlen=OVERHEAD_WINDOW)).append(float(seconds))
+
+    def drafting_seconds(self, requests: int) -> float:
+        """The expected seconds of one batched drafting call for ``requests`` requests: the median of the
+        last :data:`OVERHEAD_WINDOW` calls of that count; for a count not measured, the affine cost
+        ``a + b k`` through the medians of the measured counts (:func:`affine_cost`); 0 before any call.
+        A batched draft forward costs far less than ``k`` single ones (one call, one weight read; on this
+        project's CPU a step drafting two requests took 82 ms against 81 for one), so a per-request price
+        times ``k`` made the planner draft for one request of two where both paid."""
+        count = int(requests)
+        if count <= 0 or not self._drafting:
+            return 0.0
+        if count in self._drafting:
+            return statistics.median(self._drafting[count])
+        return affine_cost({k: statistics.median(v) for k, v in self._drafting.items()})(count)
+
+    def observe_step_overhead(self, requests: int, seconds: float, drafted: bool = True) -> None:
         """Record one pure decoding step of ``requests`` requests whose measured time exceeded its packed
         forward on the cost curve plus its drafting by ``seconds`` (the engine's own work: planning,
-        acceptance, cache rewinds, the draft's inputs; can be negative when the curve overprices)."""
-        self._overheads.setdefault(int(requests), collections.deque(maxlen=OVERHEAD_WINDOW)).append(float(seconds))
+        acceptance, cache rewinds, the draft's inputs; can be negative when the curve overprices).
+        ``drafted``: whether some request verified a drafted block in it (else a plain step); the two
+        kinds are kept apart, since a plain step does none of the per-request drafting work."""
+        key = (bool(drafted), int(requests))
+        self._overheads.setdefault(key, collections.deque(maxlen=OVERHEAD_WINDOW)).append(float(seconds))
 
-    def step_overhead(self, requests: int) -> float:
+    def step_overhead(self, requests: int, drafted: bool = True) -> float:
         """The engine's own seconds per step of ``requests`` decoding requests beyond the packed forward
-        and the drafting: the median of the last :data:`OVERHEAD_WINDOW` pure steps of that count (of the
-        nearest count measured, before any of its own), never below 0; 0 before any step. Planning adds
-        it to every candidate step's time (:func:`.planning.plan_lengths`, :func:`.planning.requests_to_draft`).
-        Where the engine's work is a large part of a step (a small model, or a GPU whose eager forward is
-        launch-bound: in the H200 cost-mode run a 64-token drafted step of the Qwen3-8B shape took 250-440 ms
-        around a 60 ms forward), leaving it out prices each verified slot as a share of the forward alone,
-        and Algorithm 1 admits too few."""
-        if not self._overheads:
+        and the drafting, for a step that verifies drafted blocks (``drafted``) or a plain one: the median
+        of the last :data:`OVERHEAD_WINDOW` pure steps of that kind and count (of the nearest count of
+        that kind measured, before any of its own; of the other kind while this kind has none), never
+        below 0; 0 before any step. Planning adds it to every candidate step's time
+        (:func:`.planning.plan_lengths`; :func:`.planning.requests_to_draft` prices its plain option with
+        the plain kind's). Where the engine's work is a large part of a step (a small model, or a GPU
+        whose eager forward is launch-bound: in the H200 cost-mode run a 64-token drafted step of the
+        Qwen3-8B shape took 250-440 ms around a 60 ms forward), leaving it out prices each verified slot
+        as a share of the forward alone, and Algorithm 1 admits too few; mixing the kinds would price a
+        drafted step at a plain step's lighter work wherever most steps are plain."""
+        kind = bool(drafted)
+        if not any(k == kind for k, _ in self._overheads):
+            kind = not kind
+        counts = [c for k, c in self._overheads if k == kind]
+        if not counts:
             return 0.0
         count = int(requests)
-        key = count if count in self._overheads else min(self._overheads, key=lambda k: (abs(k - count), k))
-        return max(0.0, statistics.median(self._overheads[key]))
+        nearest = count if count in counts else min(counts, key=lambda c: (abs(c - count), c))
+        return max(0.0, statistics.median(self._overheads[(kind, nearest)]))
 
     def step_gate(self, requests: int) -> DraftingGate | None:
         """The measured drafting gate for steps of ``requests`` decoding requests: batch-scheduled
@@ -123,7 +175,7 @@ class Speculation:
         for _, count, neighbour in sorted(same, key=lambda t: (t[0], t[1])):
             tokens = neighbour.measured_tokens_per_round()
             if tokens is not None:
-                seconds = 1.0 / max(sps(2 * requests), 1e-12) + requests * self.draft_seconds_per_request
+                seconds = 1.0 / max(sps(2 * requests), 1e-12) + self.drafting_seconds(requests)
                 gate.seed(tokens / count * requests, seconds)
                 return True
         return False
@@ -167,3 +219,23 @@ class Speculation:
         if self._tap is not None:
             self._tap.close()
             self._tap = None
+
+
+def affine_cost(medians: dict[int, float]):
+    """``k -> a + b k`` fitted to ``medians`` (seconds per count ``k``) by least squares with ``a, b >= 0``:
+    from one count, proportional (``b = t / k``, no fixed part assumed, which never underprices a larger
+    batch); from several, the fitted line, its slope clipped at 0 (then the mean) and its intercept at 0
+    (then the proportional fit through the origin)."""
+    points = sorted(medians.items())
+    if len(points) == 1:
+        k0, t0 = points[0]
+        return lambda k: t0 * k / k0
+    n = len(points)
+    mean_k = sum(k for k, _ in points) / n
+    mean_t = sum(t for _, t in points) / n
+    var = sum((k - mean_k) ** 2 for k, _ in points)
+    slope = max(0.0, sum((k - mean_k) * (t - mean_t) for k, t in points) / var)
+    intercept = mean_t - slope * mean_k
+    if intercept < 0:
+        intercept, slope = 0.0, sum(k * t for k, t in points) / sum(k * k for k, _ in points)
+    return lambda k: intercept + slope * k

@@ -70,27 +70,34 @@ class ScriptedAcceptance:
         return bool(self.draw[prompt][position] < self.confidence[prompt][position])
 
     def script(self, block: DraftBlock, prefix_ids: torch.Tensor) -> DraftBlock:
-        """The scripted version of ``block``, drafted after ``prefix_ids`` ``[1, n]``."""
+        """The scripted version of ``block``, drafted after ``prefix_ids`` ``[1, n]`` (the engine passes
+        it on the host). The scripted tokens are chosen on the host and reach the device in one copy, with
+        one scatter for their logits: no device read unless the continuation runs out."""
         prefix = prefix_ids[0].tolist()
         i = self.prompt_of(prefix)
         n, gamma = len(prefix), block.tokens.shape[1]
         continuation, confidence = self.continuations[i], self.confidence[i]
         vocab = block.logits.shape[-1]
-        tokens = block.tokens.clone()
-        logits = torch.full_like(block.logits, -1e4)
+        drafted = None
+        chosen = []
         right_run, broken = 0, False
         for k in range(gamma):
             p = n + k
-            truth = continuation[p] if p < len(continuation) else int(tokens[0, k])
+            if p < len(continuation):
+                truth = continuation[p]
+            else:
+                drafted = block.tokens[0].tolist() if drafted is None else drafted
+                truth = drafted[k]
             right = self.right(i, p)
-            token = truth if right else (truth + 1) % vocab
-            tokens[0, k] = token
-            logits[0, k, token] = 0.0
+            chosen.append(truth if right else (truth + 1) % vocab)
             if right and not broken:
                 right_run += 1
             else:
                 broken = True
         self.scripted.setdefault(i, []).append(right_run)
+        tokens = torch.tensor([chosen], dtype=block.tokens.dtype, device=block.tokens.device)
+        logits = torch.full_like(block.logits, -1e4)
+        logits[0].scatter_(-1, tokens[0][:, None], 0.0)
         reported = confidence[n : n + gamma].to(device=block.tokens.device, dtype=torch.float32)
         return DraftBlock(tokens=tokens, logits=logits, confidences=reported)
 

@@ -6,6 +6,10 @@ reduced one (``-inf`` outside it: probability 0), then the target's logits proce
 top-k, top-p, repetition penalty, ...) applied to the sequence so far. The token is the argmax
 (greedy) or a sample of ``softmax`` of those processed logits, and exactly those logits are reported,
 so the verifier's ``min(1, p/q)`` uses the true ``q`` and speculative sampling stays lossless.
+
+:func:`draw_block` draws one block; :func:`draw_blocks` draws the blocks of several requests of one
+batched draft forward, all requests at once per slot when no logits processor reads the sequences
+(greedy, or sampling at the raw distribution), else request by request.
 """
 
 from __future__ import annotations
@@ -82,3 +86,59 @@ def draw_block(
     if conf_logits is not None:
         confidences = torch.sigmoid(conf_logits[0])
     return DraftBlock(tokens=tokens_t, logits=torch.stack(logits, dim=1), confidences=confidences)
+
+
+@torch.no_grad()
+def draw_blocks(
+    draft,
+    hidden: torch.Tensor,
+    base_logits: torch.Tensor,
+    prefixes: list[torch.LongTensor],
+    logits_processor: LogitsProcessorList | None,
+    do_sample: bool,
+) -> list[DraftBlock]:
+    """Draw one block per request from a batched backbone output: ``hidden [R, gamma, H]``,
+    ``base_logits [R, gamma, V]``, ``prefixes[r]`` ``[1, n_r]`` (its last token is request ``r``'s anchor;
+    on any device). Same contract, per request, as :func:`draw_block`.
+
+    Without logits processors (nothing reads the ragged sequences) every slot is drawn for all ``R``
+    requests in one step of the sequential head, one argmax (or one row-wise multinomial) and one
+    confidence-head call for the whole batch, instead of ``R x gamma`` per-request steps (on a GPU each
+    is a handful of kernel launches; at 64 requests that dominated a drafted step). The rows are the same
+    computations as :func:`draw_block`'s, batched, so tokens and logits equal the per-request draw up to
+    the floating-point reduction order of a batched matrix product; each sampled row is drawn from its
+    own reported distribution, so sampling stays lossless. With processors: :func:`draw_block` per
+    request on its own sequence."""
+    requests = hidden.shape[0]
+    device = hidden.device
+    if logits_processor:
+        return [draw_block(draft, hidden[r : r + 1], base_logits[r : r + 1], prefixes[r].to(device), logits_processor, do_sample)
+                for r in range(requests)]
+    head = draft.markov_head
+    expand = getattr(draft, "expand_to_target_vocab", None)
+    anchors = torch.tensor([int(p[0, -1]) for p in prefixes], dtype=torch.long) if all(p.device.type == "cpu" for p in prefixes) \
+        else torch.stack([p[0, -1] for p in prefixes])
+    prev = anchors.to(device)
+    state = None
+    tokens, logits = [], []
+    for k in range(base_logits.shape[1]):
+        step_logits = base_logits[:, k].float()
+        if head is not None:
+            bias, state = head.step(prev, hidden[:, k], state)
+            step_logits = step_logits + bias.float()
+        if expand is not None:
+            step_logits = expand(step_logits)
+        token, step_logits = draw_token(step_logits, None, None, do_sample)
+        tokens.append(token)
+        logits.append(step_logits)
+        prev = token
+    tokens_t = torch.stack(tokens, dim=1)
+    logits_t = torch.stack(logits, dim=1)
+    confidences = None
+    conf_logits = draft.confidence_logits(hidden, torch.cat([anchors.to(device)[:, None], tokens_t[:, :-1]], dim=1))
+    if conf_logits is not None:
+        confidences = torch.sigmoid(conf_logits)
+    return [
+        DraftBlock(tokens=tokens_t[r : r + 1], logits=logits_t[r : r + 1], confidences=None if confidences is None else confidences[r])
+        for r in range(requests)
+    ]
