@@ -95,8 +95,9 @@ class Speculation:
         last :data:`OVERHEAD_WINDOW` calls of that count; for a count not measured, the affine cost
         ``a + b k`` through the medians of the measured counts (:func:`affine_cost`); 0 before any call.
         A batched draft forward costs far less than ``k`` single ones (one call, one weight read; on this
-        project's CPU a step drafting two requests took 82 ms against 81 for one), so a per-request price
-        times ``k`` made the planner draft for one request of two where both paid."""
+        project's CPU a 4-row step of two requests took 82 ms with both drafting against 81 ms with one,
+        docs/measurements/2026-12-04g/traces/bench_trace_before.log), so a per-request price times ``k`` made
+        the planner draft for one request of two where both paid."""
         count = int(requests)
         if count <= 0 or not self._drafting:
             return 0.0

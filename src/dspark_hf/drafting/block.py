@@ -116,9 +116,9 @@ def draw_blocks(
                 for r in range(requests)]
     head = draft.markov_head
     expand = getattr(draft, "expand_to_target_vocab", None)
-    anchors = torch.tensor([int(p[0, -1]) for p in prefixes], dtype=torch.long) if all(p.device.type == "cpu" for p in prefixes) \
-        else torch.stack([p[0, -1] for p in prefixes])
-    prev = anchors.to(device)
+    on_host = all(p.device.type == "cpu" for p in prefixes)
+    anchors = (torch.tensor([int(p[0, -1]) for p in prefixes], dtype=torch.long) if on_host else torch.stack([p[0, -1] for p in prefixes])).to(device)
+    prev = anchors
     state = None
     tokens, logits = [], []
     for k in range(base_logits.shape[1]):
@@ -135,7 +135,7 @@ def draw_blocks(
     tokens_t = torch.stack(tokens, dim=1)
     logits_t = torch.stack(logits, dim=1)
     confidences = None
-    conf_logits = draft.confidence_logits(hidden, torch.cat([anchors.to(device)[:, None], tokens_t[:, :-1]], dim=1))
+    conf_logits = draft.confidence_logits(hidden, torch.cat([anchors[:, None], tokens_t[:, :-1]], dim=1))
     if conf_logits is not None:
         confidences = torch.sigmoid(conf_logits)
     return [

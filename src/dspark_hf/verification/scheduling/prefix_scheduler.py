@@ -14,7 +14,9 @@ without having looked at ``x_{r,j}``. Searching on past the drop (``global_searc
 confidences, which depend on ``x_{r,j}``, decide whether ``x_{r,j}`` is verified; that biases the output
 (paper, appendix A: a (0.7, 0.3) target becomes (0.85, 0.15)). ``global_search`` is therefore only
 for confidences that cannot see the current block (the paper's production variant sizes the batch
-from confidences two steps old) and for the test that demonstrates the bias.
+from confidences two steps old; the batched engine's choice of which requests draft), for greedy
+acceptance, whose output is the target's whatever is verified (the batched engine's greedy steps), and
+for the test that demonstrates the bias.
 
 Cost curves need not rise with ``B``: on this project's CPU a float32 forward of 4 rows runs faster
 than one of 3 (weight-major linears, :mod:`dspark_hf.integration.weight_major`). A forward that
