@@ -166,7 +166,7 @@ def test_next_block_expected_from_the_previous_and_the_recent_mean():
     ``None``. Mutation run once: returning ``previous`` unchanged (the rule before run g): fails."""
     import collections
 
-    spec = types.SimpleNamespace(_recent_confidences=collections.deque(maxlen=64))
+    spec = types.SimpleNamespace(_recent_confidences=collections.deque(maxlen=64), _recent_mean=None)
     expect = lambda previous: Speculation.next_block_confidences(spec, previous)  # noqa: E731
     low = torch.tensor([0.1, 0.1, 0.1])
     assert expect(None) is None and torch.equal(expect(low), low)

@@ -34,7 +34,7 @@ import torch
 
 from dspark_hf.batching.batched_eagle3 import eagle3_chains
 from dspark_hf.batching.padded_cache import request_rows, right_aligned
-from dspark_hf.drafting.block import DraftBlock, draw_blocks
+from dspark_hf.drafting.block import DraftBlock, anchor_ids, draw_blocks
 from dspark_hf.drafting.eagle3_round import Eagle3Context
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
@@ -69,14 +69,8 @@ def draft_rounds(draft, contexts: list[DraftContext], features: list[torch.Tenso
     width_c, width_n = max(cached), max(new)
     feats = torch.nn.utils.rnn.pad_sequence([f[0].to(device) for f in features], batch_first=True)
     positions, mask = _positions_and_mask(cached, new, starts, width_c, width_n, gamma)
-    anchors = [int(p[0, -1]) for p in prefixes] if all(p.device.type == "cpu" for p in prefixes) else None
-    if anchors is not None:
-        block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long)
-        block_ids[:, 0] = torch.tensor(anchors, dtype=torch.long)
-        block_ids = block_ids.to(device)
-    else:
-        block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long, device=device)
-        block_ids[:, 0] = torch.stack([p[0, -1] for p in prefixes]).to(device)
+    block_ids = torch.full((requests, gamma), cfg.mask_token_id, dtype=torch.long, device=device)
+    block_ids[:, 0] = anchor_ids(prefixes, device)
     padded = right_aligned([ctx.cache for ctx in contexts], cached, cfg.num_hidden_layers)
     out = draft(input_ids=block_ids, context_features=feats, position_ids=positions.to(device), attention_mask=mask.to(device),
                 past_key_values=padded)

@@ -70,11 +70,13 @@ class Speculation:
         self._overheads: dict[tuple[bool, int], collections.deque] = {}  # per (drafted, decoding requests) (step_overhead)
         self._drafting: dict[int, collections.deque] = {}  # per number of drafted requests (drafting_seconds)
         self._recent_confidences: collections.deque = collections.deque(maxlen=RECENT_BLOCKS)  # host tensors [gamma]
+        self._recent_mean = None  # their per-slot mean, made on first use after a new block
 
     def observe_block_confidences(self, confidences) -> None:
         """Record a drafted block's confidences (a host tensor ``[gamma]``; ``None`` is ignored)."""
         if confidences is not None:
             self._recent_confidences.append(confidences.double())
+            self._recent_mean = None
 
     def next_block_confidences(self, previous):
         """The expected confidences of a request's next block, from its ``previous`` block's (a host tensor, or
@@ -83,7 +85,9 @@ class Speculation:
         block's alone before any). Token-blind: only finished blocks."""
         if previous is None or not self._recent_confidences:
             return previous
-        mean = torch.stack(list(self._recent_confidences)).mean(dim=0)
+        if self._recent_mean is None:  # once per new block, not once per request of a step
+            self._recent_mean = torch.stack(list(self._recent_confidences)).mean(dim=0)
+        mean = self._recent_mean
         return (PREVIOUS_BLOCK_WEIGHT * previous.double() + (1.0 - PREVIOUS_BLOCK_WEIGHT) * mean).to(previous.dtype)
 
     def observe_drafting(self, requests: int, seconds: float) -> None:

@@ -51,22 +51,22 @@ class DraftBlock:
     confidences: torch.Tensor | None
 
 
-@torch.no_grad()
-def draw_block(
-    draft,
-    hidden: torch.Tensor,
-    base_logits: torch.Tensor,
-    prefix_ids: torch.LongTensor,
-    logits_processor: LogitsProcessorList | None,
-    do_sample: bool,
-) -> DraftBlock:
-    """Draw ``gamma`` tokens after ``prefix_ids`` (whose last token is the anchor) from the block's
-    backbone output ``hidden [1, gamma, H]`` and ``base_logits [1, gamma, V]``."""
+def anchor_ids(prefixes: list[torch.LongTensor], device) -> torch.LongTensor:
+    """``[R]``: each prefix's last token (the request's anchor) on ``device``; read on the host and moved in
+    one copy when the prefixes live there, else gathered on their device."""
+    if all(p.device.type == "cpu" for p in prefixes):
+        return torch.tensor([int(p[0, -1]) for p in prefixes], dtype=torch.long).to(device)
+    return torch.stack([p[0, -1] for p in prefixes]).to(device)
+
+
+def _draw_rows(draft, hidden, base_logits, anchors, sequence, logits_processor, do_sample):
+    """Draw ``gamma`` slots for every row of ``hidden [R, gamma, H]`` / ``base_logits [R, gamma, V]`` after
+    ``anchors [R]``, left to right. ``sequence`` ``[R, n]`` (extended with each drawn slot) is what the logits
+    processors read; ``None`` only without processors. Returns ``(tokens [R, gamma], processed logits
+    [R, gamma, V], confidences [R, gamma] or None)``."""
     head = draft.markov_head
     expand = getattr(draft, "expand_to_target_vocab", None)
-    prev = prefix_ids[:, -1]
-    state = None
-    sequence = prefix_ids
+    prev, state = anchors, None
     tokens, logits = [], []
     for k in range(base_logits.shape[1]):
         step_logits = base_logits[:, k].float()
@@ -78,14 +78,27 @@ def draw_block(
         token, step_logits = draw_token(step_logits, sequence, logits_processor, do_sample)
         tokens.append(token)
         logits.append(step_logits)
-        sequence = torch.cat([sequence, token[:, None].to(sequence.device)], dim=-1)
+        if sequence is not None:
+            sequence = torch.cat([sequence, token[:, None].to(sequence.device)], dim=-1)
         prev = token
     tokens_t = torch.stack(tokens, dim=1)
-    confidences = None
-    conf_logits = draft.confidence_logits(hidden, torch.cat([prefix_ids[:, -1:], tokens_t[:, :-1]], dim=1))
-    if conf_logits is not None:
-        confidences = torch.sigmoid(conf_logits[0])
-    return DraftBlock(tokens=tokens_t, logits=torch.stack(logits, dim=1), confidences=confidences)
+    conf_logits = draft.confidence_logits(hidden, torch.cat([anchors[:, None], tokens_t[:, :-1]], dim=1))
+    return tokens_t, torch.stack(logits, dim=1), None if conf_logits is None else torch.sigmoid(conf_logits)
+
+
+@torch.no_grad()
+def draw_block(
+    draft,
+    hidden: torch.Tensor,
+    base_logits: torch.Tensor,
+    prefix_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList | None,
+    do_sample: bool,
+) -> DraftBlock:
+    """Draw ``gamma`` tokens after ``prefix_ids`` (whose last token is the anchor) from the block's
+    backbone output ``hidden [1, gamma, H]`` and ``base_logits [1, gamma, V]``."""
+    tokens, logits, confidences = _draw_rows(draft, hidden, base_logits, prefix_ids[:, -1], prefix_ids, logits_processor, do_sample)
+    return DraftBlock(tokens=tokens, logits=logits, confidences=None if confidences is None else confidences[0])
 
 
 @torch.no_grad()
@@ -114,31 +127,8 @@ def draw_blocks(
     if logits_processor:
         return [draw_block(draft, hidden[r : r + 1], base_logits[r : r + 1], prefixes[r].to(device), logits_processor, do_sample)
                 for r in range(requests)]
-    head = draft.markov_head
-    expand = getattr(draft, "expand_to_target_vocab", None)
-    on_host = all(p.device.type == "cpu" for p in prefixes)
-    anchors = (torch.tensor([int(p[0, -1]) for p in prefixes], dtype=torch.long) if on_host else torch.stack([p[0, -1] for p in prefixes])).to(device)
-    prev = anchors
-    state = None
-    tokens, logits = [], []
-    for k in range(base_logits.shape[1]):
-        step_logits = base_logits[:, k].float()
-        if head is not None:
-            bias, state = head.step(prev, hidden[:, k], state)
-            step_logits = step_logits + bias.float()
-        if expand is not None:
-            step_logits = expand(step_logits)
-        token, step_logits = draw_token(step_logits, None, None, do_sample)
-        tokens.append(token)
-        logits.append(step_logits)
-        prev = token
-    tokens_t = torch.stack(tokens, dim=1)
-    logits_t = torch.stack(logits, dim=1)
-    confidences = None
-    conf_logits = draft.confidence_logits(hidden, torch.cat([anchors[:, None], tokens_t[:, :-1]], dim=1))
-    if conf_logits is not None:
-        confidences = torch.sigmoid(conf_logits)
+    tokens, logits, confidences = _draw_rows(draft, hidden, base_logits, anchor_ids(prefixes, device), None, None, do_sample)
     return [
-        DraftBlock(tokens=tokens_t[r : r + 1], logits=logits_t[r : r + 1], confidences=None if confidences is None else confidences[r])
+        DraftBlock(tokens=tokens[r : r + 1], logits=logits[r : r + 1], confidences=None if confidences is None else confidences[r])
         for r in range(requests)
     ]
