@@ -11,6 +11,8 @@
 # A further round continues the previous round's draft into a new run folder, e.g.
 #   RUNS=/work/runs RUN=continued2 INIT=continued/draft INITIAL_TOKENS=2893860 STEPS=2000 LR=3e-4 bash ... train
 # (INITIAL_TOKENS: answer tokens the INIT draft had seen, the previous curve's last point).
+# On written answers instead of self-distilled ones (scripts/prepare_text_corpus.py), features computed online:
+#   RUNS=/work/runs RUN=text DATA=corpus_mix.jsonl CACHE= STEPS=600 bash scripts/continue_default_draft.sh train
 # RUNS must hold prompts.jsonl from scripts/prepare_training_prompts.py (see hub_cards/dspark_smollm2_135m.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,7 @@ distill() {  # self-distillation in bf16, prompts with index i mod 2 in process 
 train() {  # warm start from the shipped draft (its shape and 8,192-token vocabulary kept); global batch 8
   OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=1 $PY -m accelerate.commands.launch --multi_gpu --num_processes 2 \
     --num_machines 1 --dynamo_backend no -m dspark_hf.cli train \
-    --data sd/distilled.jsonl --output-dir $RUN --feature-cache cache --init-from $INIT \
+    --data ${DATA:-sd/distilled.jsonl} --output-dir $RUN ${CACHE---feature-cache cache} --init-from $INIT \
     --num-anchors 32 --max-steps $STEPS --batch-size 4 --lr ${LR:-5e-4} --warmup-ratio 0.02 --seed 1 --cpu-bf16 \
     --save-every 200 --keep-checkpoints 20 --save-dtype bfloat16 --threads 1 --no-progress > $RUN.log 2>&1
 }

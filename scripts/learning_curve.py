@@ -20,11 +20,18 @@ from pathlib import Path
 import torch
 
 
-def mean_answer_tokens(data: Path, max_length: int) -> float:
+def mean_answer_tokens(data: Path, max_length: int, tokenizer) -> float:
+    """Trained tokens per sequence of ``data``: token records' masks as they are, other records (written
+    answers, chats, text) tokenized as ``dspark train`` does."""
+    from dspark_hf.training.data import load_examples
+
     counts = []
     for line in data.read_text(encoding="utf-8").splitlines():
         if line.strip():
             record = json.loads(line)
+            if "assistant_mask" not in record:
+                counts = [sum(e.assistant_mask) for e in load_examples(tokenizer, data, max_length=max_length)]
+                break
             counts.append(sum(record["assistant_mask"][:max_length]))
     return sum(counts) / len(counts)
 
@@ -55,9 +62,9 @@ def main() -> int:
 
     run = Path(args.run)
     cfg = json.loads((run / "train_config.json").read_text())
-    per_sequence = mean_answer_tokens(Path(cfg["extra"]["data"]), 512)
     precision = resolve_precision(args.dtype)
     target, tokenizer = load_target(None, dtype=precision.target_dtype)
+    per_sequence = mean_answer_tokens(Path(cfg["extra"]["data"]), cfg.get("max_length", 512), tokenizer)
     prompts = {name: first_turns(datasets_dir() / f"{name}.jsonl", args.num_prompts, args.start) for name in args.datasets}
     points = []
     checkpoints = sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
