@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dspark_hf.training.checkpointing import trainable_state  # noqa: E402
-from dspark_hf.training.trainer import Trainer, TrainConfig  # noqa: E402
+from dspark_hf.training.trainer import Trainer, TrainConfig, end_process_group  # noqa: E402
 from training_tiny import tiny_examples, tiny_target  # noqa: E402
 
 torch.set_num_threads(1)
@@ -25,3 +25,4 @@ save_file(trainable_state(trainer.draft), str(out / f"init{rank}.safetensors"))
 draft = trainer.train()
 save_file(trainable_state(draft), str(out / f"final{rank}.safetensors"))
 (out / f"world{rank}.txt").write_text(str(trainer.accelerator.num_processes))
+end_process_group()

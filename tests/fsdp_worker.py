@@ -34,7 +34,7 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin  # 
 
 from dspark_hf.training.checkpointing import trainable_state  # noqa: E402
 from dspark_hf.training.fsdp import full_trainable_state  # noqa: E402
-from dspark_hf.training.trainer import Trainer, TrainConfig  # noqa: E402
+from dspark_hf.training.trainer import Trainer, TrainConfig, end_process_group  # noqa: E402
 from training_tiny import TINY_RUNS, tiny_examples, tiny_run  # noqa: E402
 
 torch.set_num_threads(1)
@@ -121,3 +121,4 @@ resumed = recorded(Trainer(tiny_target(), tiny_examples(), config("resumed"), ac
                    "resumed_steps").train()
 save_file(trainable_state(resumed), str(out / f"resumed{rank}.safetensors"))
 (out / f"facts{rank}.json").write_text(json.dumps(facts))
+end_process_group()

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from dspark_hf.training.data import load_examples
     from dspark_hf.training.fsdp import check_fsdp_setup
     from dspark_hf.training.self_distill import SamplingConfig, self_distill
-    from dspark_hf.training.trainer import Trainer, TrainConfig
+    from dspark_hf.training.trainer import Trainer, TrainConfig, end_process_group
     from dspark_hf.loading import load_target
 
     from dspark_hf.training.data import DataError, read_records
@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prepare_only:
         trainer.fill_cache()
         accelerator.print(f"{len(trainer.examples)} sequences ready (feature cache: {args.feature_cache or 'none'}).")
+        end_process_group()
         return 0
     draft = trainer.train()
     accelerator.print(f"Trained draft saved to {out / 'draft'}")
@@ -242,4 +243,5 @@ def run(args: argparse.Namespace) -> int:
 
             export_deepspec(draft, out / "deepspec", target=target)
         print(f"DeepSpec-layout export written to {out / 'deepspec'}")
+    end_process_group()
     return 0

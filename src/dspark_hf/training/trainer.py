@@ -106,6 +106,17 @@ class TrainConfig:
             raise DSparkError("--draft-vocab is for DSpark and DFlash drafts; an EAGLE-3 draft covers the whole target vocabulary.")
 
 
+def end_process_group() -> None:
+    """Tear down the process group of a multi-process run (no-op otherwise), every rank together. Left to
+    interpreter exit, gloo's threads can be destroyed while still joinable and abort a rank ("terminate called
+    without an active exception", seen once in a two-process CPU test after its work was done)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def mixed_precision(bf16: bool, cpu_bf16: bool) -> str:
     """accelerate's ``mixed_precision``: bf16 autocast on a GPU unless ``bf16`` is off, on a CPU only
     when ``cpu_bf16`` asks for it."""
