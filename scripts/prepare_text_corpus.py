@@ -30,9 +30,13 @@ import argparse
 import ast
 import json
 import random
+import sys
 import sysconfig
 from importlib import metadata
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prepare_training_prompts import DPKG_STATUS, _first_paragraph, debian_packages  # noqa: E402
 
 STDLIB_SKIP = ("test", "idlelib", "tkinter", "lib2to3", "turtledemo", "ensurepip", "site-packages", "dist-packages")
 CODE_REQUESTS = (
@@ -43,10 +47,6 @@ CODE_REQUESTS = (
 TOPIC_REQUESTS = ("Explain {topic} in Python.", "How does {topic} work in Python?", "Tell me about {topic} in Python.")
 PACKAGE_REQUESTS = ("What is the Python package `{name}`, and how do I use it?", "Tell me about `{name}`. {summary}")
 DEBIAN_REQUESTS = ("What is the Debian package `{name}` ({summary})?", "What does `{name}` do?")
-
-
-def _first_paragraph(doc: str) -> str:
-    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def code_records(roots: list[Path], max_lines: int, rng: random.Random) -> list[dict]:
@@ -131,20 +131,9 @@ def package_records(max_chars: int, rng: random.Random) -> list[dict]:
     return records
 
 
-def debian_records(rng: random.Random, status: Path = Path("/var/lib/dpkg/status")) -> list[dict]:
-    if not status.is_file():
-        return []
+def debian_records(rng: random.Random, status: Path = DPKG_STATUS) -> list[dict]:
     records = []
-    for stanza in status.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-        fields, key = {}, None
-        for line in stanza.splitlines():
-            if line.startswith((" ", "\t")) and key:
-                fields[key] += "\n" + line.strip()
-            elif ":" in line:
-                key, value = line.split(":", 1)
-                fields[key] = value.strip()
-        if "Package" not in fields or "Description" not in fields:
-            continue
+    for fields in debian_packages(status):
         summary, _, details = fields["Description"].partition("\n")
         text = "\n".join("" if x == "." else x for x in details.splitlines()).strip()
         if len(text) < 150:

@@ -201,11 +201,15 @@ def python_topic_prompts(count: int, rng: random.Random) -> list[str]:
     return found
 
 
-def software_prompts(count: int, rng: random.Random, status: Path = Path("/var/lib/dpkg/status")) -> list[str]:
-    """Requests built from the Debian package database: each package's name, summary and first sentence."""
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+
+
+def debian_packages(status: Path = DPKG_STATUS) -> list[dict[str, str]]:
+    """The fields of every package with a description in a Debian package database (continuation lines
+    joined to their field with newlines, stripped); none when the file is missing."""
     if not status.is_file():
         return []
-    found = []
+    packages = []
     for stanza in status.read_text(encoding="utf-8", errors="replace").split("\n\n"):
         fields, key = {}, None
         for line in stanza.splitlines():
@@ -214,8 +218,15 @@ def software_prompts(count: int, rng: random.Random, status: Path = Path("/var/l
             elif ":" in line:
                 key, value = line.split(":", 1)
                 fields[key] = value.strip()
-        if "Package" not in fields or "Description" not in fields:
-            continue
+        if "Package" in fields and "Description" in fields:
+            packages.append(fields)
+    return packages
+
+
+def software_prompts(count: int, rng: random.Random, status: Path = DPKG_STATUS) -> list[str]:
+    """Requests built from the Debian package database: each package's name, summary and first sentence."""
+    found = []
+    for fields in debian_packages(status):
         summary, _, details = fields["Description"].partition("\n")
         details = " ".join(w for w in details.replace("\n.", " ").split() if w != ".")
         details = details.split(". ")[0][:300]
