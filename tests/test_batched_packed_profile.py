@@ -15,6 +15,7 @@ from conftest import tiny_qwen3_target
 from dspark_hf.batching.packed_profile import (
     PackedCostProfile, find_packed_profile, load_packed_profile, profile_packed, save_packed_profile,
 )
+from dspark_hf.integration.cpu_block_attention import packed_attention
 from dspark_hf.verification.policies import HardwareAware
 from dspark_hf.verification.scheduling.cost_profile import CostProfile, device_name, dtype_name, model_name, save_profile
 
@@ -41,17 +42,33 @@ def test_profile_packed_measures_one_curve_per_request_count(target, tmp_path):
     assert [r.generated_tokens for r in results.values()] == plain_greedy(target, prompts, 6)
 
 
-def _curve(target, seconds_per_token: float, verification: str = "batched") -> CostProfile:
+def _curve(target, seconds_per_token: float, verification: str = "batched", attention: str | None = None) -> CostProfile:
     tokens = list(range(1, 65))
     param = next(target.parameters())
     return CostProfile(model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,
-                       target_seconds=[100.0 * (1 + seconds_per_token * (b - 1)) for b in tokens], verification=verification)
+                       target_seconds=[100.0 * (1 + seconds_per_token * (b - 1)) for b in tokens], verification=verification,
+                       versions={"attention": attention or packed_attention(param.device)})
+
+
+def test_a_profile_of_the_other_attention_is_not_read(target, tmp_path, monkeypatch):
+    """A packed profile timed with transformers' dense masked attention is stored under another key than
+    one timed with the CPU block-diagonal attention, and the engine (block-diagonal on this CPU) finds
+    only the latter. Mutation run once: ``packed_key`` ignoring its ``attention`` argument finds the dense
+    profile (the first assertion fails)."""
+    from dspark_hf.batching.packed_profile import packed_verification
+
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    assert packed_attention("cpu") == "block-diagonal"
+    save_packed_profile(PackedCostProfile({1: _curve(target, 0.0, packed_verification(target), attention="dense")}))
+    assert find_packed_profile(target) is None
+    save_packed_profile(PackedCostProfile({1: _curve(target, 0.0, packed_verification(target))}))
+    assert find_packed_profile(target).curves[1].versions["attention"] == "block-diagonal"
 
 
 def test_batch_is_scheduled_on_the_packed_curve(target, tmp_path, monkeypatch):
     """A stored batch-1 curve on which no drafted slot pays, and a stored packed curve on which every
     slot pays: the batch verifies whole blocks, so it read the packed one (stored under the key of the
-    engine's packed verification: weight-major float32 linears on a CPU)."""
+    engine's packed verification: weight-major float32 linears and block-diagonal attention on a CPU)."""
     from dspark_hf.batching.packed_profile import packed_verification
 
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))

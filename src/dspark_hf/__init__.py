@@ -10,7 +10,10 @@ installs DSpark drafting into ``generate(assistant_model=...)``::
 
 It also lets transformers' SDPA attention on CPU run masked multi-row queries of grouped-query models
 without copying keys and values per head (bit-identical results, cheaper verification and packed
-forwards; ``DSPARK_HF_CPU_GQA=0`` turns it off: :mod:`dspark_hf.integration.cpu_gqa_attention`).
+forwards; ``DSPARK_HF_CPU_GQA=0`` turns it off: :mod:`dspark_hf.integration.cpu_gqa_attention`), and
+continuous batching's packed forwards on CPU attend request by request instead of through a dense mask
+over every request's keys (``DSPARK_HF_CPU_BLOCK_ATTENTION=0`` turns it off:
+:mod:`dspark_hf.integration.cpu_block_attention`).
 """
 
 from transformers import AutoConfig, AutoModel
@@ -25,6 +28,7 @@ from dspark_hf.errors import (
     TransformersVersionError,
     UnsupportedUsageError,
 )
+from dspark_hf.integration.cpu_block_attention import install_cpu_block_attention
 from dspark_hf.integration.cpu_gqa_attention import install_cpu_gqa_attention
 from dspark_hf.integration.generation_hook import SUPPORTED_TRANSFORMERS, install_generation_hook
 from dspark_hf.models.deepseek_v4.modeling import DSparkV4Draft
@@ -51,6 +55,7 @@ AutoModel.register(Eagle3Config, Eagle3Draft, exist_ok=True)
 install_generation_hook()
 install_batching_hook()
 install_cpu_gqa_attention()
+install_cpu_block_attention()  # after the grouped-query wrapper: it wraps that one
 
 __all__ = [
     "DSparkConfig",

@@ -31,6 +31,7 @@ from transformers.generation.continuous_batching.requests import RequestState
 
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.errors import DSparkError
+from dspark_hf.integration.cpu_block_attention import packed_attention
 from dspark_hf.integration.weight_major import wants_weight_major, weight_major_forward
 from dspark_hf.verification.row_mode import verification_mode
 from dspark_hf.verification.scheduling.cost_profile import (
@@ -50,7 +51,8 @@ class PackedCostProfile:
 
     @property
     def key(self) -> str:
-        return next(iter(self.curves.values())).key + "__packed"
+        curve = next(iter(self.curves.values()))
+        return packed_key(curve.key, curve.versions.get("attention", "dense"))
 
     def curve(self, requests: int) -> CostProfile:
         """The curve of the nearest measured ``R`` at or above ``requests`` (the largest beyond)."""
@@ -75,8 +77,17 @@ def packed_verification(target) -> str:
     return "weight-major" if wants_weight_major(target, None) else verification_mode()
 
 
+def packed_key(curve_key: str, attention: str) -> str:
+    """A packed profile's key: its curves' (model, device, dtype, verification) key, ``__packed``, and ``-bd``
+    when it timed the CPU block-diagonal attention (:mod:`dspark_hf.integration.cpu_block_attention`), so a
+    profile timed with the other attention is never read for this one (their costs differ by up to half
+    at 16 requests)."""
+    return curve_key + "__packed" + ("-bd" if attention == "block-diagonal" else "")
+
+
 def packed_profile_path(target) -> Path:
-    return profile_path(profile_key(target, packed_verification(target)) + "__packed")
+    device = next(target.parameters()).device
+    return profile_path(packed_key(profile_key(target, packed_verification(target)), packed_attention(device)))
 
 
 def save_packed_profile(profile: PackedCostProfile, path: Path | None = None) -> Path:
@@ -198,6 +209,7 @@ def profile_packed(
             model=model_name(target), device=device_name(param.device), dtype=dtype_name(param.dtype), tokens=tokens,
             target_seconds=seconds, context_length=context_length, repeats=repeats, warmup=warmup, created=now_utc(),
             verification=packed_verification(target),
-            versions={"torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(), "requests": r},
+            versions={"torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(),
+                      "requests": r, "attention": packed_attention(param.device)},
         )
     return PackedCostProfile(curves)
