@@ -131,3 +131,14 @@ def test_switched_off_by_environment_and_named_in_the_profile_key():
     assert is_wrapped_by(ALL_ATTENTION_FUNCTIONS["sdpa"], _WRAPPED_FLAG) and packed_attention("cpu") == "block-diagonal"
     assert packed_key("m__cpu__float32", "block-diagonal") == "m__cpu__float32__packed-bd"
     assert packed_key("m__cpu__float32", "dense") == "m__cpu__float32__packed"
+
+
+def test_installed_only_on_the_tested_releases():
+    """The wrapper's transformers range is the batch engine's pin, and releases outside it are not taken.
+    Mutation run once: ``tested_release`` returning True fails the last assertion."""
+    from dspark_hf.batching.versions import TESTED_TRANSFORMERS as ENGINE
+    from dspark_hf.integration.cpu_block_attention import TESTED_TRANSFORMERS, tested_release
+
+    assert TESTED_TRANSFORMERS == ENGINE
+    assert tested_release("5.24.0") and tested_release("5.24.3")
+    assert not tested_release("5.20.2") and not tested_release("5.25.0")

@@ -27,7 +27,9 @@ computation up to float rounding (the softmax sums over the same visible keys in
 relative in float32, ``tests/test_cpu_block_attention.py``): not bit-identical. It applies to plain
 continuous batching and to the speculative engine alike, so the load benchmark compares the methods,
 not the attention; a packed cost profile records which attention it timed
-(:func:`packed_attention`, ``dspark profile --packed``).
+(:func:`packed_attention`, ``dspark profile --packed``). Installed only on the transformers releases it was
+tested on (:data:`TESTED_TRANSFORMERS`, the batch engine's pin): the packed forward's keyword arguments are
+internals of continuous batching; on other releases transformers' attention runs unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from __future__ import annotations
 import os
 
 import torch
+import transformers
+from packaging.version import Version
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
@@ -43,6 +47,14 @@ from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by
 ENV = "DSPARK_HF_CPU_BLOCK_ATTENTION"
 _WRAPPED_FLAG = "_dspark_hf_cpu_block_attention"
 _OTHER_KWARGS = ("position_bias", "softcap", "output_attentions", "s_aux", "sinks")
+TESTED_TRANSFORMERS = ">=5.24,<5.25"  # the batch engine's pin (dspark_hf.batching.versions; a test keeps them equal)
+_MIN, _MAX = Version("5.24"), Version("5.25")
+
+
+def tested_release(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed transformers) is one this module was tested on."""
+    release = Version(Version(version or transformers.__version__).base_version)
+    return _MIN <= release < _MAX
 
 
 def _switched_off() -> bool:
@@ -85,8 +97,8 @@ def block_sdpa(query, key, value, attention_mask, scaling, bounds) -> torch.Tens
 
 def install_cpu_block_attention() -> bool:
     """Wrap transformers' ``"sdpa"`` attention once (idempotent). Returns whether the wrapper is in place
-    (not when ``DSPARK_HF_CPU_BLOCK_ATTENTION=0``)."""
-    if _switched_off():
+    (not when ``DSPARK_HF_CPU_BLOCK_ATTENTION=0``, nor on an untested transformers release)."""
+    if _switched_off() or not tested_release():
         return False
     current = ALL_ATTENTION_FUNCTIONS.get("sdpa", sdpa_attention_forward)
     if is_wrapped_by(current, _WRAPPED_FLAG):
