@@ -229,15 +229,18 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
     never moves (smoothing 0), every drafting step is behind it, so the step after the gate's 8 warm-up
     drafting steps is a plain one although Algorithm 1, on a flat cost curve where every slot pays, would
     draft; a second ``generate_batch`` with the same draft starts from the kept gate and skips from its
-    first decoding step (7 plain steps, then a forced one); the output stays plain greedy's.
+    first decoding step (plain steps until the exploration interval the first run ended on, kept by a gate
+    over a batch, then a forced one); the output stays plain greedy's.
     ``hardware:always-draft`` never skips. Mutations run once: the ``should_draft`` check in
     ``_choose_drafting`` removed: fails (no skipped step); ``kept_gate`` making a new gate per engine:
     fails (the second run drafts its first steps)."""
     from dspark_hf.batching import speculation as speculation_module
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
     from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
+    from dspark_hf.verification.scheduling.drafting_gate import kept_gates as drafting_gates
 
-    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds: DraftingGate(1e-9, smoothing=0.0, plain_measured=True))
+    monkeypatch.setattr(speculation_module, "DraftingGate",
+                        lambda plain_seconds, **kw: DraftingGate(1e-9, smoothing=0.0, plain_measured=True, **kw))
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=23)
     new = 40
@@ -248,16 +251,49 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
                        target_seconds=[100.0 * (1 + 1e-4 * (b - 1)) for b in tokens])
     for gated, again in ((True, False), (True, True), (False, False)):
         policy = HardwareAware(profile=flat, gate=gated)
+        if again:  # a gate over a batch keeps the exploration interval the first run ended on
+            interval = next(g.explore_every for k, g in drafting_gates(draft).items() if k[:2] == ("packed", 3))
+            assert interval > 8
         assert run(target, draft, prompts, new=new, policy=policy) == plain
         steps = draft.last_batch_telemetry.steps
         skipped = [s.drafting_skipped for s in steps]
-        if again:
-            assert skipped[:9] == [False] + [True] * 7 + [False], skipped  # prefill, 7 plain, forced exploration
+        if again:  # prefill, plain steps, forced exploration
+            assert skipped[: interval + 1] == [False] + [True] * (interval - 1) + [False], skipped
         elif gated:
             assert skipped[:10] == [False] * 9 + [True], skipped  # prefill, 8 warm-up drafting steps, then plain
             assert any(s.accepted > 0 for s in rounds(draft))
         else:
             assert not any(skipped), skipped
+
+
+def test_plain_steps_no_request_chose_to_draft_price_the_step_gate(target, monkeypatch):
+    """A step made plain by the requests themselves (Algorithm 1 found no request's drafting worth it,
+    the step gate having said draft) is still a plain step of that many requests: the gate averages its
+    seconds per token into its plain estimate (``DraftingGate.measure_plain``). Here the gate starts from an
+    absurd 1,000 s per plain token and the requests draft only when their exploration interval forces
+    them; after the run the 3-request gate has priced the skipped steps, and its estimate is a measured one.
+    Mutation run once: the processor's ``elif step["skipped"]`` branch removed: fails (no plain step
+    priced; the gate believed drafting ahead on a plain estimate no step measured, the C = 8 trace of
+    2026-12-05's run i)."""
+    from dspark_hf.batching import speculation as speculation_module
+    from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
+    from dspark_hf.verification.scheduling.drafting_gate import kept_gates as drafting_gates
+
+    monkeypatch.setattr(speculation_module, "DraftingGate", lambda plain_seconds, **kw: DraftingGate(1e3, **kw))
+    monkeypatch.setattr(processor_module, "requests_to_draft",
+                        lambda policy, confidences, *a, must_draft=None, **k: [bool(must_draft and must_draft[r])
+                                                                              for r in range(len(confidences))])
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9, 14], seed=29)
+    new = 30
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=True)
+    assert run(target, draft, prompts, new=new, policy=policy) == plain_greedy(target, prompts, new)
+    steps = draft.last_batch_telemetry.steps
+    skipped = [s for s in steps if s.drafting_skipped]
+    assert len(skipped) >= 5, [s.drafting_skipped for s in steps]
+    gate = next(g for k, g in drafting_gates(draft).items() if k[:2] == ("packed", 3))
+    assert gate.plain_rounds >= 5
+    assert gate.plain_seconds <= max(s.step_seconds for s in skipped)
 
 
 def test_exploration_interval_doubles_on_forced_drafts_and_resets_on_merit():

@@ -80,6 +80,23 @@ def test_plain_steps_update_the_plain_estimate():
     assert measured.plain_seconds == pytest.approx(0.6)
 
 
+def test_measure_plain_prices_a_plain_step_without_counting_it_as_the_gates_own():
+    """``measure_plain`` (a plain step the gate did not choose: every request of a batch declined to draft)
+    moves the plain estimate as ``observe(False, ...)`` does, but leaves the rounds in a row, the exploration
+    interval and a pending probe alone. Mutation run once: ``measure_plain`` calling ``observe(False, ...)``:
+    fails (the drafted-in-a-row count drops to 0)."""
+    gate = DraftingGate(1.0, warmup=0, smoothing=0.5)
+    for _ in range(3):
+        _drafting_round(gate, 2, 0.1)
+    gate.measure_plain(1, 0.2)
+    assert gate.plain_seconds == pytest.approx(0.2) and gate.plain_rounds == 1
+    gate.measure_plain(2, 0.2)
+    assert gate.plain_seconds == pytest.approx(0.15) and gate.plain_rounds == 2
+    assert gate.drafted_in_a_row == 3 and gate.skipped_in_a_row == 0
+    gate.measure_plain(0, 0.2)  # nothing emitted: nothing to price
+    assert gate.plain_rounds == 2
+
+
 def _decisions(gate, rounds, drafting, plain):
     """``rounds`` decisions of ``gate`` when a drafting round delivers ``drafting`` = (tokens, seconds)
     and a plain step takes ``plain`` seconds: a string of 'D' (drafted) and 'p' (plain)."""
@@ -207,7 +224,10 @@ def test_hardware_policy_skips_drafting_when_rounds_lose_and_output_stays_identi
 
 def test_start_call_keeps_the_averages_and_restarts_exploration():
     """``kept_gate`` returns the stored gate for the same key (a new one for another key), and a new
-    call keeps its measured averages while exploration starts again at ``explore_every``."""
+    call keeps its measured averages and its probe interval while exploration starts again at
+    ``explore_every``; a gate over a batch (``explore_per_call=False``) keeps its exploration interval too.
+    Mutations run once: ``start_call`` resetting ``probe_every`` fails the probe assertion; ignoring
+    ``explore_per_call`` fails the batch gate's."""
     from dspark_hf.verification.scheduling.drafting_gate import kept_gate
 
     class Owner:
@@ -222,6 +242,20 @@ def test_start_call_keeps_the_averages_and_restarts_exploration():
     again = kept_gate(owner, "a", lambda: DraftingGate(PLAIN))
     assert again is gate and gate.explore_every == 8 and gate.drafting_rounds == 2 and not gate.drafting_ahead()
     assert kept_gate(owner, "b", lambda: DraftingGate(PLAIN)) is not gate
+
+    ahead = kept_gate(owner, "c", lambda: DraftingGate(PLAIN, warmup=1, smoothing=0.5))
+    decisions = _decisions(ahead, 1 + 8 + 1 + 16 + 1, (2, 0.15), PLAIN)  # probes after 8 and 16 drafting rounds
+    assert decisions.count("p") == 2 and ahead.probe_every == 32, decisions
+    kept_gate(owner, "c", lambda: DraftingGate(PLAIN))
+    assert ahead.probe_every == 32  # the next call probes after 32 drafting rounds, not 8
+    assert _decisions(ahead, 33, (2, 0.15), PLAIN) == "D" * 32 + "p"
+
+    batch = kept_gate(owner, "d", lambda: DraftingGate(PLAIN, warmup=1, smoothing=0.5, explore_per_call=False))
+    _drafting_round(batch, 1, 0.2)
+    assert _skips_until_forced(batch) == 7
+    batch.observe(True, 1, 0.2)
+    assert kept_gate(owner, "d", lambda: DraftingGate(PLAIN)) is batch and batch.explore_every == 16
+    assert _skips_until_forced(batch) == 15
 
 
 def test_gate_is_carried_to_the_next_generate_call(monkeypatch):

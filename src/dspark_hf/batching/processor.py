@@ -300,6 +300,8 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         if gate is not None and step.get("pure") and emitted_tokens:
             if step["gate_skipped"]:
                 gate.observe(False, emitted_tokens, record.step_seconds)
+            elif step["skipped"]:  # plain because no request chose to draft: the same step, priced alike
+                gate.measure_plain(emitted_tokens, record.step_seconds)
             elif record.drafted_requests:
                 gate.observe(True, emitted_tokens, record.step_seconds, counted=not step["capped"])
         for round_ in finished_rounds:

@@ -157,7 +157,7 @@ class Speculation:
             key = ("packed", requests, profile.model, profile.device, profile.dtype)
 
             def make() -> DraftingGate:
-                made = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)))
+                made = DraftingGate(1.0 / (requests * max(sps(requests), 1e-12)), explore_per_call=requests < 2)
                 self._seed_from_neighbour(made, key, sps)
                 return made
 

@@ -38,9 +38,20 @@ count's own cost curve (:meth:`dspark_hf.batching.speculation.Speculation.step_g
 
 A gate outlives one ``generate()`` call: :func:`kept_gate` stores it on the draft (as the online
 acceptance estimates are), keyed by the machine, model and dtype of its cost profile, so a second call
-starts from what the first measured instead of re-running the warm-up rounds; each call starts its
-exploration afresh (:meth:`DraftingGate.start_call`), so a prompt on which drafting pays is found within
-``explore_every`` rounds.
+starts from what the first measured instead of re-running the warm-up rounds. A batch-1 gate starts each
+call's exploration afresh (:meth:`DraftingGate.start_call`), so a prompt on which drafting pays is found
+within ``explore_every`` rounds; a gate over a batch (``explore_per_call=False``) keeps its interval, as its
+drafting steps average over every request of the batch and a new call's requests move that average far
+less than a new prompt moves one request's. Neither restarts its plain probes: a plain step's cost belongs
+to the machine, not to the prompt. In the batched engine a step can also be plain because every request
+declined to draft on its own confidences while the gate said draft; such a step is priced into the gate's
+plain estimate too (:meth:`DraftingGate.measure_plain`), without counting as a round the gate chose.
+Measured (2026-12-05, this project's CPU, the load benchmark's three passes, 1/2/4/8/16 requests): with
+probes and exploration restarted on every call and only the gate's own plain steps priced, the
+hardware-aware policy was 0.98/0.99/1.01/1.04/0.97 of the best other method; with both changes,
+1.05/1.01/0.98/1.03/1.00 (passes vary by up to 5 %). Keeping the intervals alone was not enough (1.04/0.99/1.01/0.88/0.96): a trace
+at 8 requests found the gate drafting on a plain estimate of 21 ms per token from one measured step, where
+the plain steps the requests chose themselves took 14 (``docs/measurements/2026-12-05``).
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ class DraftingGate:
     first measured plain step is then averaged into it instead of replacing it)."""
 
     def __init__(self, plain_seconds: float, *, warmup: int = 8, explore_every: int = 8, explore_max: int = 64,
-                 smoothing: float = 0.2, plain_measured: bool = False) -> None:
+                 smoothing: float = 0.2, plain_measured: bool = False, explore_per_call: bool = True) -> None:
         self.warmup = int(warmup)
         self.explore_min = int(explore_every)
         self.explore_max = int(explore_max)
@@ -70,6 +81,7 @@ class DraftingGate:
         self.skipped_in_a_row = 0
         self.drafted_in_a_row = 0
         self.probe_every = self.explore_min
+        self.explore_per_call = bool(explore_per_call)
         self._forced = False
         self._probing = False
 
@@ -123,11 +135,23 @@ class DraftingGate:
         return False
 
     def start_call(self) -> None:
-        """A new call on the same machine: the measured averages stay, the exploration interval returns to
-        ``explore_every`` and the count of skipped rounds to zero."""
+        """A new call on the same machine: the measured averages and the probe interval stay, the counts of
+        rounds in a row return to zero, and the exploration interval to ``explore_every`` when
+        ``explore_per_call`` (see the module docstring)."""
         self.skipped_in_a_row = self.drafted_in_a_row = 0
-        self.explore_every = self.probe_every = self.explore_min
+        if self.explore_per_call:
+            self.explore_every = self.explore_min
         self._forced = self._probing = False
+
+    def measure_plain(self, emitted: int, seconds: float) -> None:
+        """Average a plain step's seconds per emitted token into the plain estimate, leaving the rounds in a
+        row, exploration and probes alone: for plain steps the gate did not choose itself (a batch whose
+        requests all declined to draft on their own confidences) but that cost what its own would."""
+        if emitted > 0 and seconds > 0:
+            a = self.smoothing
+            measured = seconds / emitted
+            self.plain_seconds = measured if self.plain_rounds == 0 else (1 - a) * self.plain_seconds + a * measured
+            self.plain_rounds += 1
 
     def observe(self, drafted: bool, emitted: int, seconds: float, counted: bool = True) -> None:
         """Record a finished round: whether it drafted, the tokens it added and its wall-clock seconds.
@@ -139,10 +163,7 @@ class DraftingGate:
         if not drafted:
             self.skipped_in_a_row += 1
             self.drafted_in_a_row = 0
-            if emitted > 0 and seconds > 0:
-                measured = seconds / emitted
-                self.plain_seconds = measured if self.plain_rounds == 0 else (1 - a) * self.plain_seconds + a * measured
-                self.plain_rounds += 1
+            self.measure_plain(emitted, seconds)
             if self._probing:
                 ahead = self.drafting_ahead()  # the probe lost (drafting still ahead): probe less often
                 self.probe_every = min(2 * self.probe_every, self.explore_max) if ahead else self.explore_min
