@@ -49,7 +49,7 @@ plain estimate too (:meth:`DraftingGate.measure_plain`), without counting as a r
 Measured (2026-12-05, this project's CPU, the load benchmark's three passes, 1/2/4/8/16 requests): with
 probes and exploration restarted on every call and only the gate's own plain steps priced, the
 hardware-aware policy was 0.98/0.99/1.01/1.04/0.97 of the best other method; with both changes,
-1.05/1.01/0.98/1.03/1.00 (passes vary by up to 5 %). Keeping the intervals alone was not enough (1.04/0.99/1.01/0.88/0.96): a trace
+1.05/1.01/0.98/1.03/1.00 and, in a second run, 1.03/1.03/0.98/1.05/0.96 (passes vary by up to 5 %). Keeping the intervals alone was not enough (1.04/0.99/1.01/0.88/0.96): a trace
 at 8 requests found the gate drafting on a plain estimate of 21 ms per token from one measured step, where
 the plain steps the requests chose themselves took 14 (``docs/measurements/2026-12-05``).
 """
