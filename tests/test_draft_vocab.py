@@ -30,9 +30,9 @@ def test_restricted_draft_proposes_the_full_drafts_best_tokens_inside_the_subset
     """Slot logits of the restricted draft equal the full draft's corrected logits on the subset and are
     -inf elsewhere, so its greedy proposals are the full draft's argmax over the subset.
 
-    Fails if ``expand_to_target_vocab`` writes the K logits to ids ``0..K-1`` instead of
-    ``draft_vocab_ids`` (run: tokens 0..127 get the logits, the comparison below fails), or if the
-    sequential head's rows are not sliced with the LM head's (shape error)."""
+    Fails if ``DraftBlock.logits`` spreads the K logits to ids ``0..K-1`` instead of ``draft_vocab_ids``
+    (run: tokens 0..127 get the logits, the comparison below fails), or if the sequential head's rows are
+    not sliced with the LM head's (shape error)."""
     full, small = fixture_draft(), fixture_draft().restrict_vocabulary(SUBSET)
     assert small.config.draft_vocab_size == len(SUBSET) and small.lm_head.out_features == len(SUBSET)
     assert small.markov_head.markov_w2.out_features == len(SUBSET)
@@ -53,6 +53,59 @@ def test_restricted_draft_proposes_the_full_drafts_best_tokens_inside_the_subset
     for k in range(cfg.block_size):
         assert int(restricted.tokens[0, k]) in SUBSET
     assert int(restricted.tokens[0, 0]) == SUBSET[int(big.logits[0, 0, SUBSET].argmax())]
+
+
+class _Unchanged:
+    """A logits processor that changes nothing: with it, blocks are drawn over the target's vocabulary."""
+
+    def __call__(self, input_ids, scores):
+        return scores
+
+
+@pytest.mark.parametrize("ids_order", ["ascending", "descending"])
+@pytest.mark.parametrize("sequential_head", [True, False], ids=["sequential-head", "ties"])
+def test_drawing_among_the_draft_vocabulary_equals_drawing_over_the_targets(ids_order, sequential_head):
+    """Without logits processors a restricted draft draws among its K ids (argmax over K, then mapped to the
+    target id) and keeps K logits, spread over the target's vocabulary only when read. Its tokens and
+    reported logits must be exactly those of the draw over the spread-out logits (forced here by a processor
+    that changes nothing; request by request, float32), ties included: without the sequential head the slots' logits are whole numbers
+    in 0..2, so nearly every argmax is a tie, which the target-vocabulary argmax breaks to the lowest id.
+    Ids out of ascending order (a hand-made checkpoint) must fall back to the target-vocabulary draw.
+
+    Fails if the drawn index is not mapped through ``draft_vocab_ids`` (run: tokens are indices 0..K-1),
+    or if ``reduced_vocabulary`` accepts ids out of order (run: the descending case breaks ties to the
+    highest id and the tokens differ)."""
+    from transformers.generation.logits_process import LogitsProcessorList
+
+    from dspark_hf.drafting.block import draw_block, draw_blocks
+
+    draft = fixture_draft().restrict_vocabulary(SUBSET)
+    if ids_order == "descending":
+        draft.draft_vocab_ids.copy_(draft.draft_vocab_ids.flip(0))
+    if not sequential_head:
+        with torch.no_grad():
+            draft.markov_head.markov_w2.weight.zero_()  # the sequential head's bias is then exactly 0
+    cfg = draft.config
+    generator = torch.Generator().manual_seed(5)
+    requests = 3
+    hidden = torch.randn(requests, cfg.block_size, cfg.hidden_size, generator=generator)
+    if sequential_head:
+        base = torch.randn(requests, cfg.block_size, len(SUBSET), generator=generator)
+    else:
+        base = torch.randint(0, 3, (requests, cfg.block_size, len(SUBSET)), generator=generator).float()
+    prefixes = [torch.randint(0, cfg.vocab_size, (1, 4 + r), generator=generator) for r in range(requests)]
+    unchanged = LogitsProcessorList([_Unchanged()])
+    batched = draw_blocks(draft, hidden, base, prefixes, None, False)
+    for r, prefix in enumerate(prefixes):
+        mine = draw_block(draft, hidden[r : r + 1], base[r : r + 1], prefix, None, False)
+        theirs = draw_block(draft, hidden[r : r + 1], base[r : r + 1], prefix, unchanged, False)
+        assert mine.tokens.tolist() == theirs.tokens.tolist()
+        assert set(mine.tokens[0].tolist()) <= set(SUBSET)
+        assert torch.equal(mine.logits, theirs.logits)
+        assert torch.equal(mine.confidences, theirs.confidences)
+        # all requests at once: the same draws, logits up to the batched sequential head's reduction order
+        assert batched[r].tokens.tolist() == mine.tokens.tolist()
+        torch.testing.assert_close(batched[r].logits, mine.logits, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("policy", ["whole", "threshold:0.5"])

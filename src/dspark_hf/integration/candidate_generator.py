@@ -100,6 +100,9 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
         self.proposed = proposed
         self.max_length = generation_config.max_length
         self.do_sample = bool(generation_config.do_sample)
+        # transformers reads the candidates' logits only to sample (speculative sampling) or to mix them into a
+        # greedy choice (assistant_ensemble_weight); plain greedy verification compares tokens alone.
+        self.report_logits = self.do_sample or getattr(generation_config, "assistant_ensemble_weight", None) is not None
         self.logits_processor = logits_processor
         self.stops = ACTIVE_STOPS.get()
         self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
@@ -160,7 +163,7 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
         }
         if length == 0:
             return input_ids, None
-        return torch.cat([input_ids, tokens], dim=-1), block.logits[:, :length]
+        return torch.cat([input_ids, tokens], dim=-1), block.logits[:, :length] if self.report_logits else None
 
     def update_candidate_strategy(self, input_ids, scores, num_matches):
         """Record the round's outcome (telemetry, callback, online policies)."""
