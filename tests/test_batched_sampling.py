@@ -25,7 +25,7 @@ from batched_support import small_cache
 from dspark_hf.drafting import block as block_module
 from dspark_hf.drafting.block import DraftBlock
 from test_sampling_distribution import (
-    PROMPT, SAMPLES, Sampling, assert_paths_exercised, build_pair, chi_square, chi_square_quantile, exact_joint,
+    PROMPT, SAMPLES, Sampling, assert_marginals_match, assert_paths_exercised, build_pair, chi_square, chi_square_quantile, exact_joint,
     misreporting_draw_block, patch_everywhere,
 )
 
@@ -120,3 +120,56 @@ def test_misreported_raw_distribution_is_rejected_in_a_batch(pair_and_joint, raw
     stat, df = chi_square(counts, raw_joint, SAMPLES)
     print(f"batched, raw sampling misreported: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f}")
     assert stat > chi_square_quantile(df), f"misreporting went undetected: chi2={stat:.1f}"
+
+
+def test_batched_raw_sampling_with_a_restricted_draft_matches_target_distribution(pair_and_joint, raw_joint):
+    """A draft restricted to 4 of the 6 tokens, sampled with no logits processor: every block is drawn
+    among its 4 ids (a row-wise multinomial over the K logits, mapped to target ids) and reports K logits that
+    are spread over the target's vocabulary, -inf outside, only when the verifier reads them. The batch must
+    still sample the target's joint, the target's tokens outside the vocabulary coming only from residual
+    and bonus draws. Negative control below: the same draws reported with the outside tokens given mass.
+    Besides the joint, each position's token marginal is tested (6 cells: more power against a change of
+    one token's probability). Measured: joint chi2 18.2 (df 16, bound 46.2), marginals 7.5 / 19.4 / 1.9 / 8.1
+    (df 5, bound 26.3); the negative control: 96.5. Mutations run once: the drawn index not mapped through
+    ``draft_vocab_ids`` in ``block._draw_rows`` (indices 0..3 proposed as tokens 0..3): joint chi2 66.6, fails;
+    ``DraftBlock.logits`` spreading the K logits to ids 0..3: token 1's marginal chi2 261.1, fails."""
+    from test_sampling_distribution import RESTRICTED, restricted_draft
+
+    target, draft, _ = pair_and_joint
+    small = restricted_draft(draft)
+    torch.manual_seed(7)
+    counts, stats, concurrent = batched_counts(target, small, "whole", RAW)
+    stat, df = chi_square(counts, raw_joint, SAMPLES)
+    print(f"batched, raw sampling, restricted draft: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f} {stats} concurrent={concurrent}")
+    assert concurrent >= 4
+    assert_paths_exercised(stats)
+    outside = sum(n for seq, n in counts.items() if any(t not in RESTRICTED for t in seq))
+    assert outside > SAMPLES / 10, "the target's tokens outside the draft vocabulary must occur"
+    assert stat < chi_square_quantile(df), f"chi2={stat:.1f} with df={df} exceeds the 1e-4 bound"
+    assert_marginals_match(counts, raw_joint, SAMPLES, "batched, raw sampling, restricted draft")
+
+
+def test_restricted_draft_reporting_mass_outside_its_vocabulary_is_rejected_in_a_batch(pair_and_joint, raw_joint, monkeypatch):
+    """Negative control of the test above: the restricted draft draws as the real code, but its reported
+    distribution gives the tokens outside its vocabulary mass (their logits the row's maximum)."""
+    from test_sampling_distribution import RESTRICTED, VOCAB, restricted_draft
+
+    target, draft, _ = pair_and_joint
+    small = restricted_draft(draft)
+    original = block_module.draw_blocks
+    outside = [t for t in range(VOCAB) if t not in RESTRICTED]
+
+    def misreport(*args, **kwargs):
+        blocks = []
+        for b in original(*args, **kwargs):
+            reported = b.logits.clone()
+            reported[..., outside] = reported.max(dim=-1, keepdim=True).values
+            blocks.append(DraftBlock(tokens=b.tokens, logits=reported, confidences=b.confidences))
+        return blocks
+
+    patch_everywhere(monkeypatch, original, misreport)
+    torch.manual_seed(7)
+    counts, _, _ = batched_counts(target, small, "whole", RAW)
+    stat, df = chi_square(counts, raw_joint, SAMPLES)
+    print(f"batched, raw sampling, restricted draft reporting outside mass: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f}")
+    assert stat > chi_square_quantile(df), f"reporting mass outside the vocabulary went undetected: chi2={stat:.1f}"

@@ -171,6 +171,26 @@ def chi_square(counts: dict, joint: dict, n: int) -> tuple[float, int]:
     return sum((o - e) ** 2 / e if e > 0 else math.inf for o, e in cells), len(cells) - 1
 
 
+def marginal_chi_square(counts: dict, joint: dict, n: int, position: int) -> tuple[float, int]:
+    """:func:`chi_square` of the token at ``position`` alone (at most ``VOCAB`` cells): far fewer cells than the
+    joint's, so a change of one token's probability at one position is found with fewer samples."""
+    def at(table):
+        out: dict = {}
+        for seq, value in table.items():
+            out[(seq[position],)] = out.get((seq[position],), 0) + value
+        return out
+
+    return chi_square(at(counts), at(joint), n)
+
+
+def assert_marginals_match(counts: dict, joint: dict, n: int, label: str) -> None:
+    """Every position's token marginal passes the chi-square test at the 1 - 1e-4 quantile."""
+    for position in range(NEW_TOKENS):
+        stat, df = marginal_chi_square(counts, joint, n, position)
+        print(f"{label}: token {position} marginal chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f}")
+        assert stat < chi_square_quantile(df), f"{label}: token {position}'s marginal chi2={stat:.1f} (df {df}) exceeds the 1e-4 bound"
+
+
 def patch_everywhere(monkeypatch, original, replacement) -> None:
     """Replace ``original`` by ``replacement`` in every loaded dspark_hf module that holds it by name
     (where it is defined and wherever it was imported), so the patch survives moves of the caller."""
@@ -365,3 +385,28 @@ def test_restricted_vocabulary_outside_mass_is_rejected(pair_and_joint, monkeypa
     stat, df = chi_square(counts, joint, SAMPLES)
     print(f"restricted vocabulary, outside mass reported: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f}")
     assert stat > chi_square_quantile(df), f"reporting mass outside the vocabulary went undetected: chi2={stat:.1f}"
+
+
+RAW = Sampling(temperature=1.0, top_k=None, top_p=1.0)  # no logits processor: blocks drawn in the draft's vocabulary
+
+
+def test_restricted_vocabulary_raw_sampling_matches_target_distribution(pair_and_joint):
+    """The restricted draft at batch 1 with no logits processor (temperature 1, no top-k / top-p): each slot
+    is sampled among its 4 ids (``block._draw_rows``'s reduced path) and the reported logits are spread over
+    the target's vocabulary only when transformers' speculative sampling reads them. The output must be the
+    target's own joint at those settings, and so must each position's token marginal. Measured: joint chi2
+    7.4 (df 16, bound 46.2), marginals 5.1 / 3.9 / 2.8 / 8.8 (df 5, bound 26.3). Mutations run once: the drawn
+    index not mapped through ``draft_vocab_ids`` (tokens 0..3 proposed instead of 0, 1, 3, 4): token 1's
+    marginal chi2 174.7, fails (the joint alone, 31.1, would not); ``DraftBlock.logits`` spreading the K
+    logits to ids 0..3: token 1's marginal 307.3, fails. The batched path and a negative control:
+    ``test_batched_sampling.py``."""
+    target, draft, _ = pair_and_joint
+    joint = exact_joint(target, RAW)
+    small = restricted_draft(draft)
+    torch.manual_seed(7)
+    counts, stats = sample_counts(target, small, "whole", sampling=RAW)
+    stat, df = chi_square(counts, joint, SAMPLES)
+    print(f"restricted vocabulary, raw sampling: chi2={stat:.1f} df={df} bound={chi_square_quantile(df):.1f} {stats}")
+    assert_paths_exercised(stats)
+    assert stat < chi_square_quantile(df), f"chi2={stat:.1f} with df={df} exceeds the 1e-4 bound"
+    assert_marginals_match(counts, joint, SAMPLES, "restricted vocabulary, raw sampling")
