@@ -25,8 +25,8 @@ from batched_support import small_cache
 from dspark_hf.drafting import block as block_module
 from dspark_hf.drafting.block import DraftBlock
 from test_sampling_distribution import (
-    PROMPT, SAMPLES, Sampling, assert_marginals_match, assert_paths_exercised, build_pair, chi_square, chi_square_quantile, exact_joint,
-    misreporting_draw_block, patch_everywhere,
+    PROMPT, RAW, RESTRICTED, SAMPLES, VOCAB, Sampling, assert_marginals_match, assert_paths_exercised, build_pair, chi_square,
+    chi_square_quantile, exact_joint, misreporting_draw_block, patch_everywhere, restricted_draft,
 )
 
 
@@ -34,9 +34,6 @@ from test_sampling_distribution import (
 def pair_and_joint():
     target, draft = build_pair()
     return target, draft, exact_joint(target)
-
-
-RAW = Sampling(temperature=1.0, top_k=None, top_p=1.0)  # no logits processor: the batched draw (draw_blocks)
 
 
 def batched_counts(target, draft, policy, sampling: Sampling = Sampling()) -> tuple[dict, dict, int]:
@@ -132,9 +129,7 @@ def test_batched_raw_sampling_with_a_restricted_draft_matches_target_distributio
     one token's probability). Measured: joint chi2 18.2 (df 16, bound 46.2), marginals 7.5 / 19.4 / 1.9 / 8.1
     (df 5, bound 26.3); the negative control: 96.5. Mutations run once: the drawn index not mapped through
     ``draft_vocab_ids`` in ``block._draw_rows`` (indices 0..3 proposed as tokens 0..3): joint chi2 66.6, fails;
-    ``DraftBlock.logits`` spreading the K logits to ids 0..3: token 1's marginal chi2 261.1, fails."""
-    from test_sampling_distribution import RESTRICTED, restricted_draft
-
+    ``draft_vocab.spread_to_vocabulary`` (which ``DraftBlock.logits`` calls) writing the K logits to ids 0..3: token 1's marginal chi2 261.1, fails."""
     target, draft, _ = pair_and_joint
     small = restricted_draft(draft)
     torch.manual_seed(7)
@@ -152,8 +147,6 @@ def test_batched_raw_sampling_with_a_restricted_draft_matches_target_distributio
 def test_restricted_draft_reporting_mass_outside_its_vocabulary_is_rejected_in_a_batch(pair_and_joint, raw_joint, monkeypatch):
     """Negative control of the test above: the restricted draft draws as the real code, but its reported
     distribution gives the tokens outside its vocabulary mass (their logits the row's maximum)."""
-    from test_sampling_distribution import RESTRICTED, VOCAB, restricted_draft
-
     target, draft, _ = pair_and_joint
     small = restricted_draft(draft)
     original = block_module.draw_blocks

@@ -30,7 +30,8 @@ def test_restricted_draft_proposes_the_full_drafts_best_tokens_inside_the_subset
     """Slot logits of the restricted draft equal the full draft's corrected logits on the subset and are
     -inf elsewhere, so its greedy proposals are the full draft's argmax over the subset.
 
-    Fails if ``DraftBlock.logits`` spreads the K logits to ids ``0..K-1`` instead of ``draft_vocab_ids``
+    Fails if ``draft_vocab.spread_to_vocabulary`` (which ``DraftBlock.logits`` calls) writes the K logits to ids
+    ``0..K-1`` instead of ``draft_vocab_ids``
     (run: tokens 0..127 get the logits, the comparison below fails), or if the sequential head's rows are
     not sliced with the LM head's (shape error)."""
     full, small = fixture_draft(), fixture_draft().restrict_vocabulary(SUBSET)

@@ -130,6 +130,10 @@ class Sampling:
         )
 
 
+RAW = Sampling(temperature=1.0, top_k=None, top_p=1.0)  # no logits processor: blocks drawn in one batched step per slot,
+# a restricted draft's among its own ids
+
+
 def exact_joint(target, sampling: Sampling = Sampling()) -> dict[tuple[int, ...], float]:
     """``P(first new_tokens tokens = seq)`` under the processed target, by walking the prefix tree
     (prefixes of probability 0 are not expanded)."""
@@ -387,9 +391,6 @@ def test_restricted_vocabulary_outside_mass_is_rejected(pair_and_joint, monkeypa
     assert stat > chi_square_quantile(df), f"reporting mass outside the vocabulary went undetected: chi2={stat:.1f}"
 
 
-RAW = Sampling(temperature=1.0, top_k=None, top_p=1.0)  # no logits processor: blocks drawn in the draft's vocabulary
-
-
 def test_restricted_vocabulary_raw_sampling_matches_target_distribution(pair_and_joint):
     """The restricted draft at batch 1 with no logits processor (temperature 1, no top-k / top-p): each slot
     is sampled among its 4 ids (``block._draw_rows``'s reduced path) and the reported logits are spread over
@@ -397,8 +398,8 @@ def test_restricted_vocabulary_raw_sampling_matches_target_distribution(pair_and
     target's own joint at those settings, and so must each position's token marginal. Measured: joint chi2
     7.4 (df 16, bound 46.2), marginals 5.1 / 3.9 / 2.8 / 8.8 (df 5, bound 26.3). Mutations run once: the drawn
     index not mapped through ``draft_vocab_ids`` (tokens 0..3 proposed instead of 0, 1, 3, 4): token 1's
-    marginal chi2 174.7, fails (the joint alone, 31.1, would not); ``DraftBlock.logits`` spreading the K
-    logits to ids 0..3: token 1's marginal 307.3, fails. The batched path and a negative control:
+    marginal chi2 174.7, fails (the joint alone, 31.1, would not); ``draft_vocab.spread_to_vocabulary`` (which ``DraftBlock.logits``
+    calls) writing the K logits to ids 0..3: token 1's marginal 307.3, fails. The batched path and a negative control:
     ``test_batched_sampling.py``."""
     target, draft, _ = pair_and_joint
     joint = exact_joint(target, RAW)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from transformers.generation.logits_process import LogitsProcessorList
 
+from dspark_hf.models.dspark.draft_vocab import spread_to_vocabulary
+
 
 
 def draw_token(
@@ -70,10 +72,8 @@ class DraftBlock:
     def logits(self) -> torch.Tensor:
         """``[1, gamma, V]`` float32 over the target's vocabulary (spread out of the draft's on first read)."""
         if self._vocab_ids is not None:
-            reduced, ids = self._logits, self._vocab_ids
-            full = reduced.new_full((*reduced.shape[:-1], self._vocab_size), float("-inf"))
-            full[..., ids.to(reduced.device)] = reduced
-            self._logits, self._vocab_ids = full, None
+            self._logits = spread_to_vocabulary(self._logits, self._vocab_ids, self._vocab_size)
+            self._vocab_ids = None
         return self._logits
 
     def __repr__(self) -> str:

@@ -3,6 +3,7 @@
 A token-count file is a JSON object ``{"<target token id>": count, ...}`` (as ``dspark train --draft-vocab``
 writes next to the draft, counted over the training answers). :func:`top_tokens` picks the ``K`` most
 frequent (ties broken by the smaller id), always keeping the ``required`` ids (the end-of-turn tokens).
+:func:`spread_to_vocabulary` puts a reduced draft's K logits back on the target's ids.
 """
 
 from __future__ import annotations
@@ -12,9 +13,19 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
+
 from dspark_hf.errors import DataError
 
 TOKEN_COUNTS_NAME = "token_counts.json"
+
+
+def spread_to_vocabulary(logits: torch.Tensor, ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Logits over a draft vocabulary ``[..., K]`` (target ids ``ids [K]``) -> over the target's ``[..., vocab_size]``,
+    ``-inf`` (probability 0) outside it."""
+    full = logits.new_full((*logits.shape[:-1], vocab_size), float("-inf"))
+    full[..., ids.to(logits.device)] = logits
+    return full
 
 
 def count_tokens(sequences: Iterable[Iterable[int]]) -> Counter:

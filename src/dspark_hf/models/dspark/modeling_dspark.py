@@ -31,6 +31,7 @@ from dspark_hf.checkpoints.formats import DEEPSEEK_V4, EAGLE3, checkpoint_format
 from dspark_hf.errors import CheckpointError, CompatibilityError, ConfigValueError, UnsupportedUsageError
 from dspark_hf.models.deepseek_v4.checkpoint import load_v4_drafter
 from dspark_hf.models.dspark.configuration_dspark import DSparkConfig
+from dspark_hf.models.dspark.draft_vocab import spread_to_vocabulary
 from dspark_hf.models.dspark.released_format import dspark_config_from_dict
 from dspark_hf.models.eagle3.modeling_eagle3 import Eagle3Draft
 from dspark_hf.models.outputs import DSparkBlockOutput
@@ -267,9 +268,7 @@ class DSparkDraft(DSparkPreTrainedModel):
         (probability 0) outside it; the identity for a full-vocabulary draft."""
         if self.draft_vocab_ids is None:
             return logits
-        full = logits.new_full((*logits.shape[:-1], self.config.vocab_size), float("-inf"))
-        full[..., self.draft_vocab_ids.to(logits.device)] = logits
-        return full
+        return spread_to_vocabulary(logits, self.draft_vocab_ids, self.config.vocab_size)
 
     @torch.no_grad()
     def restrict_vocabulary(self, token_ids) -> "DSparkDraft":
