@@ -40,9 +40,14 @@ def smollm2():
 
 @pytest.mark.parametrize("policy", ["whole", "hardware"])
 def test_generate_batch_equals_batch_one(smollm2, policy):
+    from dspark_hf.batching.speculation import kept_recent_blocks
+
     target, draft, prompts, plain, eos = smollm2
     if policy == "hardware":
         policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
+        # New requests are priced on the draft's recent blocks (kept on the draft): start without them, so that
+        # each request drafts its first block and the per-request choice below is made on its own confidences.
+        kept_recent_blocks(draft).clear()
     config = GenerationConfig(max_new_tokens=NEW, do_sample=False, eos_token_id=eos, dspark_policy=policy)
     results = target.generate_batch(inputs=prompts, generation_config=config, continuous_batching_config=small_cache(num_blocks=64),
                                     assistant_model=draft)

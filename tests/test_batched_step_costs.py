@@ -162,8 +162,10 @@ def test_greedy_plan_lands_on_the_cheap_count():
 
 def test_next_block_expected_from_the_previous_and_the_recent_mean():
     """:meth:`Speculation.next_block_confidences`: half the request's previous block, half the mean of the
-    engine's recent blocks per slot; the previous block alone before any; ``None`` (never drafted) stays
-    ``None``. Mutation run once: returning ``previous`` unchanged (the rule before run g): fails."""
+    draft's recent blocks per slot; the previous block alone before any; a request that never drafted
+    (``None``) stays ``None`` before any block and is expected to draft like the recent blocks after.
+    Mutation runs once: returning ``previous`` unchanged (the rule before run g): fails; returning ``None``
+    for a request that never drafted (the rule before run l): fails."""
     import collections
 
     spec = types.SimpleNamespace(_recent_confidences=collections.deque(maxlen=64), _recent_mean=None)
@@ -174,6 +176,36 @@ def test_next_block_expected_from_the_previous_and_the_recent_mean():
         Speculation.observe_block_confidences(spec, block)
     Speculation.observe_block_confidences(spec, None)
     torch.testing.assert_close(expect(low), torch.tensor([0.35, 0.25, 0.15]))
+    torch.testing.assert_close(expect(None).float(), torch.tensor([0.6, 0.4, 0.2]))
+
+
+def test_new_requests_are_priced_on_the_drafts_recent_blocks_not_forced_to_draft(monkeypatch):
+    """A second ``generate_batch`` with the same draft: its requests have not drafted, but the draft's recent
+    blocks (kept on the draft by the first call) give them expected confidences, so
+    :func:`.planning.requests_to_draft` receives no ``None`` for them (a ``None`` forces a draft: every new
+    request drafting and catching its context up over its prompt on its first step). The first call, with no
+    recent block, does pass ``None``. Mutation runs once: ``Speculation`` keeping its recent blocks per
+    engine instead of on the draft: fails (the second call passes ``None`` again); the ``previous is None``
+    branch of ``next_block_confidences`` returning ``previous``: fails. Output equals plain greedy either way
+    (tested in ``test_batched_greedy_tiny.py``)."""
+    target = tiny_qwen3_target()
+    draft = fixture_draft()
+    prompts = prompts_of([5, 9], seed=3)
+    seen: list[list[bool]] = []
+    original = processor_module.requests_to_draft
+
+    def recording(policy, confidences, *args, **kwargs):
+        seen.append([c is None for c in confidences])
+        return original(policy, confidences, *args, **kwargs)
+
+    monkeypatch.setattr(processor_module, "requests_to_draft", recording)
+    for call in range(2):
+        seen.clear()
+        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
+        target.generate_batch(inputs=prompts, generation_config=greedy_config(12, policy),
+                              continuous_batching_config=small_cache(), assistant_model=draft)
+        first = seen[0]
+        assert first == ([True, True] if call == 0 else [False, False]), (call, first)
 
 
 def test_engine_measures_and_plans_with_its_overhead(monkeypatch):

@@ -1,7 +1,7 @@
 """Weight-major float32 verification linears (:mod:`dspark_hf.integration.weight_major`,
 :mod:`dspark_hf.integration.linear_kernels`): the kernel equals ``F.linear`` to float32 rounding, it runs
-in exactly the forwards it is meant for (verification forwards of the chosen row counts, never a prefill
-or a one-token step, never outside a DSpark call), DSpark output stays plain ``generate``'s with it on
+in exactly the forwards it is meant for (verification forwards of the chosen row counts, one-token steps
+over a cache only where one row is chosen, never a prefill, never outside a DSpark call), DSpark output stays plain ``generate``'s with it on
 every row count, its measurement is stored and reused, and cost profiles measured with it carry their own key.
 """
 
@@ -92,8 +92,37 @@ def test_weight_major_runs_only_in_verification_forwards_of_chosen_rows(counted)
     assert counted == []
 
 
+@torch.no_grad()
+def test_one_row_steps_run_weight_major_only_where_one_row_is_chosen(counted):
+    """Inside the scope for rows {1, 2}: a one-token step over a cache runs every linear layer weight-major
+    (57 calls of one row, padded inside the kernel), its logits within 1e-5 of the ``F.linear`` step's; a
+    one-token prefill (empty cache) and the same step outside the scope run none. Mutation run: keeping
+    ``min_rows`` at 2 in ``linear_rows._enter`` -> the one-token step runs ``F.linear`` and this test fails."""
+    from transformers import DynamicCache
+
+    target = tiny_qwen3_target()
+    ids = torch.randint(0, 384, (1, 9))
+    linear_rows.chunk_verification_linears(target)
+
+    def fresh_cache():
+        cache = DynamicCache(config=target.config)
+        _forward(target, ids[:, :8], cache)
+        return cache
+
+    expected = _forward(target, ids[:, 8:9], fresh_cache())
+    with weight_major_scope({1, 2}):
+        _forward(target, ids[:, :1], DynamicCache(config=target.config))  # a prefill of one token
+        assert counted == []
+        got = _forward(target, ids[:, 8:9], fresh_cache())
+        assert counted == [1] * 57
+        torch.testing.assert_close(got, expected, **TOLERANCE)
+    counted.clear()
+    _forward(target, ids[:, 8:9], fresh_cache())
+    assert counted == []
+
+
 def _rows(rows, key="k"):
-    return WeightMajorRows(key, torch.__version__, tuple(rows), tuple(range(2, 10)), (0.1,) * 8, (0.05,) * 8)
+    return WeightMajorRows(key, torch.__version__, tuple(rows), tuple(range(1, 10)), (0.1,) * 9, (0.05,) * 9)
 
 
 @pytest.fixture(scope="module")
@@ -106,23 +135,25 @@ def smollm2():
 
 
 def test_dspark_output_equals_plain_with_weight_major_at_every_row_count(smollm2, monkeypatch, counted):
-    """The bundled SmolLM2 (float32) and the shipped draft, weight-major forced at every row count 2-9
-    (whatever this machine measured): whole-block and fixed:1 DSpark output equals plain ``generate`` on
-    three prompts, 40 new tokens, and the weight-major kernel did run (verification forwards of 2 and 8
-    rows); with ``dspark_weight_major=False`` it does not. Mutation run: the kernel returning its rows in
-    reverse order (``out.flip(0)`` in ``weight_major_linear``) -> outputs differ and this test fails."""
+    """The bundled SmolLM2 (float32) and the shipped draft, weight-major forced at every row count 1-9
+    (whatever this machine measured): whole-block, fixed:1 and fixed:0 (every round a one-token step) DSpark
+    output equals plain ``generate`` on three prompts, 40 new tokens, and the weight-major kernel did run
+    (forwards of 1, 2 and 8 rows); with ``dspark_weight_major=False`` it does not. Mutation runs: the kernel
+    returning its rows in reverse order (``out.flip(0)`` in ``weight_major_linear``) -> outputs differ and
+    this test fails; the one-row padding keeping the zero row's column instead of the input's (``[:, 1:]``)
+    -> fixed:0's output differs."""
     target, tokenizer, draft = smollm2
     key = weight_major._key(target)
-    monkeypatch.setitem(weight_major._MEMORY, key, frozenset(range(2, 10)))
+    monkeypatch.setitem(weight_major._MEMORY, key, frozenset(range(1, 10)))
     prompts = ["Write a haiku about the sea.", "What is 17 times 23?", "def fibonacci(n):"]
     for prompt in prompts:
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         plain = target.generate(ids, generation_config=GenerationConfig(max_new_tokens=40, do_sample=False))
-        for policy in ("whole", "fixed:1"):
+        for policy in ("whole", "fixed:1", "fixed:0"):
             config = GenerationConfig(max_new_tokens=40, do_sample=False, dspark_policy=policy)
             out = target.generate(ids, generation_config=config, assistant_model=draft)
             assert torch.equal(out, plain), (prompt, policy)
-    assert {2, 8} <= set(counted)
+    assert {1, 2, 8} <= set(counted)
     counted.clear()
     config = GenerationConfig(max_new_tokens=8, do_sample=False, dspark_policy="whole", dspark_weight_major=False)
     target.generate(tokenizer("Hello", return_tensors="pt").input_ids, generation_config=config, assistant_model=draft)
@@ -148,8 +179,9 @@ def test_plain_generate_untouched_after_a_dspark_call(smollm2, monkeypatch):
 
 def test_measurement_is_stored_and_reused(tmp_path, monkeypatch):
     """The first call measures and stores; the next reads the file without measuring; a file from another
-    torch version is measured again. Mutation run: ignoring the torch version in
-    ``stored_weight_major_rows`` -> the last assertion fails."""
+    torch version, or one that did not measure every row count of ``MEASURED_ROWS`` (one row), is measured
+    again. Mutation runs: ignoring the torch version in ``stored_weight_major_rows`` -> the second-last
+    assertion fails; ignoring the measured row counts -> the last one does."""
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
     target = tiny_qwen3_target()
     key = weight_major._key(target)
@@ -167,6 +199,11 @@ def test_measurement_is_stored_and_reused(tmp_path, monkeypatch):
     path.write_text(json.dumps(data))
     weight_major_rows_for(target, measure=measure)
     assert measured == [1, 1]
+    data = json.loads(path.read_text())
+    data["measured"] = list(range(2, 10))  # a file from before one-row steps were measured
+    path.write_text(json.dumps(data))
+    weight_major_rows_for(target, measure=measure)
+    assert measured == [1, 1, 1]
 
 
 def test_measure_weight_major_rows_reports_every_row_count():
@@ -223,15 +260,17 @@ def test_bench_linear_ablation_refused_with_concurrency(capsys):
 
 
 def test_batch_engine_verifies_weight_major_and_stays_exact(smollm2, monkeypatch, counted):
-    """The batch engine's packed forwards of decoding requests that verify run weight-major (forced here at
-    every row count 2-16): ``generate_batch`` of 2 and then 4 prompts with the shipped draft under
-    ``fixed:1`` (packed verification forwards of 2 to 8 rows) equals plain batch-1 ``generate`` per prompt,
-    and the kernel ran. Mutation runs: the kernel returning its rows in reverse order -> tokens differ;
-    the processor's packed forward without ``weight_major_forward`` -> the kernel never runs."""
+    """The batch engine's packed forwards of decoding requests run weight-major (forced here at every row
+    count 1-16): ``generate_batch`` of 2 and then 4 prompts with the shipped draft under ``fixed:1`` (packed
+    verification forwards of 2 to 8 rows), and of 1 and 2 prompts with no request drafting (plain steps of 1
+    and 2 rows), equal plain batch-1 ``generate`` per prompt, and the kernel ran. Mutation runs: the kernel
+    returning its rows in reverse order -> tokens differ; the processor's packed forward without
+    ``weight_major_forward`` -> the kernel never runs; weight-major only on steps that verify (run k's
+    processor) -> the plain steps' assertion on the kernel fails."""
     from batched_support import small_cache
 
     target, tokenizer, draft = smollm2
-    monkeypatch.setitem(weight_major._MEMORY, weight_major._key(target), frozenset(range(2, 17)))
+    monkeypatch.setitem(weight_major._MEMORY, weight_major._key(target), frozenset(range(1, 17)))
     prompts = [tokenizer(p, return_tensors="pt").input_ids[0].tolist()
                for p in ("Write a haiku about the sea.", "What is 17 times 23?", "def fibonacci(n):", "List three colours.")]
     eos = target.generation_config.eos_token_id
@@ -242,3 +281,18 @@ def test_batch_engine_verifies_weight_major_and_stays_exact(smollm2, monkeypatch
                                         continuous_batching_config=small_cache(num_blocks=64), assistant_model=draft)
         assert [r.generated_tokens for r in results.values()] == plain[:count]
     assert counted and set(counted) <= set(range(2, 9))
+    # Plain steps (no request drafts: the hardware-aware policy with every request declining) run one row per
+    # request, weight-major too, and stay exact.
+    from conftest import synthetic_profile
+    from dspark_hf.batching import processor as processor_module
+    from dspark_hf.verification.policies import HardwareAware
+
+    monkeypatch.setattr(processor_module, "requests_to_draft", lambda policy, confidences, *a, **k: [False] * len(confidences))
+    counted.clear()
+    for count in (1, 2):  # the last two prompts: both answers run 19+ tokens (the second prompt's ends at once)
+        policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=False)
+        config = GenerationConfig(max_new_tokens=24, do_sample=False, eos_token_id=eos, dspark_policy=policy)
+        results = target.generate_batch(inputs=prompts[2:2 + count], generation_config=config,
+                                        continuous_batching_config=small_cache(num_blocks=64), assistant_model=draft)
+        assert [r.generated_tokens for r in results.values()] == plain[2:2 + count]
+    assert {1, 2} <= set(counted)

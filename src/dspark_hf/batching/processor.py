@@ -22,8 +22,8 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
 
 With the hardware-aware policy each request drafts only when its drafting is expected to pay
 (:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences mixed with
-the mean of the engine's recent blocks, :meth:`.Speculation.next_block_confidences`; a
-request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
+the mean of the draft's recent blocks, on that mean alone for a request that has not drafted yet,
+:meth:`.Speculation.next_block_confidences`; a request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
 that doubles from 8 to 64 steps while those forced drafts are the only ones it makes): the
 others take one plain token in the same packed forward, and a step where none drafts is a plain step.
 Above that, a measured gate per number of decoding requests (:meth:`.Speculation.step_gate`, the
@@ -207,10 +207,12 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         index = torch.tensor(keep, dtype=torch.long, device=self.model_device)
         batch["logits_indices"] = index
         tap = spec.feature_tap()
-        # A step of decoding requests only, some verifying: the verification forward's kernels (weight-major
-        # float32 linears at the row counts measured faster here), as at batch 1; prefill rows never.
-        verifying = self._step["pure"] and any(kind == "verify" for _, _, kind in entries)
-        with weight_major_forward(model) if verifying else contextlib.nullcontext():
+        # A step of decoding requests only, verifying or plain: the verification forward's kernels (weight-major
+        # float32 linears at the row counts measured faster here), as at batch 1; prefill rows never. Plain
+        # steps too since 2026-12-05 (run l): at 2-4 requests a plain step's rows cost as much with F.linear as
+        # a verifying step's twice as many rows weight-major (the packed profile of run k: 2 requests, 2 rows
+        # 92 ms, 4 rows 66 ms).
+        with weight_major_forward(model) if self._step["pure"] else contextlib.nullcontext():
             if self.model_runner.supports_logits_to_keep(model):
                 batch["logits_to_keep"] = index
                 logits = model(**batch).logits[0]

@@ -35,7 +35,11 @@ OVERHEAD_WINDOW = 15  # pure steps per request count in the overhead median (Spe
 # those predict the next block's acceptance only about half as well as they predict their own block's
 # (measured, docs/measurements/2026-12-04g/traces/stale_confidence.log: previous slot-1 confidence 0.07 ->
 # next block's slot-1 acceptance 0.20, 0.83 -> 0.49, overall 0.33), so they are mixed half and half with
-# the mean of the engine's recent blocks.
+# the mean of the recent blocks. A request that has not drafted yet is expected to draft like the recent
+# blocks (since run l; before, it had to draft on its first step, which at 16 new requests made the first
+# step catch 16 draft contexts up over their prompts: 500-550 ms against a 155 ms plain step,
+# docs/measurements/2026-12-05b/c16_trace.log). The recent blocks are kept on the draft, as the step gates
+# are, so a later engine or call starts from them.
 PREVIOUS_BLOCK_WEIGHT = 0.5
 RECENT_BLOCKS = 64  # blocks in that mean
 
@@ -69,7 +73,7 @@ class Speculation:
         self.step_gates: dict[int, DraftingGate] = {}  # per number of decoding requests (step_gate)
         self._overheads: dict[tuple[bool, int], collections.deque] = {}  # per (drafted, decoding requests) (step_overhead)
         self._drafting: dict[int, collections.deque] = {}  # per number of drafted requests (drafting_seconds)
-        self._recent_confidences: collections.deque = collections.deque(maxlen=RECENT_BLOCKS)  # host tensors [gamma]
+        self._recent_confidences = kept_recent_blocks(draft)  # host tensors [gamma], kept on the draft
         self._recent_mean = None  # their per-slot mean, made on first use after a new block
 
     def observe_block_confidences(self, confidences) -> None:
@@ -80,14 +84,18 @@ class Speculation:
 
     def next_block_confidences(self, previous):
         """The expected confidences of a request's next block, from its ``previous`` block's (a host tensor, or
-        ``None`` for a request that has not drafted yet, returned as is): :data:`PREVIOUS_BLOCK_WEIGHT` of
-        them and the rest the mean of the engine's last :data:`RECENT_BLOCKS` blocks, per slot (the previous
-        block's alone before any). Token-blind: only finished blocks."""
-        if previous is None or not self._recent_confidences:
+        ``None`` for a request that has not drafted yet): :data:`PREVIOUS_BLOCK_WEIGHT` of them and the rest
+        the mean of the last :data:`RECENT_BLOCKS` blocks drafted with this draft, per slot (the previous
+        block's alone before any); for a request that has not drafted, that mean alone (``None`` before any
+        block: such a request then drafts, :func:`.planning.requests_to_draft`). Token-blind: only finished
+        blocks."""
+        if not self._recent_confidences:
             return previous
         if self._recent_mean is None:  # once per new block, not once per request of a step
             self._recent_mean = torch.stack(list(self._recent_confidences)).mean(dim=0)
         mean = self._recent_mean
+        if previous is None:
+            return mean.clone()
         return (PREVIOUS_BLOCK_WEIGHT * previous.double() + (1.0 - PREVIOUS_BLOCK_WEIGHT) * mean).to(previous.dtype)
 
     def observe_drafting(self, requests: int, seconds: float) -> None:
@@ -169,11 +177,12 @@ class Speculation:
         """Seed a new count's ``gate`` from the nearest count of the same profile whose drafting is
         measured: its tokens per drafting step per request, times this count, in a drafting step priced on
         this count's own curve (verifying one slot per request, ``B = 2 R``, plus ``R`` requests' drafting).
-        The neighbour's acceptance carries over; its costs do not: on this project's CPU a plain step of 2
-        requests (2 rows, ``F.linear``) costs more than one verifying a slot each (4 rows, weight-major),
-        while for one request verifying costs about a plain step, so a drafting/plain ratio measured at
-        one request (below 1 on a prompt the draft misses) would switch drafting off at two, where it
-        pays. Returns whether a neighbour was found."""
+        The neighbour's acceptance carries over; its costs do not: on this project's CPU, until plain steps
+        ran weight-major too (2026-12-05, run l), a plain step of 2 requests (2 rows, ``F.linear``) cost more
+        than one verifying a slot each (4 rows, weight-major), while for one request verifying cost about a
+        plain step, so a drafting/plain ratio measured at one request (below 1 on a prompt the draft misses)
+        would have switched drafting off at two, where it paid; each count's own curve prices its steps.
+        Returns whether a neighbour was found."""
         requests = key[1]
         same = [(abs(k[1] - requests), k[1], g) for k, g in kept_gates(self.draft).items()
                 if isinstance(k, tuple) and len(k) == len(key) and k[0] == key[0] and k[2:] == key[2:] and k[1] != requests]
@@ -224,6 +233,16 @@ class Speculation:
         if self._tap is not None:
             self._tap.close()
             self._tap = None
+
+
+def kept_recent_blocks(draft) -> collections.deque:
+    """The confidences of the last :data:`RECENT_BLOCKS` blocks drafted with ``draft`` in any engine (a deque
+    stored on the draft, made on first use)."""
+    recent = getattr(draft, "_dspark_recent_block_confidences", None)
+    if not isinstance(recent, collections.deque) or recent.maxlen != RECENT_BLOCKS:
+        recent = collections.deque(maxlen=RECENT_BLOCKS)
+        draft._dspark_recent_block_confidences = recent
+    return recent
 
 
 def affine_cost(medians: dict[int, float]):

@@ -56,7 +56,7 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
-COSTS_VERSION = 2  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`)
+COSTS_VERSION = 3  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too
 
 
 def costs_path(key: str) -> Path:

@@ -158,8 +158,10 @@ def chunk_linear(module: torch.nn.Linear) -> None:
     setattr(module, _HOOKED_FLAG, True)
 
 
-def _is_verification(args, kwargs) -> bool:
-    """A forward of more than one new row over a non-empty cache (what plain decoding never runs)."""
+def _is_verification(args, kwargs, min_rows: int = 2) -> bool:
+    """A forward of at least ``min_rows`` new rows over a non-empty cache: with the default 2, what plain
+    decoding never runs (verification); with 1, a one-token step too (inside a DSpark call only, where the
+    weight-major scope includes one row: the steps that verify no drafted token)."""
     ids = kwargs.get("input_ids", args[0] if args else None)
     if ids is None:
         ids = kwargs.get("inputs_embeds")
@@ -168,7 +170,7 @@ def _is_verification(args, kwargs) -> bool:
         rows = ids.shape[-1]
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
     seq_length = getattr(cache, "get_seq_length", None)  # a paged cache has none: its callers say so themselves
-    return rows > 1 and seq_length is not None and seq_length() > 0
+    return rows >= max(1, min_rows) and seq_length is not None and seq_length() > 0
 
 
 @contextlib.contextmanager
@@ -185,11 +187,14 @@ def verification_forward():
 
 def _enter(module, args, kwargs):
     """Pre-hook: for a verification forward, open a :func:`linear_row_chunks` block (row-by-row mode) or
-    a weight-major block (a float32 thread with weight-major row counts; ``None`` otherwise), kept on a
-    per-thread stack that the post-hook closes."""
+    a weight-major block (a float32 thread with weight-major row counts, which may include the one-row
+    steps of a DSpark call; ``None`` otherwise), kept on a per-thread stack that the post-hook closes."""
     block = None
-    if (single_step_rows_active() or weight_major_rows()) and _is_verification(args, kwargs):
-        block = linear_row_chunks() if single_step_rows_active() else verification_forward()
+    if single_step_rows_active():
+        if _is_verification(args, kwargs):
+            block = linear_row_chunks()
+    elif weight_major_rows() and _is_verification(args, kwargs, 1 if 1 in weight_major_rows() else 2):
+        block = verification_forward()
     if block is not None:
         block.__enter__()
     _STATE.__dict__.setdefault("blocks", []).append(block)
