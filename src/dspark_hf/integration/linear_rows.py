@@ -24,7 +24,8 @@ The same per-layer forward serves float32 targets in the other direction, for sp
 in a verification forward of a row count listed by
 :func:`~dspark_hf.verification.row_mode.weight_major_scope`, every prepared layer runs
 :func:`~dspark_hf.integration.linear_kernels.weight_major_linear` (:mod:`dspark_hf.integration.weight_major`
-measures which row counts gain).
+measures which row counts gain); where one row is listed, a DSpark call's one-token steps over the cache
+(rounds that verify nothing) do too.
 """
 
 from __future__ import annotations
@@ -176,8 +177,9 @@ def _is_verification(args, kwargs, min_rows: int = 2) -> bool:
 @contextlib.contextmanager
 def verification_forward():
     """Marks this thread's linear layers as inside a verification forward (nests): entered by the
-    target's pre-hook for a multi-row forward over a cache, or by a caller that knows (the batch engine's
-    packed forward of decoding requests, whose paged cache the hook cannot read)."""
+    target's pre-hook for a multi-row forward over a cache (a one-row one too where one row runs
+    weight-major), or by a caller that knows (the batch engine's packed forward of decoding requests,
+    whose paged cache the hook cannot read)."""
     _STATE.verifying = getattr(_STATE, "verifying", 0) + 1
     try:
         yield
