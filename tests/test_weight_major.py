@@ -59,6 +59,15 @@ def _forward(target, ids, cache):
     return target(input_ids=ids, position_ids=positions, use_cache=True, **cache_kwargs(target, cache, positions[0])).logits
 
 
+def _prefilled(target, ids):
+    """A fresh ``DynamicCache`` holding ``ids`` (a prefill outside any scope)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=target.config)
+    _forward(target, ids, cache)
+    return cache
+
+
 @torch.no_grad()
 def test_weight_major_runs_only_in_verification_forwards_of_chosen_rows(counted):
     """Inside the scope for rows {2, 3}: a 3-row forward over a cache runs every linear layer weight-major
@@ -71,11 +80,7 @@ def test_weight_major_runs_only_in_verification_forwards_of_chosen_rows(counted)
     target = tiny_qwen3_target()
     ids = torch.randint(0, 384, (1, 12))
     linear_rows.chunk_verification_linears(target)
-
-    def fresh_cache():
-        cache = DynamicCache(config=target.config)
-        _forward(target, ids[:, :8], cache)
-        return cache
+    fresh_cache = lambda: _prefilled(target, ids[:, :8])  # noqa: E731
 
     expected = _forward(target, ids[:, 8:11], fresh_cache())
     with weight_major_scope({2, 3}):
@@ -103,11 +108,7 @@ def test_one_row_steps_run_weight_major_only_where_one_row_is_chosen(counted):
     target = tiny_qwen3_target()
     ids = torch.randint(0, 384, (1, 9))
     linear_rows.chunk_verification_linears(target)
-
-    def fresh_cache():
-        cache = DynamicCache(config=target.config)
-        _forward(target, ids[:, :8], cache)
-        return cache
+    fresh_cache = lambda: _prefilled(target, ids[:, :8])  # noqa: E731
 
     expected = _forward(target, ids[:, 8:9], fresh_cache())
     with weight_major_scope({1, 2}):
