@@ -5,8 +5,8 @@ row (``dspark_hf.integration.linear_kernels.weight_major_linear``'s one-row case
 weight-major for comparison. Seven interleaved passes, medians.
 
 Usage: ``OMP_NUM_THREADS=1 python scripts/ab_one_row_linears.py`` (the figures in
-``dspark_hf/integration/linear_kernels.py`` came from its first form on this project's 2-core AMD EPYC,
-one thread, 2026-12-05: 45 / 45 / 30 / 29 ms).
+``dspark_hf/integration/linear_kernels.py`` are its run on this project's 2-core AMD EPYC, one thread,
+2026-12-05: 43.4 / 43.9 / 33.4 / 32.3 ms, ``docs/measurements/2026-12-05c/one_row_linears.log``).
 """
 
 from __future__ import annotations

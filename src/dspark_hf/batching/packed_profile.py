@@ -17,7 +17,6 @@ of every row (as a verification step does), timed, and rewound (:func:`.paged_re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import time

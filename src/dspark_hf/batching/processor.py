@@ -23,9 +23,9 @@ inputs), ``_generation_step`` (the packed forward, sampling one token per reques
 With the hardware-aware policy each request drafts only when its drafting is expected to pay
 (:func:`.planning.requests_to_draft`, decided on each request's previous block's confidences mixed with
 the mean of the draft's recent blocks, on that mean alone for a request that has not drafted yet,
-:meth:`.Speculation.next_block_confidences`; a request drafts at least once in ``explore_every`` steps so that its confidences stay fresh, an interval
-that doubles from 8 to 64 steps while those forced drafts are the only ones it makes): the
-others take one plain token in the same packed forward, and a step where none drafts is a plain step.
+:meth:`.Speculation.next_block_confidences`; a request drafts at least once in ``explore_every`` steps
+so that its confidences stay fresh, an interval that doubles from 8 to 64 steps while those forced
+drafts are the only ones it makes): the others take one plain token in the same packed forward, and a step where none drafts is a plain step.
 Above that, a measured gate per number of decoding requests (:meth:`.Speculation.step_gate`, the
 batch-1 :class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`) compares the tokens per
 second of steps that drafted with those of plain steps it chose, both timed end to end on steps without

@@ -12,8 +12,8 @@ matrix-vector products (reading the weight 2 or 3 times), while ``W @ x.T`` stre
 One row is computed as two: ``W @ x.T`` with a single column is a matrix-vector product again, so the
 row is padded with a zero row and the first column kept. Measured on this project's AMD EPYC (MKL, one
 thread, 2026-12-05; the 211 linear layers of the bundled SmolLM2-135M in model order, one input row):
-44.5 ms with ``F.linear``, 44.8 ms weight-major with one column, 35.4 ms padded (two rows: 33.0 ms);
-``scripts/ab_one_row_linears.py``.
+43.4 ms with ``F.linear``, 43.9 ms weight-major with one column, 33.4 ms padded (two rows: 32.3 ms);
+``scripts/ab_one_row_linears.py``, ``docs/measurements/2026-12-05c/one_row_linears.log``.
 """
 
 from __future__ import annotations

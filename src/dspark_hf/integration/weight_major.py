@@ -21,7 +21,7 @@ One new row is measured too (since 2026-12-05, run l): inside a DSpark call a st
 drafted token (the drafting gate's plain rounds, a batch engine's plain steps at one request) is a
 one-row forward over the cache, and MKL's matrix-vector product reads the weights slower than a
 two-column GEMM does, so :func:`~dspark_hf.integration.linear_kernels.weight_major_linear` pads it to two
-columns (the bundled SmolLM2's linear layers: 44.5 ms for one row with ``F.linear``, 35.4 ms padded).
+columns (the bundled SmolLM2's linear layers: 43.4 ms for one row with ``F.linear``, 33.4 ms padded).
 
 Exactness: plain ``generate`` is never touched (no scope outside a DSpark call; prefills keep ``F.linear``
 everywhere); inside a DSpark call the rows of the chosen counts, one-row steps included where one row is
