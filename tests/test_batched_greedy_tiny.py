@@ -233,7 +233,8 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
     over a batch, then a forced one); the output stays plain greedy's.
     ``hardware:always-draft`` never skips. Mutations run once: the ``should_draft`` check in
     ``_choose_drafting`` removed: fails (no skipped step); ``kept_gate`` making a new gate per engine:
-    fails (the second run drafts its first steps)."""
+    fails (the second run drafts its first steps); the exploring step deciding as any other (``exploring``
+    kept False in ``_choose_drafting``): fails (all three requests, each forced by its own interval, draft)."""
     from dspark_hf.batching import speculation as speculation_module
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
     from dspark_hf.verification.scheduling.drafting_gate import DraftingGate
@@ -259,6 +260,9 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
         skipped = [s.drafting_skipped for s in steps]
         if again:  # prefill, plain steps, forced exploration
             assert skipped[: interval + 1] == [False] + [True] * (interval - 1) + [False], skipped
+            # the exploring step drafts one request (SpeculativeBatchProcessor._explorer), though all three
+            # requests' own exploration intervals ran out during the skipped steps
+            assert steps[interval].drafted_requests == 1, [s.drafted_requests for s in steps[: interval + 2]]
         elif gated:
             assert skipped[:10] == [False] * 9 + [True], skipped  # prefill, 8 warm-up drafting steps, then plain
             assert any(s.accepted > 0 for s in rounds(draft))

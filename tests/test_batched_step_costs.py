@@ -295,3 +295,19 @@ def test_greedy_tokens_equal_the_general_acceptance():
         drafted = picks[:right] + [(p + 1) % 9 for p in picks[right:length]]
         expected = verify_request(rows, torch.zeros(1, 3, dtype=torch.long), torch.tensor([drafted], dtype=torch.long), None, None, False)
         assert greedy_tokens(picks, drafted) == expected
+
+
+def test_an_exploring_step_drafts_the_one_request_expected_to_gain_most():
+    """On the gate's exploring step (drafting measured behind plain steps) one request drafts: the one whose
+    expected confidences give the most expected accepted tokens (:func:`.planning.expected_gains`), ties to
+    the one longest without drafting, whatever the others' own exploration intervals say. Mutations run once:
+    the choice by the smallest gain: fails; ties to the shortest time without drafting: fails."""
+    spec = types.SimpleNamespace(policy=_policy(), block_size=BLOCK)
+    fake = types.SimpleNamespace(speculation=spec)
+    explorer = processor_module.SpeculativeBatchProcessor._explorer
+    low, high = torch.full((BLOCK,), 0.1), torch.full((BLOCK,), 0.9)
+    requests = [types.SimpleNamespace(steps_since_draft=s) for s in (30, 2, 30)]
+    assert explorer(fake, requests, [low, high, low], None, 0.0) == [False, True, False]
+    assert explorer(fake, requests, [low, low, low], None, 0.0) == [True, False, False]
+    requests[2].steps_since_draft = 31
+    assert explorer(fake, requests, [high, low, high], None, 0.0) == [False, False, True]

@@ -97,6 +97,16 @@ def _slot_rows(policy, confidences, block_size) -> list[list[float]]:
     return rows
 
 
+def expected_gains(policy, confidences, block_size, steps_per_second, overhead_seconds: float = 0.0):
+    """``(lengths, gains)`` of requests whose next blocks are expected to have ``confidences``: Algorithm 1's
+    length ``l_r`` for each (the best prefix of its admission order on the measured curve ``steps_per_second``,
+    ``overhead_seconds`` added to every step: these confidences are earlier blocks', blind to this step's tokens)
+    and the expected accepted tokens ``g_r``, the cumulative survival summed over ``l_r`` slots."""
+    rows = _slot_rows(policy, confidences, block_size)
+    lengths = schedule_prefixes(rows, steps_per_second, draft_seconds=max(0.0, overhead_seconds), global_search=True)
+    return lengths, [sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths)]
+
+
 def requests_to_draft(
     policy: VerificationPolicy,
     confidences: Sequence[torch.Tensor | None],
@@ -125,10 +135,7 @@ def requests_to_draft(
         return [True] * count
     forced = [bool(f) or c is None for f, c in zip(must_draft or [False] * count, confidences)]
     sps = steps_per_second or policy.profile.steps_per_second
-    rows = _slot_rows(policy, confidences, block_size)
-    # The previous blocks' confidences cannot see this step's blocks: the best prefix on the measured curve.
-    lengths = schedule_prefixes(rows, sps, draft_seconds=max(0.0, overhead_seconds), global_search=True)
-    gains = [sum(cumulative_survival(row)[:length]) for row, length in zip(rows, lengths)]
+    lengths, gains = expected_gains(policy, confidences, block_size, sps, overhead_seconds)
     order = sorted(range(count), key=lambda r: (not forced[r], -gains[r], r))
     first = sum(forced)
     drafting = draft_seconds if callable(draft_seconds) else (lambda k: k * float(draft_seconds))

@@ -29,7 +29,8 @@ drafts are the only ones it makes): the others take one plain token in the same 
 Above that, a measured gate per number of decoding requests (:meth:`.Speculation.step_gate`, the
 batch-1 :class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`) compares the tokens per
 second of steps that drafted with those of plain steps it chose, both timed end to end on steps without
-prefill, and makes the whole step a plain one while drafting steps are behind (exploring as at batch 1);
+prefill, and makes the whole step a plain one while drafting steps are behind (exploring as at batch 1, but
+with one request: an exploring step drafts only the one with the most expected tokens);
 ``hardware:always-draft`` turns it off.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
 step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
@@ -52,7 +53,7 @@ from dspark_hf.batching.acceptance import greedy_tokens, verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
-from dspark_hf.batching.planning import is_batch_scheduled, observe_round, plan_lengths, requests_to_draft
+from dspark_hf.batching.planning import expected_gains, is_batch_scheduled, observe_round, plan_lengths, requests_to_draft
 from dspark_hf.batching.sliding_ring import widen_sliding_rings
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
@@ -152,12 +153,14 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         hardware-aware policy, those whose drafting is expected to pay (:func:`.planning.requests_to_draft`,
         on each request's previous block's confidences mixed with the recent blocks' mean, token-blind for this step) or whose exploration
         interval is up (:meth:`.SpeculativeRequest.must_draft`; a forced draft doubles the interval, a
-        draft on merit resets it); every one otherwise. Marks the step skipped when no decoding request
-        drafts or verifies."""
+        draft on merit resets it), except on the gate's exploring steps, which draft one request
+        (:meth:`_explorer`); every one otherwise. Marks the step skipped when no decoding
+        request drafts or verifies."""
         spec = self.speculation
         if not fresh:
             return []
         requests = [spec.requests[s.request_id] for s in fresh]
+        exploring = False
         if len(fresh) == len(decoding):
             self._gate = spec.step_gate(len(decoding))
             if self._gate is not None and not self._gate.should_draft():  # drafting steps measured behind plain ones
@@ -165,11 +168,17 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                     request.drafting_decided(False, False)
                 self._skipped = self._gate_skipped = True
                 return []
+            exploring = self._gate is not None and self._gate.exploring
         confidences = [spec.next_block_confidences(r.last_confidences) for r in requests]
         sps = spec.steps_per_second_for(len(decoding))
-        forced = [r.must_draft() for r in requests]
         overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
                      "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
+        if exploring:
+            choice = self._explorer(requests, confidences, sps, overheads["overhead_seconds"])
+            for request, drafts in zip(requests, choice):
+                request.drafting_decided(drafts, False)
+            return [s for s, drafts in zip(fresh, choice) if drafts]
+        forced = [r.must_draft() for r in requests]
         choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, must_draft=forced,
                                    **overheads)
         merit = choice
@@ -180,6 +189,22 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         chosen = [s for s, drafts in zip(fresh, choice) if drafts]
         self._skipped = not chosen and len(fresh) == len(decoding)
         return chosen
+
+    def _explorer(self, requests, confidences, sps, overhead_seconds) -> list[bool]:
+        """The one request that drafts on an exploring step of the gate (drafting measured behind plain steps,
+        its interval up): the one with the most expected accepted tokens on its expected confidences
+        (:func:`.planning.expected_gains`), ties to the one longest without drafting. One request, not every
+        request whose own exploration interval ran out while the gate skipped: at 8 requests on this CPU those
+        were all 8, and such a step took 156-288 ms, their draft contexts caught up over every skipped
+        token, against ~110 ms for a plain step (docs/measurements/2026-12-05c/c8_trace.log). A step of one
+        drafted block measures less than a whole batch's drafting would deliver where drafting pays (it pays
+        for the plain rows' time with one block's tokens), so the gate comes back later there; on this CPU
+        drafting pays at one request only, where the one is the whole batch."""
+        spec = self.speculation
+        _, gains = expected_gains(spec.policy, confidences, spec.block_size, sps or spec.policy.profile.steps_per_second,
+                                  overhead_seconds)
+        best = max(range(len(requests)), key=lambda r: (gains[r], requests[r].steps_since_draft, -r))
+        return [r == best for r in range(len(requests))]
 
     # -- 2. one packed forward ---------------------------------------------------------------------
 

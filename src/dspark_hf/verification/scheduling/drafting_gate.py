@@ -134,6 +134,12 @@ class DraftingGate:
             return True
         return False
 
+    @property
+    def exploring(self) -> bool:
+        """Whether the last :meth:`should_draft` was a forced exploration round (drafting behind plain,
+        its interval up), until that round is observed."""
+        return self._forced
+
     def start_call(self) -> None:
         """A new call on the same machine: the measured averages and the probe interval stay, the counts of
         rounds in a row return to zero, and the exploration interval to ``explore_every`` when
