@@ -10,7 +10,8 @@ drafting is behind. A skipped round is a plain one-token step (the target's own 
 context catches up with the skipped positions at the next drafting round).
 
 Exploration keeps the comparison fresh on both sides. After ``explore_every`` skipped rounds in a row
-one round drafts anyway; the interval doubles (up to ``explore_max``) while such forced rounds are the
+one round drafts anyway (:attr:`DraftingGate.exploring`; over a batch that round drafts for one request,
+``SpeculativeBatchProcessor._explorer``); the interval doubles (up to ``explore_max``) while such forced rounds are the
 only drafting, and returns to ``explore_every`` when drafting wins on its own (the batched scheduler's
 rule, :mod:`dspark_hf.batching.request_state`). Symmetrically, after ``explore_every`` drafting rounds in
 a row (warm-up done) one round is a plain *probe*, so that the plain side is measured too rather than
