@@ -197,7 +197,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         request whose own exploration interval ran out while the gate skipped: at 8 requests on this CPU those
         were all 8, and such a step took 156-288 ms, their draft contexts caught up over every skipped
         token, against ~110 ms for a plain step (docs/measurements/2026-12-05c/c8_trace.log and
-        2026-12-05d/c8_trace_before.log; with one request 128-133 ms, 2026-12-05d/c8_trace_explore_one.log). A step of one
+        2026-12-05d/c8_trace_before.log; with one request 128-134 ms, 2026-12-05d/c8_trace_explore_one.log). A step of one
         drafted block measures less than a whole batch's drafting would deliver where drafting pays (it pays
         for the plain rows' time with one block's tokens), so the gate comes back later there; on this CPU
         drafting pays at one request only, where the one is the whole batch."""
