@@ -307,7 +307,8 @@ def test_an_exploring_step_drafts_the_one_request_expected_to_gain_most():
     explorer = processor_module.SpeculativeBatchProcessor._explorer
     low, high = torch.full((BLOCK,), 0.1), torch.full((BLOCK,), 0.9)
     requests = [types.SimpleNamespace(steps_since_draft=s) for s in (30, 2, 30)]
-    assert explorer(fake, requests, [low, high, low], None, 0.0) == [False, True, False]
-    assert explorer(fake, requests, [low, low, low], None, 0.0) == [True, False, False]
+    curve = spec.policy.profile.steps_per_second
+    assert explorer(fake, requests, [low, high, low], curve, 0.0) == [False, True, False]
+    assert explorer(fake, requests, [low, low, low], curve, 0.0) == [True, False, False]
     requests[2].steps_since_draft = 31
-    assert explorer(fake, requests, [high, low, high], None, 0.0) == [False, False, True]
+    assert explorer(fake, requests, [high, low, high], curve, 0.0) == [False, False, True]

@@ -170,14 +170,15 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 return []
             exploring = self._gate is not None and self._gate.exploring
         confidences = [spec.next_block_confidences(r.last_confidences) for r in requests]
-        sps = spec.steps_per_second_for(len(decoding))
-        overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
-                     "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
         if exploring:
-            choice = self._explorer(requests, confidences, sps, overheads["overhead_seconds"])
+            choice = self._explorer(requests, confidences, spec.step_curve(len(decoding)),
+                                    spec.step_overhead(len(decoding), drafted=True))
             for request, drafts in zip(requests, choice):
                 request.drafting_decided(drafts, False)
             return [s for s, drafts in zip(fresh, choice) if drafts]
+        sps = spec.steps_per_second_for(len(decoding))
+        overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
+                     "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
         forced = [r.must_draft() for r in requests]
         choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, must_draft=forced,
                                    **overheads)
@@ -190,7 +191,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         self._skipped = not chosen and len(fresh) == len(decoding)
         return chosen
 
-    def _explorer(self, requests, confidences, sps, overhead_seconds) -> list[bool]:
+    def _explorer(self, requests, confidences, steps_per_second, overhead_seconds) -> list[bool]:
         """The one request that drafts on an exploring step of the gate (drafting measured behind plain steps,
         its interval up): the one with the most expected accepted tokens on its expected confidences
         (:func:`.planning.expected_gains`), ties to the one longest without drafting. One request, not every
@@ -202,8 +203,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         for the plain rows' time with one block's tokens), so the gate comes back later there; on this CPU
         drafting pays at one request only, where the one is the whole batch."""
         spec = self.speculation
-        _, gains = expected_gains(spec.policy, confidences, spec.block_size, sps or spec.policy.profile.steps_per_second,
-                                  overhead_seconds)
+        _, gains = expected_gains(spec.policy, confidences, spec.block_size, steps_per_second, overhead_seconds)
         best = max(range(len(requests)), key=lambda r: (gains[r], requests[r].steps_since_draft, -r))
         return [r == best for r in range(len(requests))]
 
