@@ -18,7 +18,7 @@ ROW_KEYS = {
     "suite", "dataset", "method", "kind", "label", "prompts", "new_tokens", "seconds", "tokens_per_second",
     "first_token_seconds", "speedup", "target_forwards", "tokens_per_forward", "rounds", "drafted", "verified", "accepted",
     "emitted", "tau", "acceptance_rate", "verified_ratio", "per_slot_acceptance", "per_slot_conditional", "identical",
-    "mismatches", "calibration",
+    "mismatches", "calibration", "lookup_rounds",
 }
 SPREAD_KEYS = {"median", "q25", "q75", "min", "max", "n"}
 COST_ROW_KEYS = {"method", "policy", "policy_spec", "length", "tau", "tau_all_rounds", "tau_exact", "ideal_speedup", "speedup", "efficiency",

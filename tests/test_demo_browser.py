@@ -120,19 +120,22 @@ def test_streamed_answer_and_per_round_counts_equal_the_run(page, served_demo, t
 
     telemetry = draft.last_telemetry
     data = page_data(page, "dspark-answer")
-    shown = [(s["step"], s["proposed"], s["verified"], s["accepted"], s["emitted"]) for s in data["steps"]]
-    assert shown == [(s.step, s.proposed, s.verified, s.accepted, s.emitted) for s in telemetry.steps]
+    shown = [(s["step"], s["proposed"], s["verified"], s["accepted"], s["emitted"], s["source"]) for s in data["steps"]]
+    assert shown == [(s.step, s.proposed, s.verified, s.accepted, s.emitted, s.source) for s in telemetry.steps]
     assert data["prefill_tokens"] == telemetry.prefill_tokens
     assert data["token_ids"] == plain_ids and len(plain_ids) == NEW_TOKENS
     plain_text = tokenizer.decode(plain_ids, skip_special_tokens=True)
     assert data["text"] == plain_text
 
-    # What is drawn: one shaded span per round holding its tokens; accepted draft tokens marked as such.
+    # What is drawn: one shaded span per round holding its tokens; accepted draft tokens marked as such, and
+    # accepted tokens of lookup rounds (a prompt-lookup guess verified instead of drafting) as lookup tokens.
     for s in telemetry.steps:
         spans = page.locator(f'#dspark-answer .dsp-step[data-step="{s.step}"] .tok')
         assert spans.count() == s.emitted
-        assert page.locator(f'#dspark-answer .dsp-step[data-step="{s.step}"] .tok.draft').count() == s.accepted
-    assert page.locator("#dspark-answer .tok.draft").count() == sum(s.accepted for s in telemetry.steps) > 0
+        kind = "lookup" if s.source == "lookup" else "draft"
+        assert page.locator(f'#dspark-answer .dsp-step[data-step="{s.step}"] .tok.{kind}').count() == s.accepted
+    assert page.locator("#dspark-answer .tok.draft").count() == sum(s.accepted for s in telemetry.steps if s.source != "lookup") > 0
+    assert page.locator("#dspark-answer .tok.lookup").count() == sum(s.accepted for s in telemetry.steps if s.source == "lookup")
     assert page.locator("#dspark-answer .tok.correction").count() > 0
     visible = "".join(page.locator("#dspark-answer .tok:not(.special)").all_text_contents())
     assert visible == plain_text

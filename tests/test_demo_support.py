@@ -22,7 +22,7 @@ from dspark_hf import DSparkDraft, StepRecord
 from dspark_hf.demo import models as demo_models
 from dspark_hf.demo.handlers import generation_config, policy_spec
 from dspark_hf.demo.prompts import PromptError, prompt_ids
-from dspark_hf.demo.provenance import BONUS, CORRECTION, DRAFT, PLAIN, TARGET, PieceDecoder, Transcript, step_origins
+from dspark_hf.demo.provenance import BONUS, CORRECTION, DRAFT, LOOKUP, PLAIN, TARGET, PieceDecoder, Transcript, step_origins
 from dspark_hf.demo.render import answer_html, stats_html, step_chart
 from dspark_hf.demo.streaming import Finished, StreamingGeneration
 from test_generate_greedy_tiny import force_towards
@@ -73,6 +73,26 @@ def test_step_origins():
     assert step_origins(record(2, 2, 3)) == [DRAFT, DRAFT, BONUS]
     assert step_origins(record(0, 0, 1)) == [TARGET]
     assert step_origins(record(5, 0, 1)) == [CORRECTION]
+
+
+def test_lookup_rounds_show_their_tokens_as_prompt_lookup_tokens(smollm2_tokenizer):
+    """A round that verified a prompt-lookup guess (``source == "lookup"``) shows its accepted tokens as
+    lookup tokens, not draft tokens: kind, tooltip and a card of their own. Mutation run once:
+    ``step_origins`` ignoring ``source``: fails."""
+    from dspark_hf.demo.provenance import StepTokens
+
+    guess = StepRecord(step=0, proposed=3, verified=3, accepted=2, emitted=3, confidences=None, draft_seconds=0.0,
+                       step_seconds=0.0, source="lookup")
+    assert step_origins(guess) == [LOOKUP, LOOKUP, CORRECTION]
+    t = Transcript(smollm2_tokenizer)
+    ids = smollm2_tokenizer("one two three four").input_ids
+    t.add(StepTokens(None, ids[:1], [TARGET], elapsed=0.1))
+    t.add(StepTokens(0, ids[1:4], step_origins(guess), guess, elapsed=0.2))
+    page = answer_html(t, "ans")
+    assert re.findall(r'<span class="tok (\w+)', page) == [TARGET, LOOKUP, LOOKUP, CORRECTION]
+    assert "2 of 3 prompt-lookup tokens accepted" in page
+    assert "tokens from prompt lookup" in stats_html(t)
+    assert "tokens from prompt lookup" not in stats_html(Transcript(smollm2_tokenizer))
 
 
 @pytest.mark.parametrize("policy,wrong_every", [("whole", 3), ("fixed:2", 4)])

@@ -198,7 +198,8 @@ def test_skipped_rounds_are_plain_steps_and_the_draft_gets_every_position_featur
 def test_hardware_policy_skips_drafting_when_rounds_lose_and_output_stays_identical():
     """The hardware-aware policy on a profile whose plain step is nearly free next to a real drafting round
     (1 microsecond): after its warm-up it skips drafting, forced exploration rounds aside, and the output
-    is still plain greedy's. ``gate=False`` drafts every round. Mutation run once: ``should_draft``
+    is still plain greedy's. ``gate=False`` drafts every round. (Lookup rounds off: they would take the place
+    of plain steps; tests/test_lookup_rounds.py covers them.) Mutation run once: ``should_draft``
     returning True always fails the skip count."""
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
 
@@ -210,7 +211,7 @@ def test_hardware_policy_skips_drafting_when_rounds_lose_and_output_stays_identi
     ids = torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7]])
     plain = target.generate(ids, max_new_tokens=48, do_sample=False, attention_mask=torch.ones_like(ids))
     for gate in (True, False):
-        config = GenerationConfig(max_new_tokens=48, do_sample=False, dspark_policy=HardwareAware(profile, gate=gate))
+        config = GenerationConfig(max_new_tokens=48, do_sample=False, dspark_policy=HardwareAware(profile, gate=gate, lookup=False))
         out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
         assert torch.equal(out, plain)
         skipped = draft.last_telemetry.skipped_rounds
@@ -262,7 +263,8 @@ def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
     """A second ``generate()`` with the same draft starts from the first call's measurements: with a
     gate whose averages never move (smoothing 0) and a plain step of 1 microsecond, the first call drafts
     its 8 warm-up rounds, the second call skips from its first round (7 plain steps, then a forced
-    exploration round); the output stays plain greedy's. Mutation run once: ``kept_gate`` making a new
+    exploration round); the output stays plain greedy's (lookup rounds off, as they would replace plain
+    steps). Mutation run once: ``kept_gate`` making a new
     gate on every call: fails (the second call drafts its first 8 rounds again)."""
     from dspark_hf.verification.scheduling import drafting_gate
     from dspark_hf.verification.scheduling.cost_profile import CostProfile
@@ -278,7 +280,7 @@ def test_gate_is_carried_to_the_next_generate_call(monkeypatch):
     plain = target.generate(ids, max_new_tokens=24, do_sample=False, attention_mask=torch.ones_like(ids))
     drafted = []
     for _ in range(2):
-        config = GenerationConfig(max_new_tokens=24, do_sample=False, dspark_policy=HardwareAware(profile))
+        config = GenerationConfig(max_new_tokens=24, do_sample=False, dspark_policy=HardwareAware(profile, lookup=False))
         out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
         assert torch.equal(out, plain)
         drafted.append([s.proposed > 0 for s in draft.last_telemetry.steps])

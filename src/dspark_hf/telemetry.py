@@ -1,8 +1,9 @@
 """Per-step telemetry of a speculative generate() call.
 
-One :class:`StepRecord` per drafting round: how many tokens the draft proposed, how many the policy
+One :class:`StepRecord` per round: how many tokens the draft proposed, how many the policy
 sent to the target for verification, how many the target accepted, the tokens the round added
-(accepted + the target's correction or bonus token) and the confidences of every drafted slot.
+(accepted + the target's correction or bonus token), the confidences of every drafted slot, and where the
+verified tokens came from (``source``: the draft, none, or a prompt-lookup guess).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class StepRecord:
-    """One drafting round. ``emitted`` counts the target's own token, so ``emitted == accepted + 1``
-    except where generation stopped inside the round (EOS or max length). ``proposed == 0``: a round
-    whose policy skipped drafting (a plain one-token step)."""
+    """One round. ``emitted`` counts the target's own token, so ``emitted == accepted + 1``
+    except where generation stopped inside the round (EOS or max length). ``source``: ``"draft"`` (a
+    drafting round), ``"plain"`` (the policy skipped drafting: a one-token step, ``proposed == 0``) or
+    ``"lookup"`` (the round verified a prompt-lookup guess instead of drafting, ``proposed`` its offered
+    length, ``confidences`` ``None``; :mod:`dspark_hf.verification.scheduling.lookup_rounds`)."""
 
     step: int
     proposed: int
@@ -24,6 +27,7 @@ class StepRecord:
     confidences: list[float] | None
     draft_seconds: float
     step_seconds: float
+    source: str = "draft"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +66,15 @@ class GenerationTelemetry:
         """Rounds whose policy skipped drafting (plain one-token steps)."""
         return sum(1 for s in self.steps if s.proposed == 0)
 
+    @property
+    def lookup_rounds(self) -> int:
+        """Rounds that verified a prompt-lookup guess instead of drafting."""
+        return sum(1 for s in self.steps if s.source == "lookup")
+
     def summary(self) -> str:
-        skipped = self.skipped_rounds
-        rounds = f"{len(self.steps) - skipped} drafting rounds" + (f", {skipped} steps without drafting" if skipped else "")
+        skipped, lookups = self.skipped_rounds, self.lookup_rounds
+        rounds = (f"{len(self.steps) - skipped - lookups} drafting rounds" + (f", {lookups} prompt-lookup rounds" if lookups else "")
+                  + (f", {skipped} steps without drafting" if skipped else ""))
         return (
             f"{self.new_tokens} new tokens in {self.target_forwards} target forwards "
             f"({rounds}): tau {self.tau:.2f} tokens/round, "

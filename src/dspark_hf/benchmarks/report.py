@@ -53,6 +53,8 @@ def now_utc() -> str:
 def _row(suite: str, dataset: str, method: dict, rows: list[PromptResult], plain: list[PromptResult], greedy: bool, mismatches: int) -> dict:
     """One result row from a method's description (:meth:`.methods.Method.describe`) and its prompts."""
     steps = [s for r in rows for s in r.run.steps]
+    # the draft's own rounds: per-slot survival and calibration describe the draft, not prompt-lookup guesses
+    drafted = [s for s in steps if s.source != "lookup"]
     pairs = [(r.run.new_tokens, r.run.seconds) for r in rows]
     plain_pairs = [(r.run.new_tokens, r.run.seconds) for r in plain]
     tokens = sum(t for t, _ in pairs)
@@ -65,10 +67,10 @@ def _row(suite: str, dataset: str, method: dict, rows: list[PromptResult], plain
     depth = method.get("block_size") if is_dspark else None
     calibration = None
     if is_dspark and method.get("confidence_head"):
-        calibration = {"raw": metrics.calibration(steps)}
+        calibration = {"raw": metrics.calibration(drafted)}
         temps = method.get("temperatures")
         if temps:
-            calibration["calibrated"] = metrics.calibration(steps, temps)
+            calibration["calibrated"] = metrics.calibration(drafted, temps)
     return {
         "suite": suite,
         "dataset": dataset,
@@ -87,8 +89,9 @@ def _row(suite: str, dataset: str, method: dict, rows: list[PromptResult], plain
         "tau": metrics.tau(steps) if steps else (1.0 if method["kind"] == "plain" else None),
         "acceptance_rate": metrics.acceptance_rate(steps),
         "verified_ratio": metrics.verified_ratio(steps),
-        "per_slot_acceptance": metrics.per_slot_acceptance(steps, depth),
-        "per_slot_conditional": metrics.per_slot_conditional(steps, depth),
+        "per_slot_acceptance": metrics.per_slot_acceptance(drafted, depth),
+        "per_slot_conditional": metrics.per_slot_conditional(drafted, depth),
+        "lookup_rounds": len(steps) - len(drafted),
         "identical": (mismatches == 0) if greedy else None,
         "mismatches": mismatches if greedy else None,
         "calibration": calibration,

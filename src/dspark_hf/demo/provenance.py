@@ -1,7 +1,8 @@
 """Token provenance: how each generated token was produced, round by round.
 
-A drafting round (one :class:`~dspark_hf.telemetry.StepRecord`) adds ``emitted`` tokens: the first
-``accepted`` are the draft's tokens that the target accepted, and the last one (``emitted ==
+A round (one :class:`~dspark_hf.telemetry.StepRecord`) adds ``emitted`` tokens: the first
+``accepted`` are the draft's tokens that the target accepted (``"draft"``; ``"lookup"`` in a round that
+verified a prompt-lookup guess instead of drafted tokens, ``record.source == "lookup"``), and the last one (``emitted ==
 accepted + 1``) is the target's own token, which is
 
 - a ``"correction"`` when the target rejected a verified draft token (``accepted < verified``) and put
@@ -22,14 +23,15 @@ from dataclasses import dataclass, field
 from dspark_hf.telemetry import StepRecord
 
 DRAFT, CORRECTION, BONUS, TARGET = "draft", "correction", "bonus", "target"
+LOOKUP = "lookup"  # a guessed token copied from earlier in the sequence (a lookup round), accepted by the target
 PLAIN = "plain"  # a token of plain generation (no draft at all)
-KINDS = (DRAFT, CORRECTION, BONUS, TARGET, PLAIN)
+KINDS = (DRAFT, LOOKUP, CORRECTION, BONUS, TARGET, PLAIN)
 
 
 def step_origins(record: StepRecord) -> list[str]:
     """The kind of each of the round's ``record.emitted`` tokens, in order."""
     accepted = min(record.accepted, record.emitted)
-    kinds = [DRAFT] * accepted
+    kinds = [LOOKUP if record.source == "lookup" else DRAFT] * accepted
     if record.emitted > accepted:
         if record.verified == 0:
             own = TARGET
@@ -164,6 +166,7 @@ class Transcript:
                     "verified": s.record.verified,
                     "accepted": s.record.accepted,
                     "emitted": s.record.emitted,
+                    "source": s.record.source,
                     "kinds": list(s.kinds),
                 }
                 for s in self.steps

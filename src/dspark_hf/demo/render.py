@@ -16,16 +16,17 @@ import json
 
 from matplotlib.figure import Figure
 
-from dspark_hf.demo.provenance import BONUS, CORRECTION, DRAFT, PLAIN, TARGET, Transcript
+from dspark_hf.demo.provenance import BONUS, CORRECTION, DRAFT, LOOKUP, PLAIN, TARGET, Transcript
 
 KIND_LABELS = {
     DRAFT: "draft token, accepted by the target",
+    LOOKUP: "prompt-lookup token (copied from earlier text instead of drafting), accepted by the target",
     CORRECTION: "target's correction (a draft token was rejected here)",
     BONUS: "target's bonus token (every verified draft token was accepted)",
     TARGET: "target's token (no draft token verified)",
     PLAIN: "plain decoding",
 }
-LEGEND_LABELS = {DRAFT: "accepted draft token", CORRECTION: "target correction", BONUS: "target bonus token",
+LEGEND_LABELS = {DRAFT: "accepted draft token", LOOKUP: "accepted prompt-lookup token", CORRECTION: "target correction", BONUS: "target bonus token",
                  TARGET: "target only (nothing verified)"}
 COLORS = {"proposed": "#cbd5e1", "verified": "#60a5fa", "accepted": "#16a34a"}
 
@@ -38,6 +39,7 @@ CSS = """
 .dsp-step + .dsp-step { box-shadow: inset 1px 0 0 rgba(100, 116, 139, 0.45); }
 .tok { border-bottom: 3px solid transparent; }
 .tok.draft { border-bottom-color: #16a34a; background: rgba(22, 163, 74, 0.10); }
+.tok.lookup { border-bottom-color: #0d9488; background: rgba(13, 148, 136, 0.10); }
 .tok.correction { border-bottom-color: #ea580c; background: rgba(234, 88, 12, 0.10); }
 .tok.bonus { border-bottom-color: #2563eb; background: rgba(37, 99, 235, 0.10); }
 .tok.target { border-bottom-color: #94a3b8; }
@@ -77,7 +79,10 @@ def _token_span(transcript: Transcript, step_index: int, token_index: int) -> st
         classes += " special"
     if step.record is not None:
         r = step.record
-        where = f"round {r.step + 1}: {r.accepted} of {r.verified} verified draft tokens accepted"
+        if r.source == "lookup":
+            where = f"round {r.step + 1}: {r.accepted} of {r.verified} prompt-lookup tokens accepted (no drafting)"
+        else:
+            where = f"round {r.step + 1}: {r.accepted} of {r.verified} verified draft tokens accepted"
     else:
         where = "plain decoding" if kind == PLAIN else "prefill: the target's first token"
     title = f"{KIND_LABELS[kind]} - {where} (token id {token})"
@@ -117,9 +122,11 @@ def stats_html(spec: Transcript | None, plain: Transcript | None = None) -> str:
         _card(f"{spec.tokens_per_second:.1f}", "tokens/s, DSpark"),
         _card(str(spec.num_tokens), "new tokens"),
         _card(str(len(records)), "drafting rounds"),
-        _card(f"{spec.acceptance_rate:.0%}", "verified draft tokens accepted"),
+        _card(f"{spec.acceptance_rate:.0%}", "verified tokens accepted"),
         _card(str(spec.kind_counts()[DRAFT]), "tokens from the draft"),
     ]
+    if spec.kind_counts()[LOOKUP]:
+        cards.append(_card(str(spec.kind_counts()[LOOKUP]), "tokens from prompt lookup"))
     if plain is not None and plain.steps:
         cards.append(_card(f"{plain.tokens_per_second:.1f}", "tokens/s, plain decoding"))
         if plain.tokens_per_second > 0 and spec.tokens_per_second > 0:
@@ -141,7 +148,7 @@ def step_chart(transcript: Transcript | None) -> Figure:
     block = max((r.proposed for r in records), default=7)
     ax.set_ylim(0, block + 0.6)
     ax.set_xlim(0.4, max(len(rounds), 8) + 0.6)
-    ax.set_xlabel("drafting round")
+    ax.set_xlabel("round")
     ax.set_ylabel("tokens")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.xaxis.get_major_locator().set_params(integer=True)

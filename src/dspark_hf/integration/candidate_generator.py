@@ -13,7 +13,10 @@ verification. One round, whatever the strategy:
    distribution it was drawn from and, where the draft has a confidence head, its confidence;
 3. verification length: the policy picks ``L`` from the confidences (:mod:`dspark_hf.verification.policies`;
    ``None`` without a confidence head), clipped to ``max_length`` and to the first drafted token that
-   would stop generation (:mod:`.stopping`);
+   would stop generation (:mod:`.stopping`). Before drafting, the policy may make the round plain (no
+   draft, one token) or a lookup round: the sequence's prompt-lookup guess verified instead of drafted
+   tokens (:mod:`dspark_hf.drafting.ngram_lookup`, clipped the same way); either way the features wait
+   for the next drafting round;
 4. verify: transformers runs the target on the anchor and the first ``L`` tokens and applies its own
    greedy matching or speculative sampling with the reported draft distributions;
 5. telemetry: the round's counts go to ``draft.last_telemetry``, the policy (online estimates) and the
@@ -55,6 +58,7 @@ from transformers.generation.candidate_generator import CandidateGenerator
 
 from dspark_hf.drafting.block import DraftBlock
 from dspark_hf.drafting.eagle3_round import Eagle3Context, eagle3_round
+from dspark_hf.drafting.ngram_lookup import ngram_continuation
 from dspark_hf.drafting.round import DraftContext, draft_round
 from dspark_hf.errors import UnsupportedUsageError
 from dspark_hf.integration.fit_checks import prepare_target_cache
@@ -138,21 +142,23 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
         first = self._carried_end if self._carried else self.context.committed
         self._carried.append(self.tap.features()[:, : cur_len - 1 - first])
         self._carried_end = cur_len - 1
-        if not self.policy.should_draft():  # a plain one-token step; the features wait for the next round
+        drafting = self.policy.should_draft()
+        if self.policy.lookup_tokens:
+            guess = self._lookup_round(input_ids, drafting)
+            if guess is not None:  # the features wait for the next drafting round, as after a plain step
+                self._pending = {"cur_len": cur_len, "verified": guess.shape[1], "confidences": None, "t0": t0,
+                                 "draft_seconds": time.perf_counter() - t0, "proposed": guess.shape[1], "source": "lookup"}
+                return torch.cat([input_ids, guess], dim=-1), None
+        if not drafting:  # a plain one-token step; the features wait for the next round
             self._pending = {"cur_len": cur_len, "verified": 0, "confidences": None, "t0": t0, "draft_seconds": 0.0,
-                             "proposed": 0}
+                             "proposed": 0, "source": "plain"}
             return input_ids, None
         features = torch.cat(self._carried, dim=1) if len(self._carried) > 1 else self._carried[0]
         self._carried = []
         block = self.draft_round(features, input_ids)
         length = self.policy.verify_length(block.confidences, self.proposed)
-        length = max(0, min(length, self.max_length - cur_len - 1))
-        tokens = block.tokens[:, :length].to(input_ids.device)
-        if length and self.stops is not None and self.stops.active:
-            stop = self.stops.first_stop(torch.cat([input_ids, tokens], dim=-1), cur_len)
-            if stop is not None:
-                length = stop - cur_len  # verify the stopping token, nothing after it
-                tokens = tokens[:, :length]
+        tokens = self._clipped(input_ids, block.tokens[:, :length].to(input_ids.device))
+        length = tokens.shape[1]
         self._pending = {
             "cur_len": cur_len,
             "verified": length,
@@ -160,10 +166,35 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
             "t0": t0,
             "draft_seconds": time.perf_counter() - t0,
             "proposed": self.proposed,
+            "source": "draft",
         }
         if length == 0:
             return input_ids, None
         return torch.cat([input_ids, tokens], dim=-1), block.logits[:, :length] if self.report_logits else None
+
+    def _clipped(self, input_ids, tokens):
+        """``tokens`` (``[1, L]``, to follow ``input_ids``) cut to ``max_length`` and to the first token
+        that would stop generation (that token verified, nothing after it)."""
+        cur_len = input_ids.shape[1]
+        tokens = tokens[:, : max(0, self.max_length - cur_len - 1)]
+        if tokens.shape[1] and self.stops is not None and self.stops.active:
+            stop = self.stops.first_stop(torch.cat([input_ids, tokens], dim=-1), cur_len)
+            if stop is not None:
+                tokens = tokens[:, : stop - cur_len]
+        return tokens
+
+    def _lookup_round(self, input_ids, drafting: bool):
+        """The prompt-lookup guess ``[1, L]`` this round verifies instead of drafting (or of a plain step),
+        or ``None``: the policy's :meth:`~dspark_hf.verification.policies.VerificationPolicy.lookup_length`
+        for the sequence's guess (:func:`dspark_hf.drafting.ngram_lookup.ngram_continuation`). No logits
+        are reported for a guess: transformers then draws every verified position from the target and
+        accepts the guessed tokens it drew, which is exact for a proposal fixed by the committed tokens."""
+        guess, ngram = ngram_continuation(input_ids[0], self.policy.lookup_tokens)
+        if not guess.numel():
+            return None
+        length = self.policy.lookup_length(ngram, guess.shape[0], drafting)
+        tokens = self._clipped(input_ids, guess[None, :length]) if length > 0 else guess[None, :0]
+        return tokens if tokens.shape[1] else None
 
     def update_candidate_strategy(self, input_ids, scores, num_matches):
         """Record the round's outcome (telemetry, callback, online policies)."""
@@ -185,6 +216,7 @@ class FeatureDraftCandidateGenerator(CandidateGenerator):
             confidences=pending["confidences"],
             draft_seconds=pending["draft_seconds"],
             step_seconds=time.perf_counter() - pending["t0"],
+            source=pending["source"],
         )
         self.telemetry.steps.append(record)
         self.policy.observe(record)

@@ -9,13 +9,19 @@ keeps speculative sampling lossless. :meth:`observe` receives every finished rou
 policies that learn online. :meth:`VerificationPolicy.should_draft`, asked before a round drafts, may
 answer no from finished rounds only (then the round is a plain one-token step; ``proposed == 0`` in its
 record); only the hardware-aware policies do (:mod:`dspark_hf.verification.scheduling.drafting_gate`).
+:meth:`VerificationPolicy.lookup_length`, asked before a round drafts when the policy's ``lookup_tokens`` is
+positive and the sequence has a prompt-lookup guess, may answer that the round verifies that guess instead
+of drafting (a *lookup round*, ``source == "lookup"`` in its record), again from finished rounds only; the
+hardware-aware policies do when the guess is expected to deliver more tokens per second
+(:mod:`dspark_hf.verification.scheduling.lookup_rounds`).
 
 Choose a policy per call with ``generation_config.dspark_policy`` (an instance, or a spec string such
 as ``"whole"`` or ``"threshold:0.6"``), or per draft with ``draft.verification_policy``.
 
 Spec strings: ``"whole"``, ``"fixed:L"``, ``"threshold:t"``, ``"survival:t"``, ``"hardware"`` (or
 ``"hardware:profile|whole|error"``: what to do when no cost profile exists; ``"hardware:always-draft"``:
-draft every round, no gate; options combine with a comma), ``"online"`` (same options). When to use which: ``docs/scheduling.md``.
+draft every round, no gate and no lookup rounds; ``"hardware:no-lookup"``: never verify a prompt-lookup guess instead
+of drafting; options combine with a comma), ``"online"`` (same options). When to use which: ``docs/scheduling.md``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class VerificationPolicy:
     # True when the policy verifies the whole block whenever a draft gives no confidences (a draft
     # without a confidence head), so that for such drafts it is ``whole`` under another name
     needs_confidences = False
+    # The longest prompt-lookup guess (tokens) the policy may verify instead of drafting; 0: it never does.
+    lookup_tokens = 0
 
     def setup(self, target, draft, generation_config) -> None:
         """Called once per generate() call before the first round (e.g. to find a cost profile for
@@ -55,6 +63,14 @@ class VerificationPolicy:
         """Whether the coming round drafts (asked once per round, before drafting; the answer may depend
         on finished rounds only). The default always drafts."""
         return True
+
+    def lookup_length(self, ngram: int, available: int, drafting: bool) -> int:
+        """How many tokens of a prompt-lookup guess the coming round verifies instead of drafting (``0``: none,
+        the round goes on as :meth:`should_draft` said). ``ngram``: the size of the match the guess came from;
+        ``available``: its length; ``drafting``: :meth:`should_draft`'s answer for this round. Asked only when
+        ``lookup_tokens > 0`` and a guess exists; the answer may depend on finished rounds only. The default
+        never verifies a guess."""
+        return 0
 
     def observe(self, record: StepRecord) -> None:
         """Called after each round with its outcome; the default ignores it."""
@@ -175,7 +191,11 @@ class HardwareAware(_CalibratedConfidences):
     Where even the best length does not pay for the drafting round, rounds skip drafting
     (:class:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate`: measured tokens per second of
     drafting rounds against plain steps, with exploration; kept on the draft between calls);
-    ``gate=False`` always drafts.
+    ``gate=False`` always drafts. With the gate, a round whose sequence has a prompt-lookup guess verifies
+    that guess instead of drafting (or instead of a plain step) when its expected tokens per second, from
+    acceptance estimates per n-gram size learned in this call, is at least the measured rate of what the
+    round would otherwise do (:mod:`dspark_hf.verification.scheduling.lookup_rounds`); ``lookup=False``
+    never does. ``lookup_tokens``: the longest guess considered.
 
     ``profile``: a :class:`~dspark_hf.verification.scheduling.CostProfile` or a JSON path; ``None`` finds the stored
     profile for the target, device, dtype and thread count. ``on_missing`` says what happens when none
@@ -189,7 +209,7 @@ class HardwareAware(_CalibratedConfidences):
     use_confidences = True
 
     def __init__(self, profile=None, on_missing: str = "profile", overhead_smoothing: float = 0.1, explore_every: int = 16,
-                 gate: bool = True) -> None:
+                 gate: bool = True, lookup: bool = True, lookup_tokens: int = 7) -> None:
         if on_missing not in MISSING_PROFILE_ACTIONS:
             raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS}, got {on_missing!r}.")
         self.on_missing = on_missing
@@ -202,17 +222,23 @@ class HardwareAware(_CalibratedConfidences):
         self._rounds = 0
         self.use_gate = bool(gate)
         self.gate = None
+        self.use_lookup = bool(lookup)
+        self.max_lookup_tokens = int(lookup_tokens)
+        self.lookup_rounds = None
+        self._lookup_ngram = None
 
     @classmethod
     def from_spec(cls, arg: str):
-        """``arg``: comma-separated options, a missing-profile action and / or ``always-draft`` (no gate)."""
+        """``arg``: comma-separated options, a missing-profile action, ``always-draft`` (no gate, no lookup
+        rounds) and / or ``no-lookup``."""
         options = [a.strip() for a in arg.split(",") if a.strip()]
-        unknown = [a for a in options if a not in MISSING_PROFILE_ACTIONS + ("always-draft",)]
+        unknown = [a for a in options if a not in MISSING_PROFILE_ACTIONS + ("always-draft", "no-lookup")]
         if unknown:
-            raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS} (or the option 'always-draft'), "
-                                        f"got {arg!r}.")
+            raise UnsupportedUsageError(f"on_missing must be one of {MISSING_PROFILE_ACTIONS} (or the options 'always-draft', "
+                                        f"'no-lookup'), got {arg!r}.")
         actions = [a for a in options if a in MISSING_PROFILE_ACTIONS]
-        return cls(on_missing=actions[-1] if actions else "profile", gate="always-draft" not in options)
+        return cls(on_missing=actions[-1] if actions else "profile", gate="always-draft" not in options,
+                   lookup="no-lookup" not in options)
 
     # -- setup: cost profile and estimates ---------------------------------------------------------
 
@@ -230,6 +256,14 @@ class HardwareAware(_CalibratedConfidences):
             profile = self.profile
             key = ("batch-1", profile.model, profile.device, profile.dtype, profile.verification)
             self.gate = kept_gate(draft, key, lambda: DraftingGate(profile.step_seconds(1)))
+        self.lookup_rounds = None
+        self.lookup_tokens = 0
+        self._lookup_ngram = None
+        if self.use_lookup and self.gate is not None and self.max_lookup_tokens > 0:
+            from dspark_hf.verification.scheduling.lookup_rounds import LookupRounds
+
+            self.lookup_rounds = LookupRounds(self.max_lookup_tokens)  # estimates of this call's text only
+            self.lookup_tokens = self.max_lookup_tokens
 
     def _find_or_make_profile(self, target, draft):
         from dspark_hf.verification.scheduling.cost_profile import CostProfile, ProfileMissingError, find_profile, load_profile, save_profile
@@ -298,7 +332,31 @@ class HardwareAware(_CalibratedConfidences):
     def should_draft(self) -> bool:
         return self.gate is None or self.gate.should_draft()
 
+    def lookup_length(self, ngram, available, drafting):
+        self._lookup_ngram = None
+        if self.lookup_rounds is None or available <= 0:
+            return 0
+        gate, profile = self.gate, self.profile
+        if drafting:
+            if gate.drafting_rounds == 0 or gate.draft_seconds <= 0:
+                return 0  # drafting not measured yet: measure it first
+            rate = gate.draft_tokens / gate.draft_seconds
+        else:
+            rate = 1.0 / gate.plain_seconds
+        # the profile's curve, scaled to the plain steps measured in this process
+        one = profile.step_seconds(1)
+        scale = gate.plain_seconds / one if one > 0 else 1.0
+        length = self.lookup_rounds.length(ngram, available, lambda tokens: scale * profile.step_seconds(tokens), rate)
+        if length:
+            self._lookup_ngram = ngram
+        return length
+
     def observe(self, record) -> None:
+        if record.source == "lookup":  # a verified guess: neither a drafting round nor a plain step
+            if self.lookup_rounds is not None and self._lookup_ngram:
+                self.lookup_rounds.observe(self._lookup_ngram, record.verified, record.accepted)
+            self._lookup_ngram = None
+            return
         drafted = record.proposed > 0
         if self.gate is not None:
             self.gate.observe(drafted, record.emitted, record.step_seconds)
@@ -312,7 +370,8 @@ class HardwareAware(_CalibratedConfidences):
             self.round_seconds = overhead if self._rounds <= 1 else (1 - a) * self.round_seconds + a * overhead
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(on_missing={self.on_missing!r}" + ("" if self.use_gate else ", gate=False") + ")"
+        return (f"{type(self).__name__}(on_missing={self.on_missing!r}" + ("" if self.use_gate else ", gate=False")
+                + ("" if self.use_lookup else ", lookup=False") + ")")
 
 
 class OnlineAcceptance(HardwareAware):
