@@ -65,6 +65,17 @@ def test_hardware_spec_options_for_lookup_rounds():
     assert "lookup=False" in repr(both)
 
 
+def tiny_pair_with_cheap_guesses():
+    """The tiny target, the fixture DSpark draft, a profile on which a forward costs next to nothing (so a guess
+    is nearly free next to a real drafting round) and a prompt that repeats itself."""
+    target = tiny_qwen3_target()
+    draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
+    tokens = list(range(1, 2 * draft.config.block_size + 3))
+    profile = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
+                          target_seconds=[1e-6 * b for b in tokens], draft_seconds=1e-6)
+    return target, draft, profile, torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7, 5, 17]])
+
+
 def test_lookup_rounds_keep_greedy_output_identical_and_are_kept_apart_from_drafting_rounds(monkeypatch):
     """Tiny target (it repeats itself, so guesses exist and some are accepted), the fixture DSpark draft,
     the hardware-aware policy on a profile where a guess is nearly free: after the first drafting round
@@ -73,12 +84,7 @@ def test_lookup_rounds_keep_greedy_output_identical_and_are_kept_apart_from_draf
     lookup estimates count the lookup rounds. Mutations run once: a lookup round dropping the carried
     features (``self._carried = []`` before returning) fails (the next drafting round gets too few rows);
     ``observe`` treating lookup rounds as drafting rounds fails the gate's count."""
-    target = tiny_qwen3_target()
-    draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
-    tokens = list(range(1, 2 * draft.config.block_size + 3))
-    profile = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
-                          target_seconds=[1e-6 * b for b in tokens], draft_seconds=1e-6)
-    ids = torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7, 5, 17]])
+    target, draft, profile, ids = tiny_pair_with_cheap_guesses()
     plain = target.generate(ids, max_new_tokens=48, do_sample=False, attention_mask=torch.ones_like(ids))
     observed = []
     real_observe = LookupRounds.observe
@@ -100,12 +106,7 @@ def test_lookup_rounds_keep_greedy_output_identical_and_are_kept_apart_from_draf
 
 
 def test_no_lookup_and_always_draft_never_verify_a_guess():
-    target = tiny_qwen3_target()
-    draft = DSparkDraft.from_pretrained(FIXTURES_DIR / "qwen3_dspark_vanilla", dtype=torch.float32).eval()
-    tokens = list(range(1, 2 * draft.config.block_size + 3))
-    profile = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
-                          target_seconds=[1e-6 * b for b in tokens], draft_seconds=1e-6)
-    ids = torch.tensor([[5, 17, 42, 8, 99, 3, 250, 7, 5, 17]])
+    target, draft, profile, ids = tiny_pair_with_cheap_guesses()
     for policy in (HardwareAware(profile, lookup=False), HardwareAware(profile, gate=False)):
         config = GenerationConfig(max_new_tokens=24, do_sample=False, dspark_policy=policy)
         target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))

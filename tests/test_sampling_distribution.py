@@ -267,22 +267,31 @@ def misreporting_draw_block(kind: str):
     return misreport
 
 
-def sample_counts(target, draft, policy, samples: int = SAMPLES, sampling: Sampling = Sampling()) -> tuple[dict, dict]:
-    """Counts of the first ``new_tokens`` generated tokens over ``samples`` speculative generations, and
-    how often verification accepted (tokens), rejected (rounds) and verified slot 1 after accepting slot 0
-    (rounds, ``deep``)."""
-    config = sampling.generation_config(policy)
+def generated_counts(target, draft, config: GenerationConfig, samples: int, per_step) -> dict:
+    """Counts of the generated tokens over ``samples`` speculative generations with ``config``;
+    ``per_step(record)`` sees every round's telemetry."""
     counts: dict[tuple[int, ...], int] = {}
-    accepted = rejected = deep = 0
     for _ in range(samples):
         out = target.generate(PROMPT, assistant_model=draft, generation_config=config)
         seq = tuple(out[0, PROMPT.shape[1]:].tolist())
         counts[seq] = counts.get(seq, 0) + 1
         for step in draft.last_telemetry.steps:
-            accepted += step.accepted
-            rejected += step.verified > step.accepted
-            deep += step.verified >= 2 and step.accepted >= 1  # slot 1 verified after a drafted slot 0
-    return counts, {"accepted": accepted, "rejected": rejected, "deep": deep}
+            per_step(step)
+    return counts
+
+
+def sample_counts(target, draft, policy, samples: int = SAMPLES, sampling: Sampling = Sampling()) -> tuple[dict, dict]:
+    """Counts of the first ``new_tokens`` generated tokens over ``samples`` speculative generations, and
+    how often verification accepted (tokens), rejected (rounds) and verified slot 1 after accepting slot 0
+    (rounds, ``deep``)."""
+    stats = {"accepted": 0, "rejected": 0, "deep": 0}
+
+    def tally(step):
+        stats["accepted"] += step.accepted
+        stats["rejected"] += step.verified > step.accepted
+        stats["deep"] += step.verified >= 2 and step.accepted >= 1  # slot 1 verified after a drafted slot 0
+
+    return generated_counts(target, draft, sampling.generation_config(policy), samples, tally), stats
 
 
 def assert_paths_exercised(stats: dict, samples: int = SAMPLES) -> None:
@@ -431,19 +440,15 @@ class AlwaysLookup(WholeBlock):
 def lookup_counts(target, draft, samples: int = SAMPLES) -> tuple[dict, dict]:
     """As :func:`sample_counts` with :class:`AlwaysLookup`; the stats count lookup rounds, the guessed tokens
     they accepted and the lookup rounds that rejected one."""
-    config = Sampling().generation_config(AlwaysLookup())
-    counts: dict[tuple[int, ...], int] = {}
-    rounds = accepted = rejected = 0
-    for _ in range(samples):
-        out = target.generate(PROMPT, assistant_model=draft, generation_config=config)
-        seq = tuple(out[0, PROMPT.shape[1]:].tolist())
-        counts[seq] = counts.get(seq, 0) + 1
-        for step in draft.last_telemetry.steps:
-            if step.source == "lookup":
-                rounds += 1
-                accepted += step.accepted
-                rejected += step.verified > step.accepted
-    return counts, {"lookup rounds": rounds, "accepted": accepted, "rejected": rejected}
+    stats = {"lookup rounds": 0, "accepted": 0, "rejected": 0}
+
+    def tally(step):
+        if step.source == "lookup":
+            stats["lookup rounds"] += 1
+            stats["accepted"] += step.accepted
+            stats["rejected"] += step.verified > step.accepted
+
+    return generated_counts(target, draft, Sampling().generation_config(AlwaysLookup()), samples, tally), stats
 
 
 def test_lookup_rounds_sampling_matches_target_distribution(pair_and_joint):
