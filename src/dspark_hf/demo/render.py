@@ -117,16 +117,17 @@ def stats_html(spec: Transcript | None, plain: Transcript | None = None) -> str:
     if spec is None:
         return '<div class="dsp-cards"></div>'
     records = spec.records
+    counts = spec.kind_counts()
     cards = [
         _card(f"{spec.tau:.2f}", "tau: tokens per round", highlight=True),
         _card(f"{spec.tokens_per_second:.1f}", "tokens/s, DSpark"),
         _card(str(spec.num_tokens), "new tokens"),
-        _card(str(len(records)), "drafting rounds"),
+        _card(str(len(records)), "rounds"),
         _card(f"{spec.acceptance_rate:.0%}", "verified tokens accepted"),
-        _card(str(spec.kind_counts()[DRAFT]), "tokens from the draft"),
+        _card(str(counts[DRAFT]), "tokens from the draft"),
     ]
-    if spec.kind_counts()[LOOKUP]:
-        cards.append(_card(str(spec.kind_counts()[LOOKUP]), "tokens from prompt lookup"))
+    if counts[LOOKUP]:
+        cards.append(_card(str(counts[LOOKUP]), "tokens from prompt lookup"))
     if plain is not None and plain.steps:
         cards.append(_card(f"{plain.tokens_per_second:.1f}", "tokens/s, plain decoding"))
         if plain.tokens_per_second > 0 and spec.tokens_per_second > 0:
