@@ -251,7 +251,7 @@ def test_measured_gate_makes_whole_steps_plain_when_drafting_steps_are_behind(ta
     flat = CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
                        target_seconds=[100.0 * (1 + 1e-4 * (b - 1)) for b in tokens])
     for gated, again in ((True, False), (True, True), (False, False)):
-        policy = HardwareAware(profile=flat, gate=gated)
+        policy = HardwareAware(profile=flat, gate=gated, lookup=False)
         if again:  # a gate over a batch keeps the exploration interval the first run ended on
             interval = next(g.explore_every for k, g in drafting_gates(draft).items() if k[:2] == ("packed", 3))
             assert interval > 8
@@ -290,7 +290,7 @@ def test_plain_steps_no_request_chose_to_draft_price_the_step_gate(target, monke
     draft = fixture_draft()
     prompts = prompts_of([5, 9, 14], seed=29)
     new = 30
-    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=True)
+    policy = HardwareAware(profile=synthetic_profile(draft.config.block_size), gate=True, lookup=False)
     assert run(target, draft, prompts, new=new, policy=policy) == plain_greedy(target, prompts, new)
     steps = draft.last_batch_telemetry.steps
     skipped = [s for s in steps if s.drafting_skipped]

@@ -269,7 +269,7 @@ def test_engine_marks_the_capped_steps(monkeypatch):
 
     monkeypatch.setattr(processor_module, "plan_lengths", plan)
     monkeypatch.setattr(DraftingGate, "observe", observe)
-    policy = HardwareAware(profile=synthetic_profile(BLOCK), gate=True)
+    policy = HardwareAware(profile=synthetic_profile(BLOCK), gate=True, lookup=False)
     policy.profile = policy._given_profile
     target.generate_batch(inputs=prompts_of([6, 9], seed=73), generation_config=greedy_config(20, policy),
                           continuous_batching_config=small_cache(), assistant_model=fixture_draft(), progress_bar=False)

@@ -13,6 +13,12 @@ A request that verifies ``L`` drafted tokens ``d_1 .. d_L`` after its sequence o
   target's.
 
 ``L == 0`` (nothing verified, or the row that ends a prefill) draws one token from the single row.
+
+A prompt-lookup guess (``draft_logits`` ``None``: a proposal fixed by the committed tokens, not drawn from a
+distribution) is verified the way transformers verifies candidates without logits: each row draws its
+token from the target, and the guessed tokens are kept while they equal the draws; the first draw that
+differs (or the one after ``d_L``) is the target's own token. Every kept token was drawn from the target
+given the tokens before it, so the output is distributed as plain sampling's.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ def processed_rows(logits: torch.Tensor, candidate: torch.LongTensor, n: int, lo
 
 
 def greedy_tokens(picks: list[int], drafted: list[int]) -> tuple[list[int], int]:
-    """Greedy acceptance on host lists: ``picks`` the argmax of each of a request's ``L + 1`` rows (no
-    logits processors), ``drafted`` its ``L`` drafted tokens. The same ``(new tokens, accepted)`` as
-    :func:`verify_request` for greedy decoding without processors."""
+    """Acceptance on host lists: ``picks`` the target's token of each of a request's ``L + 1`` rows (the
+    argmax for greedy decoding without logits processors; a draw per row for a guess under sampling),
+    ``drafted`` its ``L`` drafted (or guessed) tokens: those kept while they equal the picks, then the first
+    pick that differs. The same ``(new tokens, accepted)`` as :func:`verify_request` for greedy decoding
+    without processors."""
     accepted = 0
     while accepted < len(drafted) and drafted[accepted] == picks[accepted]:
         accepted += 1
@@ -51,7 +59,7 @@ def verify_request(
 ) -> tuple[list[int], int]:
     """Tokens a request adds from its ``L + 1`` rows ``logits`` ``[L + 1, V]`` and its ``L`` drafted
     tokens ``drafted`` ``[1, L]`` (with the ``[1, L, V]`` processed draft logits they were drawn from,
-    needed for sampling). Returns ``(new tokens, accepted)``: the accepted drafted tokens and then
+    needed for sampling; ``None`` for a prompt-lookup guess, see the module docstring). Returns ``(new tokens, accepted)``: the accepted drafted tokens and then
     the target's own token, ``accepted + 1`` tokens in all."""
     length = drafted.shape[1]
     n = sequence.shape[1]
@@ -65,5 +73,8 @@ def verify_request(
     if length == 0:
         token = torch.multinomial(torch.softmax(rows[0], dim=-1), num_samples=1)
         return [int(token)], 0
+    if draft_logits is None:  # a guess: draw every row from the target, keep the guessed tokens drawn
+        draws = torch.multinomial(torch.softmax(rows, dim=-1), num_samples=1)[:, 0].tolist()
+        return greedy_tokens(draws, drafted[0].tolist())
     tokens, accepted = _speculative_sampling(candidate, draft_logits[:, :length].to(rows.device), length, rows[None])
     return tokens[0].tolist(), int(accepted)

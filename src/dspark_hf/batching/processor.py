@@ -32,8 +32,17 @@ second of steps that drafted with those of plain steps it chose, both timed end 
 prefill, and makes the whole step a plain one while drafting steps are behind (exploring as at batch 1, but
 with one request: an exploring step drafts only the one with the most expected tokens);
 ``hardware:always-draft`` turns it off.
+With lookup rounds on (the hardware-aware policies' default; not ``no-lookup`` or ``always-draft``), a
+decoding request that does not draft may verify a prompt-lookup guess instead of taking a plain token
+(:meth:`SpeculativeBatchProcessor._lookup_guesses`): its guess's rows enter Algorithm 1 beside the drafted
+blocks, priced on the same packed curve, with the policy's per n-gram size acceptance estimates of earlier
+guesses (:func:`.planning.plan_lengths`); the choice to draft weighs a request's block against its guess
+(:func:`.planning.requests_to_draft`). A guess has no draft distribution: it is verified by drawing each row
+from the target (:mod:`.acceptance`), so greedy and sampled output stay the target's. Its round
+(``source == "lookup"``) teaches the lookup estimates only, and the gate sees each step's tokens less the
+accepted guessed ones.
 A request drafted but not scheduled (token, request or cache budget) keeps its block for the next
-step. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
+step; a guess not scheduled is chosen afresh. A request prefilled from position 0 again (transformers re-prefills offloaded requests) starts
 its drafting state afresh. The processor is transformers' own, built by transformers and then given
 this class (:meth:`SpeculativeBatchProcessor.adopt`), so the cache, scheduler and packed-input code
 are transformers', unchanged, except that the rings of sliding-window layers are one draft block longer
@@ -53,10 +62,13 @@ from dspark_hf.batching.acceptance import greedy_tokens, verify_request
 from dspark_hf.batching.batched_drafting import draft_rounds
 from dspark_hf.batching.packed_rows import layout
 from dspark_hf.batching.paged_rewind import rewind_request
-from dspark_hf.batching.planning import expected_gains, is_batch_scheduled, observe_round, plan_lengths, requests_to_draft
+from dspark_hf.batching.planning import (
+    expected_gains, guess_row, is_batch_scheduled, observe_round, plan_lengths, requests_to_draft, uses_lookup,
+)
 from dspark_hf.batching.sliding_ring import widen_sliding_rings
 from dspark_hf.batching.speculation import Speculation
 from dspark_hf.batching.telemetry import BatchStep
+from dspark_hf.drafting.ngram_lookup import ngram_continuation
 from dspark_hf.integration.weight_major import weight_major_forward
 from dspark_hf.telemetry import StepRecord
 
@@ -84,12 +96,12 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
     def prepare_next_batch(self) -> bool:
         started = time.perf_counter()
         self._forget_departed()
-        self._skipped, self._drafted = False, 0
+        self._skipped, self._drafted, self._guessed = False, 0, 0
         self._gate, self._gate_skipped, self._capped = None, False, False
         draft_seconds = self._draft_decoding_requests()
         available = super().prepare_next_batch()
         self._step = {"started": started, "draft_seconds": draft_seconds, "skipped": self._skipped, "drafted": self._drafted,
-                      "gate": self._gate, "gate_skipped": self._gate_skipped, "capped": self._capped}
+                      "guessed": self._guessed, "gate": self._gate, "gate_skipped": self._gate_skipped, "capped": self._capped}
         return available
 
     def _forget_departed(self) -> None:
@@ -112,8 +124,14 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             return 0.0
         started = time.perf_counter()
         width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
+        for state in decoding:  # a guess planned last step but not scheduled is chosen afresh
+            request = spec.requests[state.request_id]
+            if request.guess_ngram:
+                request.set_guess([], 0)
+                state.tokens_to_process = [state.generated_tokens[-1]]
         fresh = [s for s in decoding if spec.requests[s.request_id].block is None]
-        chosen = self._choose_drafting(decoding, fresh)
+        guesses = self._lookup_guesses(fresh)
+        chosen = self._choose_drafting(decoding, fresh, guesses)
         if chosen:
             requests = [spec.requests[s.request_id] for s in chosen]
             blocks = draft_rounds(
@@ -130,32 +148,64 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         self._drafted = len(chosen)
         seconds = time.perf_counter() - started if chosen else 0.0
         verifying = [s for s in decoding if spec.requests[s.request_id].block is not None]
-        if not verifying:
+        drafting_ids = {s.request_id for s in chosen}
+        guessing = [s for s in fresh if s.request_id in guesses and s.request_id not in drafting_ids]
+        if not verifying and not guessing:
             return seconds
         pending = [spec.requests[s.request_id] for s in verifying]
         caps = [s._new_tokens_limit - s.generated_len() - 1 for s in verifying]
         self._capped = any(cap < spec.block_size for cap in caps)  # max_new_tokens, not the draft, limits this step
+        guessed = [guesses[s.request_id] for s in guessing]
         lengths = plan_lengths(
             spec.policy, [r.block_confidences for r in pending], spec.block_size, caps, self.max_batch_tokens,
             steps_per_second=spec.steps_per_second_for(len(decoding)),
-            draft_seconds=spec.drafting_seconds(len(verifying)), plain_requests=len(decoding) - len(verifying),
-            overhead_seconds=spec.step_overhead(len(decoding), drafted=True), greedy=not spec.do_sample,
+            draft_seconds=spec.drafting_seconds(len(verifying)) if verifying else 0.0,
+            plain_requests=len(decoding) - len(verifying) - len(guessing),
+            overhead_seconds=spec.step_overhead(len(decoding), drafted=bool(verifying)), greedy=not spec.do_sample,
+            guesses=[guess_row(spec.policy, ngram, len(tokens)) for tokens, ngram in guessed],
+            guess_caps=[len(tokens) for tokens, _ in guessed],
         )
         for state, request, length in zip(verifying, pending, lengths):
             request.verify_length = length
             request.last_confidences = request.block_confidences
             request.verify_tokens = request.block_tokens[:length]
             state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
+        for state, (tokens, ngram), length in zip(guessing, guessed, lengths[len(verifying):]):
+            if length > 0:
+                spec.requests[state.request_id].set_guess(tokens[:length], ngram)
+                state.tokens_to_process = [state.generated_tokens[-1]] + tokens[:length]
+                self._guessed += 1
         return seconds
 
-    def _choose_drafting(self, decoding, fresh) -> list:
+    def _lookup_guesses(self, fresh) -> dict[str, tuple[list[int], int]]:
+        """For each request of ``fresh`` whose sequence has a prompt-lookup guess
+        (:func:`~dspark_hf.drafting.ngram_lookup.ngram_continuation`), ``(tokens, ngram)``: the guess, cut to
+        the policy's longest and the request's tokens left, and the n-gram size it matched on. Empty unless
+        the policy verifies guesses (:func:`.planning.uses_lookup`). The guesses depend on committed tokens
+        only."""
+        spec = self.speculation
+        if not fresh or not uses_lookup(spec.policy):
+            return {}
+        out = {}
+        for state in fresh:
+            cap = min(spec.policy.lookup_tokens, state._new_tokens_limit - state.generated_len() - 1)
+            if cap <= 0:
+                continue
+            sequence = torch.tensor(list(state.initial_tokens) + list(state.generated_tokens), dtype=torch.long)
+            tokens, ngram = ngram_continuation(sequence, cap)
+            if tokens.numel():
+                out[state.request_id] = (tokens.tolist(), ngram)
+        return out
+
+    def _choose_drafting(self, decoding, fresh, guesses=None) -> list:
         """The requests of ``fresh`` (decoding, no pending block) that draft this step: with the
         hardware-aware policy, those whose drafting is expected to pay (:func:`.planning.requests_to_draft`,
         on each request's previous block's confidences mixed with the recent blocks' mean, token-blind for this step) or whose exploration
         interval is up (:meth:`.SpeculativeRequest.must_draft`; a forced draft doubles the interval, a
         draft on merit resets it), except on the gate's exploring steps, which draft one request
-        (:meth:`_explorer`); every one otherwise. Marks the step skipped when no decoding
-        request drafts or verifies."""
+        (:meth:`_explorer`); every one otherwise. A request with a prompt-lookup guess (``guesses``,
+        :meth:`_lookup_guesses`) weighs drafting against verifying that guess rather than a plain token. Marks
+        the step skipped when no decoding request drafts."""
         spec = self.speculation
         if not fresh:
             return []
@@ -180,11 +230,16 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
                      "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
         forced = [r.must_draft() for r in requests]
+        guesses = guesses or {}
+        base = None
+        if guesses:
+            base = [guess_row(spec.policy, guesses[s.request_id][1], len(guesses[s.request_id][0])) if s.request_id in guesses else []
+                    for s in fresh]
         choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, must_draft=forced,
-                                   **overheads)
+                                   base=base, **overheads)
         merit = choice
         if any(forced):
-            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, **overheads)
+            merit = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, base=base, **overheads)
         for request, drafts, on_merit in zip(requests, choice, merit):
             request.drafting_decided(drafts, on_merit)
         chosen = [s for s, drafts in zip(fresh, choice) if drafts]
@@ -220,7 +275,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             request = spec.request(state.request_id)
             if state.position_offset == future.query_length:  # prefilled from position 0 (again)
                 request.restart(spec.draft)
-            if request.block is not None:
+            if request.verifying:
                 if not (future.has_new_token and future.query_length == request.verify_length + 1):
                     raise RuntimeError(f"speculative batch: request {state.request_id} was scheduled with {future.query_length} tokens, not {request.verify_length + 1}")
                 kind = "verify"
@@ -255,8 +310,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         record = BatchStep(
             step=len(spec.telemetry.steps), batch_tokens=int(features.shape[0]), verify_tokens=0, prefill_tokens=0,
             decoding=0, draft_seconds=step["draft_seconds"], step_seconds=0.0, drafting_skipped=step["skipped"],
-            drafted_requests=step["drafted"],
+            drafted_requests=step["drafted"], lookup_requests=step["guessed"],
         )
+        verified_blocks = False  # whether some request verified a drafted block (the step's overhead kind)
+        guessed_tokens = 0  # guessed tokens accepted this step (left out of what the drafting gate sees)
         finished_rounds = []
         outputs = []
         emitted_tokens = 0
@@ -270,11 +327,15 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             request = spec.request(state.request_id)
             own = features[rows.start : rows.start + rows.length]
             row_logits = logits[rows.logits_start : rows.logits_start + rows.logits_count]
-            if request.block is not None:
+            if request.verifying:
                 length = request.verify_length
-                block = request.block
+                block, ngram = request.block, request.guess_ngram
                 if picks is not None:
                     tokens, accepted = greedy_tokens(picks[rows.logits_start : rows.logits_start + rows.logits_count], request.verify_tokens)
+                elif block is None:  # a prompt-lookup guess: no draft distribution (acceptance module docstring)
+                    guess = torch.tensor([request.verify_tokens], dtype=torch.long, device=device)
+                    tokens, accepted = verify_request(row_logits, request.sequence(state, device), guess, None,
+                                                      spec.logits_processor, spec.do_sample)
                 else:
                     tokens, accepted = verify_request(
                         row_logits, request.sequence(state, device), block.tokens[:, :length], block.logits[:, :length],
@@ -284,18 +345,26 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 past = state.position_offset - rows.length
                 finished, emitted = self._commit(state, tokens)
                 emitted_tokens += emitted
-                round_ = StepRecord(
-                    step=len(request.telemetry.steps), proposed=spec.block_size, verified=length,
-                    accepted=min(accepted, emitted), emitted=emitted,
-                    confidences=request.block_confidences.tolist() if request.block_confidences is not None else None,
-                    draft_seconds=request.draft_seconds, step_seconds=0.0,
-                )
+                if block is None:
+                    guessed_tokens += min(accepted, emitted)
+                    round_ = StepRecord(step=len(request.telemetry.steps), proposed=length, verified=length,
+                                        accepted=min(accepted, emitted), emitted=emitted, confidences=None,
+                                        draft_seconds=0.0, step_seconds=0.0, source="lookup")
+                else:
+                    verified_blocks = True
+                    round_ = StepRecord(
+                        step=len(request.telemetry.steps), proposed=spec.block_size, verified=length,
+                        accepted=min(accepted, emitted), emitted=emitted,
+                        confidences=request.block_confidences.tolist() if request.block_confidences is not None else None,
+                        draft_seconds=request.draft_seconds, step_seconds=0.0,
+                    )
                 request.set_block(None)
+                request.set_guess([], 0)
                 request.telemetry.steps.append(round_)
                 record.rounds[state.request_id] = round_
                 record.verify_tokens += rows.length
                 record.decoding += 1
-                finished_rounds.append(round_)
+                finished_rounds.append((round_, ngram))
                 if not finished:
                     rewind_request(self.cache, state, past + accepted + 1)
             elif future.has_new_token:
@@ -323,31 +392,36 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                 outputs.append(state.to_generation_output())
         record.step_seconds = time.perf_counter() - step["started"]
         if step.get("pure") and is_batch_scheduled(spec.policy):
-            self._observe_overhead(record, step["draft_seconds"])
+            self._observe_overhead(record, step["draft_seconds"], verified_blocks)
         gate = step.get("gate")
-        if gate is not None and step.get("pure") and emitted_tokens:
+        # The gate compares drafting with plain steps; accepted guesses are neither (as at batch 1, where
+        # lookup rounds never reach it), so it sees each step's tokens less them.
+        gate_tokens = emitted_tokens - guessed_tokens
+        if gate is not None and step.get("pure") and gate_tokens > 0:
             if step["gate_skipped"]:
-                gate.observe(False, emitted_tokens, record.step_seconds)
+                gate.observe(False, gate_tokens, record.step_seconds)
             elif step["skipped"]:  # plain because no request chose to draft: the same step, priced alike
-                gate.measure_plain(emitted_tokens, record.step_seconds)
+                gate.measure_plain(gate_tokens, record.step_seconds)
             elif record.drafted_requests:
-                gate.observe(True, emitted_tokens, record.step_seconds, counted=not step["capped"])
-        for round_ in finished_rounds:
+                gate.observe(True, gate_tokens, record.step_seconds, counted=not step["capped"])
+        for round_, ngram in finished_rounds:
             round_.step_seconds = record.step_seconds
-            observe_round(spec.policy, round_)
+            observe_round(spec.policy, round_, ngram)
         spec.telemetry.add_step(record)
         if spec.callback is not None:
             spec.callback(record)
         if outputs:
             self.output_router.deliver_batch(outputs)
 
-    def _observe_overhead(self, record: BatchStep, draft_seconds: float) -> None:
+    def _observe_overhead(self, record: BatchStep, draft_seconds: float, verified_blocks: bool) -> None:
         """Give the speculation what this pure decoding step (every row a request's last token or its
-        ``[last, d_1 .. d_L]``) cost beyond its forward on the cost curve and its drafting."""
+        ``[last, d_1 .. d_L]``) cost beyond its forward on the cost curve and its drafting;
+        ``verified_blocks``: whether some request verified a drafted block (a step that verified only
+        prompt-lookup guesses does no per-request drafting work and counts as plain)."""
         spec = self.speculation
         requests = len(self.inputs_and_outputs.requests_in_batch)
         forward = 1.0 / max(spec.step_curve(requests)(record.batch_tokens), 1e-12)
-        spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward, drafted=record.verify_tokens > 0)
+        spec.observe_step_overhead(requests, record.step_seconds - draft_seconds - forward, drafted=verified_blocks)
 
     @staticmethod
     def _commit(state, tokens: list[int]) -> tuple[bool, int]:

@@ -29,8 +29,8 @@ EXPLORE_EVERY_MAX = 64
 
 class SpeculativeRequest:
     """Drafting state of one request: the draft's context cache, the target features it has not
-    consumed yet, the drafted block awaiting verification (with the length chosen for it) and the
-    request's telemetry."""
+    consumed yet, the drafted block (or the prompt-lookup guess) awaiting verification with the length
+    chosen for it, and the request's telemetry."""
 
     def __init__(self, draft) -> None:
         self.context = new_context(draft)
@@ -39,12 +39,25 @@ class SpeculativeRequest:
         self.block_tokens: list[int] = []  # the block's tokens, on the host
         self.block_confidences: torch.Tensor | None = None  # the block's confidences, on the host
         self.verify_length = 0
-        self.verify_tokens: list[int] = []  # the block's first verify_length tokens, on the host
+        self.verify_tokens: list[int] = []  # the block's (or the guess's) first verify_length tokens, on the host
+        self.guess_ngram = 0  # > 0: this step verifies a prompt-lookup guess (matched on so many tokens), not a block
         self.draft_seconds = 0.0
         self.last_confidences = None  # of the previous block, for deciding whether to draft (planning.requests_to_draft)
         self.steps_since_draft = 0  # consecutive steps this request took a plain token instead of drafting
         self.explore_every = EXPLORE_EVERY  # at most this many steps between two drafts (see EXPLORE_EVERY)
         self.telemetry = GenerationTelemetry()
+
+    @property
+    def verifying(self) -> bool:
+        """Whether the request's next rows are ``[last, d_1 .. d_L]``: a drafted block or a prompt-lookup guess."""
+        return self.block is not None or self.guess_ngram > 0
+
+    def set_guess(self, tokens: list[int], ngram: int) -> None:
+        """Verify ``tokens`` of a prompt-lookup guess matched on an ``ngram``-token suffix this step (an empty
+        list or ``ngram == 0``: none)."""
+        self.guess_ngram = int(ngram) if tokens else 0
+        self.verify_tokens = list(tokens) if self.guess_ngram else []
+        self.verify_length = len(self.verify_tokens)
 
     def must_draft(self) -> bool:
         """Whether this step ends the request's longest allowed run of steps without drafting."""
@@ -72,7 +85,7 @@ class SpeculativeRequest:
         self.context = new_context(draft)
         self.pending_features = []
         self.set_block(None)
-        self.verify_length = 0
+        self.set_guess([], 0)
 
     @staticmethod
     def sequence(state, device) -> torch.LongTensor:

@@ -16,7 +16,8 @@ class BatchStep:
     its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafted_requests``: how many
     requests drafted a block this step (the hardware-aware policy lets a request whose drafting is not
     expected to pay take a plain token instead); ``drafting_skipped``: no decoding request drafted or
-    verified, the step was a plain decoding step."""
+    verified, the step was a plain decoding step; ``lookup_requests``: how many requests verified a
+    prompt-lookup guess instead (their rounds' ``source`` is ``"lookup"``)."""
 
     step: int
     batch_tokens: int
@@ -28,6 +29,7 @@ class BatchStep:
     rounds: dict[str, StepRecord] = field(default_factory=dict)
     drafting_skipped: bool = False  # the hardware-aware policy expected a plain step to be faster
     drafted_requests: int = 0
+    lookup_requests: int = 0
 
     @property
     def proposed(self) -> int:
@@ -71,7 +73,8 @@ class BatchTelemetry:
 
     @property
     def tau(self) -> float:
-        """Mean tokens a drafting round added (accepted + the target's own), over all requests' rounds."""
+        """Mean tokens a round added (accepted + the target's own), over all requests' rounds (drafting and
+        prompt-lookup rounds)."""
         rounds = [s for t in self.requests.values() for s in t.steps]
         return sum(s.emitted for s in rounds) / len(rounds) if rounds else 0.0
 
@@ -79,7 +82,9 @@ class BatchTelemetry:
         rounds = [s for t in self.requests.values() for s in t.steps]
         verified = sum(s.verified for s in rounds)
         accepted = sum(s.accepted for s in rounds)
+        lookups = sum(1 for s in rounds if s.source == "lookup")
         return (
-            f"{len(self.requests)} requests, {len(self.steps)} packed forwards, {len(rounds)} drafting rounds: "
+            f"{len(self.requests)} requests, {len(self.steps)} packed forwards, {len(rounds) - lookups} drafting rounds"
+            + (f", {lookups} prompt-lookup rounds" if lookups else "") + ": "
             f"tau {self.tau:.2f} tokens/round, acceptance {accepted / verified if verified else 0.0:.1%} of verified draft tokens"
         )

@@ -89,7 +89,8 @@ def batch_one_row(target, draft, prompt: list[int], config: GenerationConfig, po
     new = out.shape[1] - ids.shape[1]
     row = {"concurrency": 1, "method": f"batch-1 {policy}", "requests": 1, "new_tokens": new, "wall_seconds": wall,
            "aggregate_tokens_per_second": new / wall, "per_request_tokens_per_second_median": new / wall,
-           "per_request_tokens_per_second_p10": new / wall, "ttft_seconds_median": 0.0, "tau": draft.last_telemetry.tau}
+           "per_request_tokens_per_second_p10": new / wall, "ttft_seconds_median": 0.0, "tau": draft.last_telemetry.tau,
+           "lookup_rounds": draft.last_telemetry.lookup_rounds}
     return row, out[0, ids.shape[1]:].tolist()
 
 
@@ -138,6 +139,7 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                 if method != PLAIN:
                     telemetry = draft.last_batch_telemetry
                     row["tau"] = telemetry.tau
+                    row["lookup_rounds"] = sum(1 for t in telemetry.requests.values() for s in t.steps if s.source == "lookup")
                     steps = telemetry.steps
                     row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
                     drafted = [s for s in steps if s.drafted_requests and not s.prefill_tokens]
