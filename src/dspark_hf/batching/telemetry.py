@@ -16,8 +16,9 @@ class BatchStep:
     its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafted_requests``: how many
     requests drafted a block this step (the hardware-aware policy lets a request whose drafting is not
     expected to pay take a plain token instead); ``drafting_skipped``: no decoding request drafted or
-    verified, the step was a plain decoding step; ``lookup_requests``: how many requests verified a
-    prompt-lookup guess instead (their rounds' ``source`` is ``"lookup"``)."""
+    verified a drafted block, the step was a plain decoding step (in which requests may still have
+    verified prompt-lookup guesses); ``lookup_requests``: how many requests verified a prompt-lookup
+    guess (their rounds' ``source`` is ``"lookup"``)."""
 
     step: int
     batch_tokens: int
