@@ -159,28 +159,28 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         lengths = plan_lengths(
             spec.policy, [r.block_confidences for r in pending], spec.block_size, caps, self.max_batch_tokens,
             steps_per_second=spec.steps_per_second_for(len(decoding)),
-            draft_seconds=spec.drafting_seconds(len(verifying)) if verifying else 0.0,
+            draft_seconds=spec.drafting_seconds(len(verifying)),
             plain_requests=len(decoding) - len(verifying) - len(guessing),
             overhead_seconds=spec.step_overhead(len(decoding), drafted=bool(verifying)), greedy=not spec.do_sample,
-            guesses=[guess_row(spec.policy, ngram, len(tokens)) for tokens, ngram in guessed],
-            guess_caps=[len(tokens) for tokens, _ in guessed],
+            guesses=[row for _, _, row in guessed], guess_caps=[len(tokens) for tokens, _, _ in guessed],
         )
         for state, request, length in zip(verifying, pending, lengths):
             request.verify_length = length
             request.last_confidences = request.block_confidences
             request.verify_tokens = request.block_tokens[:length]
             state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
-        for state, (tokens, ngram), length in zip(guessing, guessed, lengths[len(verifying):]):
+        for state, (tokens, ngram, _), length in zip(guessing, guessed, lengths[len(verifying):]):
             if length > 0:
                 spec.requests[state.request_id].set_guess(tokens[:length], ngram)
                 state.tokens_to_process = [state.generated_tokens[-1]] + tokens[:length]
                 self._guessed += 1
         return seconds
 
-    def _lookup_guesses(self, fresh) -> dict[str, tuple[list[int], int]]:
+    def _lookup_guesses(self, fresh) -> dict[str, tuple[list[int], int, list[float]]]:
         """For each request of ``fresh`` whose sequence has a prompt-lookup guess
-        (:func:`~dspark_hf.drafting.ngram_lookup.ngram_continuation`), ``(tokens, ngram)``: the guess, cut to
-        the policy's longest and the request's tokens left, and the n-gram size it matched on. Empty unless
+        (:func:`~dspark_hf.drafting.ngram_lookup.ngram_continuation`), ``(tokens, ngram, row)``: the guess, cut to
+        the policy's longest and the request's tokens left, the n-gram size it matched on, and its slots'
+        acceptance estimates (:func:`.planning.guess_row`, Algorithm 1's row for it this step). Empty unless
         the policy verifies guesses (:func:`.planning.uses_lookup`). The guesses depend on committed tokens
         only."""
         spec = self.speculation
@@ -191,10 +191,9 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             cap = min(spec.policy.lookup_tokens, state._new_tokens_limit - state.generated_len() - 1)
             if cap <= 0:
                 continue
-            sequence = torch.tensor(list(state.initial_tokens) + list(state.generated_tokens), dtype=torch.long)
-            tokens, ngram = ngram_continuation(sequence, cap)
+            tokens, ngram = ngram_continuation(spec.requests[state.request_id].sequence(state, "cpu")[0], cap)
             if tokens.numel():
-                out[state.request_id] = (tokens.tolist(), ngram)
+                out[state.request_id] = (tokens.tolist(), ngram, guess_row(spec.policy, ngram, tokens.numel()))
         return out
 
     def _choose_drafting(self, decoding, fresh, guesses=None) -> list:
@@ -230,11 +229,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         overheads = {"overhead_seconds": spec.step_overhead(len(decoding), drafted=True),
                      "plain_overhead_seconds": spec.step_overhead(len(decoding), drafted=False)}
         forced = [r.must_draft() for r in requests]
-        guesses = guesses or {}
-        base = None
-        if guesses:
-            base = [guess_row(spec.policy, guesses[s.request_id][1], len(guesses[s.request_id][0])) if s.request_id in guesses else []
-                    for s in fresh]
+        base = [guesses[s.request_id][2] if s.request_id in guesses else [] for s in fresh] if guesses else None
         choice = requests_to_draft(spec.policy, confidences, spec.block_size, sps, spec.drafting_seconds, must_draft=forced,
                                    base=base, **overheads)
         merit = choice

@@ -79,11 +79,16 @@ class BatchTelemetry:
         rounds = [s for t in self.requests.values() for s in t.steps]
         return sum(s.emitted for s in rounds) / len(rounds) if rounds else 0.0
 
+    @property
+    def lookup_rounds(self) -> int:
+        """Rounds, over all requests, that verified a prompt-lookup guess instead of a drafted block."""
+        return sum(t.lookup_rounds for t in self.requests.values())
+
     def summary(self) -> str:
         rounds = [s for t in self.requests.values() for s in t.steps]
         verified = sum(s.verified for s in rounds)
         accepted = sum(s.accepted for s in rounds)
-        lookups = sum(1 for s in rounds if s.source == "lookup")
+        lookups = self.lookup_rounds
         return (
             f"{len(self.requests)} requests, {len(self.steps)} packed forwards, {len(rounds) - lookups} drafting rounds"
             + (f", {lookups} prompt-lookup rounds" if lookups else "") + ": "

@@ -139,7 +139,7 @@ def bench_concurrency(target, draft, prompts: list[list[int]], concurrencies: li
                 if method != PLAIN:
                     telemetry = draft.last_batch_telemetry
                     row["tau"] = telemetry.tau
-                    row["lookup_rounds"] = sum(1 for t in telemetry.requests.values() for s in t.steps if s.source == "lookup")
+                    row["lookup_rounds"] = telemetry.lookup_rounds
                     steps = telemetry.steps
                     row["mean_batch_tokens"] = statistics.mean(s.batch_tokens for s in steps) if steps else 0.0
                     drafted = [s for s in steps if s.drafted_requests and not s.prefill_tokens]
