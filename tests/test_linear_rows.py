@@ -90,6 +90,7 @@ def test_only_verification_forwards_of_the_scope_are_chunked(monkeypatch):
     monkeypatch.setattr(linear_rows, "invariant_rows", lambda weight, bias=None: seen.append(weight.shape) or 1)
     ids = torch.randint(0, 384, (1, 20), generator=torch.Generator().manual_seed(2))
     with torch.no_grad(), single_step_rows(model):
+        seen.clear()  # the probes primed on entry (test_probes_run_when_the_context_is_entered)
         cache = DynamicCache(config=model.config)
         model(ids[:, :12], use_cache=True, **cache_kwargs(model, cache))
         model(ids[:, 12:13], use_cache=True, **cache_kwargs(model, cache))
@@ -113,3 +114,48 @@ def test_probe_weight_has_the_weights_layout_and_alignment():
         probe = linear_rows._like(weight)
         assert probe.shape == weight.shape and probe.stride() == weight.stride()
         assert probe.data_ptr() % 64 == weight.data_ptr() % 64
+
+
+def _layout_sensitive_linear(x, weight, bias=None):
+    """torch's linear for an input laid out as a fresh tensor (stride ``rows * in`` in dimension 0), each
+    row as it would be alone; for a strided slice of a larger input (what ``x[:, a:b]`` gives), each dot
+    product summed in another order, as torch's CPU linear does on its slower path for that layout."""
+    if x.dim() == 3 and x.stride(0) != x.shape[1] * x.shape[2]:
+        out = (x.flip(-1).float() @ weight.flip(-1).float().T).to(weight.dtype)
+        return out if bias is None else out + bias
+    return torch.cat([_REAL_LINEAR(x[0, i : i + 1].contiguous().unsqueeze(0), weight, bias) for i in range(x.shape[1])], dim=1)
+
+
+def test_probe_and_chunks_pass_rows_laid_out_as_plain_decoding_does(monkeypatch):
+    """The probe's single rows and its first ``m`` rows, and the chunks of a verification forward, reach the
+    kernel laid out as fresh tensors, as plain decoding's one-token inputs are: with a kernel that takes
+    another order for strided slices (torch's CPU linear takes another path for them: 155 ms against 9 ms
+    for one row of a bf16 LM head on an Intel Xeon), the probe finds every row count invariant and chunks of
+    one row equal the rows computed alone. Mutation run once: ``_rows`` returning the slice ``x[:, start:stop]``:
+    fails (the probe returns 1 instead of 16; the chunks differ from the rows alone)."""
+    monkeypatch.setattr(linear_rows, "_kernel", _layout_sensitive_linear)
+    monkeypatch.setattr(linear_rows, "_INVARIANT", {})
+    weight, x = linear_rows._probe_inputs(torch.empty(64, 1536, dtype=torch.bfloat16), seed=5)
+    assert invariant_rows(weight) == MAX_PROBED_ROWS
+    layer = torch.nn.Linear(1536, 64, bias=False, dtype=torch.bfloat16)
+    layer.weight.data.copy_(weight)
+    linear_rows.chunk_linear(layer)
+    linear_rows._INVARIANT[linear_rows._probe_key(layer.weight, None)] = 1  # as if one row at a time were needed
+    x = x[:, :6].clone()
+    alone = torch.cat([_REAL_LINEAR(x[0, i : i + 1].clone().unsqueeze(0), weight) for i in range(6)], dim=1)
+    with torch.no_grad(), linear_row_chunks():
+        assert torch.equal(layer(x), alone)
+
+
+def test_probes_run_when_the_context_is_entered(monkeypatch):
+    """Entering :func:`single_step_rows` with a target probes every prepared linear layer of it at once, so
+    the probes are not timed inside the first verification forward (on an Intel Xeon they were, 11.5 s of
+    the first drafting round, and kept the drafting gate off: docs/measurements/2026-12-06). Mutation run
+    once: ``single_step_rows`` without ``prime_invariant_rows``: fails (nothing probed on entry)."""
+    model = tiny_qwen3_target().to(torch.bfloat16)
+    model.config._attn_implementation = "sdpa"
+    seen = []
+    monkeypatch.setattr(linear_rows, "invariant_rows", lambda weight, bias=None: seen.append(weight.data_ptr()) or 1)
+    linears = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    with single_step_rows(model):
+        assert set(seen) == linears and len(seen) == len(linears)

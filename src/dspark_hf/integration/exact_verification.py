@@ -31,7 +31,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by
-from dspark_hf.integration.linear_rows import chunk_verification_linears, invariant_rows
+from dspark_hf.integration.linear_rows import chunk_verification_linears, invariant_rows, prime_invariant_rows
 from dspark_hf.verification.row_mode import row_by_row_scope, single_step_rows_active
 
 _WRAPPED_FLAG = "_dspark_hf_single_step_rows"
@@ -46,6 +46,7 @@ def single_step_rows(target: torch.nn.Module | None = None):
     install_single_step_attention()
     if target is not None:
         chunk_verification_linears(target)
+        prime_invariant_rows(target)
     with row_by_row_scope():
         yield
 

@@ -32,6 +32,15 @@ verification (2026-12-04, 2 prompts per set, 64 new tokens, one thread): without
 hardware-aware policy ran at 0.92x the fixed length 1 of the same run (drafting on 15 % of the rounds'
 slots), with it at 1.01x (aggregate tokens/s).
 
+Seconds are averaged robustly (:class:`RecentSeconds`): the mean over the last ``(2 - a) / a`` rounds (the
+smoothed tokens' effective number of rounds), leaving out any round above ``OUTLIER_FACTOR`` times the lower
+median of those rounds. A rare slow round (a kernel's first use at a new shape, another process taking
+the core for a moment) would otherwise sit in an exponential average for dozens of rounds: measured on an
+Intel Xeon (2026-12-06, bf16 row-by-row verification), the process's first drafting round took 11.5 s
+(the row-invariance probes of :mod:`dspark_hf.integration.linear_rows` ran inside it), its smoothed
+drafting cost stayed above 1 s per round for the rest of the run, and the gate kept drafting off on
+prompts where drafting ran at 1.7x plain. Tokens need no such care: a round's are between 1 and the block.
+
 A gate for a new situation (the batched scheduler keeps one per number of decoding requests) may start
 seeded (:meth:`DraftingGate.seed`) with an estimate of its drafting steps instead of re-running the
 warm-up rounds; the batched scheduler builds it from a measured neighbour's tokens per request and this
@@ -57,13 +66,47 @@ the plain steps the requests chose themselves took 14 (``docs/measurements/2026-
 
 from __future__ import annotations
 
+from collections import deque
+
+OUTLIER_FACTOR = 3.0
+
+
+class RecentSeconds:
+    """A robust running estimate of seconds per round: the mean of the last ``window`` values, leaving
+    out those above ``OUTLIER_FACTOR`` times the window's lower median (so one slow round among a few
+    normal ones never counts, while a lasting change of cost, once it holds the median, does).
+    ``window=None``: the estimate never moves from its first value (a gate with smoothing 0)."""
+
+    def __init__(self, window: int | None, first: float | None = None) -> None:
+        self.values: deque[float] = deque(maxlen=window or 1)
+        self.frozen = window is None
+        self.value = 0.0
+        if first is not None:
+            self.reset(first)
+
+    def reset(self, value: float) -> None:
+        """Forget every earlier value: the estimate is ``value``."""
+        self.values.clear()
+        self.values.append(float(value))
+        self.value = float(value)
+
+    def add(self, value: float) -> None:
+        if self.frozen and self.values:
+            return
+        self.values.append(float(value))
+        ordered = sorted(self.values)
+        bound = OUTLIER_FACTOR * ordered[(len(ordered) - 1) // 2]
+        kept = [v for v in ordered if v <= bound]
+        self.value = sum(kept) / len(kept)
+
 
 class DraftingGate:
     """Measured tokens per second of drafting rounds against plain steps; see the module docstring.
 
     ``plain_seconds``: the first estimate of a plain step (the cost profile's one-token forward);
     ``warmup``: drafting rounds before the gate may skip; ``smoothing``: weight of the newest round in
-    the exponential averages; ``plain_measured``: whether ``plain_seconds`` is itself a measurement (the
+    the exponential averages of tokens (seconds: :class:`RecentSeconds` over ``(2 - smoothing) / smoothing``
+    rounds; 0 keeps every estimate at its first value); ``plain_measured``: whether ``plain_seconds`` is itself a measurement (the
     first measured plain step is then averaged into it instead of replacing it)."""
 
     def __init__(self, plain_seconds: float, *, warmup: int = 8, explore_every: int = 8, explore_max: int = 64,
@@ -77,6 +120,9 @@ class DraftingGate:
         self.draft_tokens = 0.0  # per drafting round, smoothed
         self.draft_tokens_sq = 0.0  # its square, smoothed (for the spread)
         self.draft_seconds = 0.0
+        window = max(1, round((2 - self.smoothing) / self.smoothing)) if self.smoothing > 0 else None
+        self._plain_window = RecentSeconds(window, self.plain_seconds)
+        self._draft_window = RecentSeconds(window)
         self.drafting_rounds = 0
         self.plain_rounds = int(bool(plain_measured))  # measured plain steps (skipped or probe rounds)
         self.skipped_in_a_row = 0
@@ -120,6 +166,7 @@ class DraftingGate:
         probes correct it from there."""
         self.draft_tokens, self.draft_seconds = float(tokens), float(seconds)
         self.draft_tokens_sq = self.draft_tokens ** 2
+        self._draft_window.reset(seconds)
         self.drafting_rounds = max(self.warmup, 1)
 
     def should_draft(self) -> bool:
@@ -155,9 +202,12 @@ class DraftingGate:
         row, exploration and probes alone: for plain steps the gate did not choose itself (a batch whose
         requests all declined to draft on their own confidences) but that cost what its own would."""
         if emitted > 0 and seconds > 0:
-            a = self.smoothing
             measured = seconds / emitted
-            self.plain_seconds = measured if self.plain_rounds == 0 else (1 - a) * self.plain_seconds + a * measured
+            if self.plain_rounds == 0:
+                self._plain_window.reset(measured)
+            else:
+                self._plain_window.add(measured)
+            self.plain_seconds = self._plain_window.value
             self.plain_rounds += 1
 
     def observe(self, drafted: bool, emitted: int, seconds: float, counted: bool = True) -> None:
@@ -182,12 +232,14 @@ class DraftingGate:
             self._forced = False
             return
         if self.drafting_rounds == 0:
-            self.draft_tokens, self.draft_seconds = float(emitted), float(seconds)
+            self.draft_tokens = float(emitted)
             self.draft_tokens_sq = float(emitted) ** 2
+            self._draft_window.reset(seconds)
         else:
             self.draft_tokens = (1 - a) * self.draft_tokens + a * emitted
             self.draft_tokens_sq = (1 - a) * self.draft_tokens_sq + a * emitted ** 2
-            self.draft_seconds = (1 - a) * self.draft_seconds + a * seconds
+            self._draft_window.add(seconds)
+        self.draft_seconds = self._draft_window.value
         self.drafting_rounds += 1
         if self._forced:
             ahead = self.drafting_ahead()
