@@ -10,7 +10,7 @@ STEPS=${*:-trace ab goal load}
 for step in $STEPS; do
   date -u
   case $step in
-    trace) .venv/bin/python $OUT/gate_trace_mtbench.py 2>&1 | grep -v "Loading weights" | tee $OUT/gate_trace_mtbench.log ;;
+    trace) .venv/bin/python docs/measurements/2026-12-06/gate_trace_mtbench.py 2>&1 | grep -v "Loading weights" | tee $OUT/gate_trace_mtbench.log ;;
     ab) .venv/bin/python docs/measurements/2026-12-05e/ab_lookup_b1.py 6 40 mt-bench,gsm8k,humaneval hardware \
           hardware:no-lookup fixed:1 2>&1 | grep -v "Loading weights" | tee $OUT/ab_lookup_b1.log ;;
     goal) .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval --start 0 \
