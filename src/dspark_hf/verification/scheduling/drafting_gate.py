@@ -116,13 +116,11 @@ class DraftingGate:
         self.explore_max = int(explore_max)
         self.explore_every = self.explore_min
         self.smoothing = float(smoothing)
-        self.plain_seconds = float(plain_seconds)  # per plain step (one token)
         self.draft_tokens = 0.0  # per drafting round, smoothed
         self.draft_tokens_sq = 0.0  # its square, smoothed (for the spread)
-        self.draft_seconds = 0.0
         window = max(1, round((2 - self.smoothing) / self.smoothing)) if self.smoothing > 0 else None
-        self._plain_window = RecentSeconds(window, self.plain_seconds)
-        self._draft_window = RecentSeconds(window)
+        self._plain_window = RecentSeconds(window, float(plain_seconds))  # per plain step (one token)
+        self._draft_window = RecentSeconds(window)  # per drafting round
         self.drafting_rounds = 0
         self.plain_rounds = int(bool(plain_measured))  # measured plain steps (skipped or probe rounds)
         self.skipped_in_a_row = 0
@@ -131,6 +129,17 @@ class DraftingGate:
         self.explore_per_call = bool(explore_per_call)
         self._forced = False
         self._probing = False
+
+    @property
+    def plain_seconds(self) -> float:
+        """Seconds per token of a plain step: the profile's estimate until steps are measured, then
+        :class:`RecentSeconds` of the measured steps."""
+        return self._plain_window.value
+
+    @property
+    def draft_seconds(self) -> float:
+        """Seconds per drafting round (:class:`RecentSeconds`; 0 before the first round or seed)."""
+        return self._draft_window.value
 
     def tokens_allowance(self) -> float:
         """One standard error of the smoothed tokens per drafting round (0 without spread)."""
@@ -164,7 +173,7 @@ class DraftingGate:
         """Start this (new) gate as if its warm-up had measured drafting rounds of ``tokens`` tokens in
         ``seconds`` seconds each (one virtual round, counted as the whole warm-up); its exploration and
         probes correct it from there."""
-        self.draft_tokens, self.draft_seconds = float(tokens), float(seconds)
+        self.draft_tokens = float(tokens)
         self.draft_tokens_sq = self.draft_tokens ** 2
         self._draft_window.reset(seconds)
         self.drafting_rounds = max(self.warmup, 1)
@@ -207,7 +216,6 @@ class DraftingGate:
                 self._plain_window.reset(measured)
             else:
                 self._plain_window.add(measured)
-            self.plain_seconds = self._plain_window.value
             self.plain_rounds += 1
 
     def observe(self, drafted: bool, emitted: int, seconds: float, counted: bool = True) -> None:
@@ -239,7 +247,6 @@ class DraftingGate:
             self.draft_tokens = (1 - a) * self.draft_tokens + a * emitted
             self.draft_tokens_sq = (1 - a) * self.draft_tokens_sq + a * emitted ** 2
             self._draft_window.add(seconds)
-        self.draft_seconds = self._draft_window.value
         self.drafting_rounds += 1
         if self._forced:
             ahead = self.drafting_ahead()
