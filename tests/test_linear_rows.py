@@ -159,3 +159,25 @@ def test_probes_run_when_the_context_is_entered(monkeypatch):
     linears = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Linear)}
     with single_step_rows(model):
         assert set(seen) == linears and len(seen) == len(linears)
+
+
+def test_a_layer_keeps_its_invariant_count_until_its_weight_changes(monkeypatch):
+    """A prepared layer asks :func:`invariant_rows` once for its weight, not in every verification forward,
+    and asks again once its weight is another tensor (``.to(float32)``), whose count then decides the chunks.
+    Mutation run once: the kept key made constant (``key = None``): fails (the float32 weight is still cut
+    into the bf16 weight's 2-row chunks)."""
+    asked, chunks = [], []
+    counts = {torch.bfloat16: 2, torch.float32: MAX_PROBED_ROWS}
+    monkeypatch.setattr(linear_rows, "invariant_rows", lambda weight, bias=None: asked.append(weight.dtype) or counts[weight.dtype])
+    monkeypatch.setattr(linear_rows, "_kernel", lambda x, weight, bias=None: chunks.append(x.shape[1]) or F.linear(x, weight, bias))
+    layer = torch.nn.Linear(32, 16, dtype=torch.bfloat16)
+    linear_rows.chunk_linear(layer)
+    x = torch.randn(1, 5, 32)
+    with torch.no_grad(), linear_row_chunks():
+        layer(x.to(torch.bfloat16))
+        layer(x.to(torch.bfloat16))
+        assert asked == [torch.bfloat16] and chunks == [2, 2, 1, 2, 2, 1]
+        layer.to(torch.float32)
+        chunks.clear()
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert asked == [torch.bfloat16, torch.float32] and chunks == []

@@ -42,7 +42,7 @@ from packaging.version import Version
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
-from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by
+from dspark_hf.integration.cpu_gqa_attention import ONE_ROW_PASS_THROUGH, is_wrapped_by
 
 ENV = "DSPARK_HF_CPU_BLOCK_ATTENTION"
 _WRAPPED_FLAG = "_dspark_hf_cpu_block_attention"
@@ -112,6 +112,7 @@ def install_cpu_block_attention() -> bool:
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
     setattr(sdpa_cpu_blocks, _WRAPPED_FLAG, True)
+    setattr(sdpa_cpu_blocks, ONE_ROW_PASS_THROUGH, True)  # a one-row query holds rows of one request at most
     sdpa_cpu_blocks.__wrapped__ = original
     AttentionInterface.register("sdpa", sdpa_cpu_blocks)
     return True

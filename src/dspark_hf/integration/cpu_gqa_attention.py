@@ -34,6 +34,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterf
 ENV = "DSPARK_HF_CPU_GQA"
 _WRAPPED_FLAG = "_dspark_hf_cpu_gqa"
 _OTHER_KWARGS = ("position_bias", "softcap", "output_attentions", "s_aux", "sinks")
+# Set on this package's attention wrappers that hand every one-row query to the function they wrap, unchanged
+# (this one, and the block-diagonal one of ``cpu_block_attention``): row-by-row verification calls past them.
+ONE_ROW_PASS_THROUGH = "_dspark_hf_one_row_pass_through"
 
 
 def grouped_query_applies(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -75,9 +78,21 @@ def install_cpu_gqa_attention() -> bool:
         return original(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
     setattr(sdpa_cpu_gqa, _WRAPPED_FLAG, True)
+    setattr(sdpa_cpu_gqa, ONE_ROW_PASS_THROUGH, True)  # grouped_query_applies needs more than one query row
     sdpa_cpu_gqa.__wrapped__ = original
     AttentionInterface.register("sdpa", sdpa_cpu_gqa)
     return True
+
+
+def past_one_row_pass_throughs(function):
+    """``function`` without the wrappers of this package on top of it that pass every one-row query on
+    unchanged (:data:`ONE_ROW_PASS_THROUGH`): what a one-row query reaches through them anyway, one or two
+    Python calls sooner. Stops at the first function that is not such a wrapper."""
+    seen = 0
+    while getattr(function, ONE_ROW_PASS_THROUGH, False) and getattr(function, "__wrapped__", None) is not None and seen < 8:
+        function = function.__wrapped__
+        seen += 1
+    return function
 
 
 def is_wrapped_by(function, flag: str) -> bool:

@@ -25,12 +25,13 @@ verification forward against 99 ms for one row, measured in ``docs/benchmarks.md
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
-from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by
+from dspark_hf.integration.cpu_gqa_attention import is_wrapped_by, past_one_row_pass_throughs
 from dspark_hf.integration.linear_rows import chunk_verification_linears, invariant_rows, prime_invariant_rows
 from dspark_hf.verification.row_mode import row_by_row_scope, single_step_rows_active
 
@@ -51,22 +52,35 @@ def single_step_rows(target: torch.nn.Module | None = None):
         yield
 
 
-def _fully_visible(mask_row: torch.Tensor) -> bool:
-    if mask_row.dtype == torch.bool:
-        return bool(mask_row.all())
-    return bool((mask_row == 0).all())
+_LAST_MASK = threading.local()
+
+
+def fully_visible_rows(attention_mask: torch.Tensor | None, rows: int, keys: int) -> list[bool]:
+    """For each query row ``i`` of a verification forward (``rows`` new rows, the last ones of ``keys``), whether
+    the mask lets it see every key a one-token step at its position would see (``keys - rows + i + 1`` of them):
+    such a row is computed without a mask, as plain decoding computes it. The mask is the same tensor in every
+    layer of a forward, so the answer for the last mask seen in this thread is kept (one check per forward,
+    not one per row and layer)."""
+    if attention_mask is None:
+        return [True] * rows
+    last = getattr(_LAST_MASK, "entry", None)
+    key = (rows, keys, attention_mask._version)  # an in-place change of the same tensor is a new mask
+    if last is not None and last[0] is attention_mask and last[1] == key:
+        return last[2]
+    allowed = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
+    seen = torch.arange(keys, device=attention_mask.device)[None, :] < torch.arange(keys - rows + 1, keys + 1, device=attention_mask.device)[:, None]
+    answer = (allowed[..., -rows:, :keys] | ~seen).flatten(0, -3).all(dim=-1).all(dim=0).tolist()
+    _LAST_MASK.entry = (attention_mask, key, answer)
+    return answer
 
 
 def _row_by_row(original, module, query, key, value, attention_mask, **kwargs):
     rows, keys = query.shape[2], key.shape[2]
+    visible_rows = fully_visible_rows(attention_mask, rows, keys)
     outputs = []
     for i in range(rows):
         visible = keys - rows + i + 1
-        mask = None
-        if attention_mask is not None:
-            mask_row = attention_mask[..., i : i + 1, :visible]
-            if not _fully_visible(mask_row):
-                mask = mask_row
+        mask = None if visible_rows[i] else attention_mask[..., i : i + 1, :visible]
         out, _ = original(module, query[:, :, i : i + 1], key[:, :, :visible], value[:, :, :visible], mask, **kwargs)
         outputs.append(out)
     return torch.cat(outputs, dim=1), None
@@ -78,13 +92,14 @@ def install_single_step_attention() -> None:
     if is_wrapped_by(current, _WRAPPED_FLAG):
         return
     original = current
+    one_row = past_one_row_pass_throughs(original)  # what a one-row query reaches through ``original`` anyway
 
     def sdpa_single_step_rows(module, query, key, value, attention_mask, *args, **kwargs):
         rows, keys = query.shape[2], key.shape[2]
         if not single_step_rows_active() or rows == 1 or keys == rows or query.shape[0] != 1:
             return original(module, query, key, value, attention_mask, *args, **kwargs)
         kwargs.pop("is_causal", None)  # a one-row query is never causal-masked, as in plain decoding
-        return _row_by_row(original, module, query, key, value, attention_mask, **kwargs)
+        return _row_by_row(one_row, module, query, key, value, attention_mask, **kwargs)
 
     setattr(sdpa_single_step_rows, _WRAPPED_FLAG, True)
     sdpa_single_step_rows.__wrapped__ = original

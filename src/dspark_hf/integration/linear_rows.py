@@ -45,6 +45,7 @@ MAX_PROBED_ROWS = 16
 _kernel = F.linear  # torch's linear (``torch._C._nn.linear``); the probe and the chunks call it
 _INVARIANT: dict[tuple, int] = {}
 _HOOKED_FLAG = "_dspark_hf_linear_row_hooks"
+_ROWS_ATTR = "_dspark_hf_invariant_rows"
 _STATE = threading.local()
 
 
@@ -113,14 +114,9 @@ def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> in
     return _INVARIANT[key]
 
 
-def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
-    """``F.linear(x, weight, bias)`` in chunks of at most :func:`invariant_rows` rows, or ``None`` where one
-    call already gives single-row results (not ``[1, S, in]``, or ``S`` within the invariant count)."""
-    if x.dim() != 3 or x.shape[0] != 1 or x.shape[1] < 2:
-        return None
-    size = invariant_rows(weight, bias)
-    if x.shape[1] <= size:
-        return None
+def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, size: int) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` of a ``[1, S, in]`` input in consecutive chunks of at most ``size`` rows,
+    each laid out as a fresh tensor (:func:`_rows`), concatenated."""
     return torch.cat([_kernel(_rows(x, i, i + size), weight, bias) for i in range(0, x.shape[1], size)], dim=1)
 
 
@@ -161,11 +157,26 @@ def _takes_weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def _module_invariant_rows(module: torch.nn.Linear) -> int:
+    """:func:`invariant_rows` of ``module``'s weight and bias, kept on the module for as long as its weight
+    tensor's storage and dtype and its bias's presence stay the same (a verification forward asks once per
+    layer and call: the probe key's tuple of shape, strides and device name cost more than the check)."""
+    weight = module.weight
+    key = (weight.data_ptr(), weight.dtype, module.bias is None)
+    kept = module.__dict__.get(_ROWS_ATTR)
+    if kept is None or kept[0] != key:
+        kept = (key, invariant_rows(weight, module.bias))
+        module.__dict__[_ROWS_ATTR] = kept
+    return kept[1]
+
+
 def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if _chunking():
-        out = _chunked(x, self.weight, self.bias)
-        if out is not None:
-            return out
+        if x.dim() == 3 and x.shape[0] == 1 and 1 < x.shape[1]:
+            size = _module_invariant_rows(self)
+            if x.shape[1] > size:
+                return _chunked(x, self.weight, self.bias, size)
+        return F.linear(x, self.weight, self.bias)
     elif _takes_weight_major(x, self.weight):
         return weight_major_linear(x, self.weight, self.bias)
     return torch.nn.Linear.forward(self, x)
