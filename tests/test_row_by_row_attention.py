@@ -100,3 +100,31 @@ def test_rows_reach_the_function_below_this_packages_one_row_pass_throughs(monke
         out, _ = wrapped(None, query, key, value, None)
     assert calls == [("inner", 1, 8, None), ("inner", 1, 9, None), ("inner", 1, 10, None)]
     assert torch.equal(out, query.transpose(1, 2))
+
+
+def test_rows_over_a_left_padded_cache_equal_one_token_steps_bitwise():
+    """Batch-1 input with left padding (the mask hides the first keys from every row): a bf16 verification
+    forward of six rows, row by row, gives every logit of the one-token steps with the same mask bit for bit,
+    so rows that cannot see every key keep their mask through the row loop. Mutation run once: the row loop
+    passing no mask for any row (``mask = None``): fails (the padded keys are attended)."""
+    from transformers import DynamicCache
+
+    from conftest import tiny_qwen3_target
+    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.transformers_compat import cache_kwargs
+
+    model = tiny_qwen3_target().to(torch.bfloat16)
+    model.config._attn_implementation = "sdpa"
+    ids = torch.randint(0, 384, (1, 60), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[:, :5] = 0
+    new = 6
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        model(ids[:, :-new], attention_mask=mask[:, :-new], use_cache=True, **cache_kwargs(model, cache))
+        steps = [model(ids[:, -new + j :][:, :1], attention_mask=mask[:, : ids.shape[1] - new + j + 1], use_cache=True,
+                       **cache_kwargs(model, cache)).logits for j in range(new)]
+        cache.crop(-new)
+        with single_step_rows(model):
+            rows = model(ids[:, -new:], attention_mask=mask, use_cache=True, **cache_kwargs(model, cache)).logits
+    assert torch.equal(torch.cat(steps, dim=1), rows)
