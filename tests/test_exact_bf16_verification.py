@@ -79,3 +79,20 @@ def test_bf16_dspark_equals_plain_bf16_generate(smollm2_bf16):
                                   generation_config=GenerationConfig(max_new_tokens=48, do_sample=False, dspark_single_step_rows=False))
         batched_differs += not torch.equal(batched, plain)
     assert batched_differs >= 1, "negative control: the batched bf16 verification should drift on some prompt"
+
+
+def test_bf16_dspark_under_inference_mode_equals_plain(smollm2_bf16):
+    """The same under ``torch.inference_mode()`` (tensors without version counters; a user's usual wrapper for
+    serving), whole block and fixed length 3, one prompt x 40 new tokens: identical to plain bf16 generate there.
+    Regression: 876702e kept the row loop's mask answer keyed by ``mask._version``, which raises for inference
+    tensors (run once at 876702e: "Inference tensors do not track version counter")."""
+    target, draft, prompts = smollm2_bf16
+    ids = prompts[3]
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        plain = target.generate(ids, attention_mask=mask, generation_config=GenerationConfig(max_new_tokens=40, do_sample=False))
+        for policy in ("whole", "fixed:3"):
+            out = target.generate(ids, attention_mask=mask, assistant_model=draft,
+                                  generation_config=GenerationConfig(max_new_tokens=40, do_sample=False, dspark_policy=policy))
+            assert torch.equal(out, plain), policy
+            assert any(s.verified > 1 for s in draft.last_telemetry.steps)

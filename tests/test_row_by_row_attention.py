@@ -50,16 +50,20 @@ def test_fully_visible_rows_match_the_per_row_check(kind):
     assert fully_visible_rows(None, rows, keys) == [True] * rows
 
 
-def test_fully_visible_rows_sees_an_in_place_change_of_the_same_mask():
+@pytest.mark.parametrize("inference", [False, True])
+def test_fully_visible_rows_sees_an_in_place_change_of_the_same_mask(inference):
     """The answer is kept for the last mask of the thread (every layer of a forward passes the same tensor),
-    but a mask changed in place is checked again. Mutation run once: the tensor's ``_version`` left out of
-    the kept key: fails (the stale all-visible answer is returned)."""
+    but a mask changed in place is checked again, also for a tensor made under ``torch.inference_mode`` (which
+    has no version counter). Mutations run once: the tensor's ``_version`` left out of the kept key: fails (the
+    stale all-visible answer is returned); the ``is_inference`` test removed: fails (torch raises "Inference
+    tensors do not track version counter")."""
     rows, keys = 4, 20
     first = keys - rows + 1
-    mask = (torch.arange(keys)[None, :] < torch.arange(first, keys + 1)[:, None])[None, None].clone()
-    assert fully_visible_rows(mask, rows, keys) == [True] * rows
-    mask[..., 0] = False
-    assert fully_visible_rows(mask, rows, keys) == [False] * rows
+    with torch.inference_mode(inference):
+        mask = (torch.arange(keys)[None, :] < torch.arange(first, keys + 1)[:, None])[None, None].clone()
+        assert fully_visible_rows(mask, rows, keys) == [True] * rows
+        mask[..., 0] = False
+        assert fully_visible_rows(mask, rows, keys) == [False] * rows
 
 
 def test_rows_reach_the_function_below_this_packages_one_row_pass_throughs(monkeypatch):
@@ -102,11 +106,13 @@ def test_rows_reach_the_function_below_this_packages_one_row_pass_throughs(monke
     assert torch.equal(out, query.transpose(1, 2))
 
 
-def test_rows_over_a_left_padded_cache_equal_one_token_steps_bitwise():
+@pytest.mark.parametrize("grad_mode", ["no_grad", "inference_mode"])
+def test_rows_over_a_left_padded_cache_equal_one_token_steps_bitwise(grad_mode):
     """Batch-1 input with left padding (the mask hides the first keys from every row): a bf16 verification
     forward of six rows, row by row, gives every logit of the one-token steps with the same mask bit for bit,
-    so rows that cannot see every key keep their mask through the row loop. Mutation run once: the row loop
-    passing no mask for any row (``mask = None``): fails (the padded keys are attended)."""
+    so rows that cannot see every key keep their mask through the row loop, under ``torch.no_grad`` and under
+    ``torch.inference_mode`` (a mask without a version counter). Mutation run once: the row loop passing no mask
+    for any row (``mask = None``): fails (the padded keys are attended)."""
     from transformers import DynamicCache
 
     from conftest import tiny_qwen3_target
@@ -119,7 +125,7 @@ def test_rows_over_a_left_padded_cache_equal_one_token_steps_bitwise():
     mask = torch.ones_like(ids)
     mask[:, :5] = 0
     new = 6
-    with torch.no_grad():
+    with torch.no_grad() if grad_mode == "no_grad" else torch.inference_mode():
         cache = DynamicCache(config=model.config)
         model(ids[:, :-new], attention_mask=mask[:, :-new], use_cache=True, **cache_kwargs(model, cache))
         steps = [model(ids[:, -new + j :][:, :1], attention_mask=mask[:, : ids.shape[1] - new + j + 1], use_cache=True,

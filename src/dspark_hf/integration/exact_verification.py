@@ -65,17 +65,19 @@ def fully_visible_rows(attention_mask: torch.Tensor | None, rows: int, keys: int
     the mask lets it see every key a one-token step at its position would see (``keys - rows + i + 1`` of them):
     such a row is computed without a mask, as plain decoding computes it. The mask is the same tensor in every
     layer of a forward, so the answer for the last mask seen in this thread is kept (one check per forward,
-    not one per row and layer)."""
+    not one per row and layer), except for inference-mode tensors (no version counter)."""
     if attention_mask is None:
         return [True] * rows
+    # An in-place change of the same tensor is a new mask; an inference-mode tensor has no version counter to
+    # tell, so its answer is not kept.
+    key = None if attention_mask.is_inference() else (rows, keys, attention_mask._version)
     last = getattr(_LAST_MASK, "entry", None)
-    key = (rows, keys, attention_mask._version)  # an in-place change of the same tensor is a new mask
-    if last is not None and last[0] is attention_mask and last[1] == key:
+    if key is not None and last is not None and last[0] is attention_mask and last[1] == key:
         return last[2]
     allowed = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
     seen = torch.arange(keys, device=attention_mask.device)[None, :] < torch.arange(keys - rows + 1, keys + 1, device=attention_mask.device)[:, None]
     answer = (allowed[..., -rows:, :keys] | ~seen).flatten(0, -3).all(dim=-1).all(dim=0).tolist()
-    _LAST_MASK.entry = (attention_mask, key, answer)
+    _LAST_MASK.entry = None if key is None else (attention_mask, key, answer)
     return answer
 
 
