@@ -76,7 +76,7 @@ def fully_visible_rows(attention_mask: torch.Tensor | None, rows: int, keys: int
         return last[2]
     allowed = attention_mask if attention_mask.dtype == torch.bool else attention_mask == 0
     seen = torch.arange(keys, device=attention_mask.device)[None, :] < torch.arange(keys - rows + 1, keys + 1, device=attention_mask.device)[:, None]
-    answer = (allowed[..., -rows:, :keys] | ~seen).flatten(0, -3).all(dim=-1).all(dim=0).tolist()
+    answer = (allowed[..., :rows, :keys] | ~seen).flatten(0, -3).all(dim=-1).all(dim=0).tolist()
     _LAST_MASK.entry = None if key is None else (attention_mask, key, answer)
     return answer
 
