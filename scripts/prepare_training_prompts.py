@@ -16,7 +16,13 @@ Sources (nothing is imported from a wheel except mathgenerator, whose generators
   the standard library's ``pydoc_data`` (the keywords and statements of the language reference);
 - software (``--software``): "what is this and how would I use it" requests from the package descriptions of
   the machine's Debian package database (``/var/lib/dpkg/status``; the descriptions' own licences are the
-  packages').
+  packages');
+- writing (``--writing``): writing, role-play, advice and rewriting requests (the kinds of task chat benchmarks
+  ask for) built around statements of ``chitchat-dataset`` (messages not ending in "?", 12 to 60 words).
+
+``--exclude earlier.jsonl`` leaves out every prompt of an earlier prompt file, so that a second round of
+self-distillation answers new prompts only (the default draft's 2026-12-06 round: ``--seed 1 --exclude`` the
+2026-12-02 file).
 
     pip download --no-deps -d wheels chitchat-dataset==0.9.0 mathgenerator==1.5.0 \
         more-itertools==11.2.1 toolz==1.2.0 boltons==26.2.0
@@ -68,6 +74,18 @@ SOFTWARE_TEMPLATES = (
     "Explain to a beginner what this software does and give one example of using it: {name}, {summary}. {details}",
     "My colleague suggested installing {name} ({summary}). What problem does it solve, and what are the alternatives?",
 )
+WRITING_TEMPLATES = (
+    "Write a short blog post inspired by this remark from a friend: \"{text}\"",
+    "Someone wrote to you: \"{text}\" Write a warm, helpful reply.",
+    "Rewrite this message so it sounds more formal and polite: \"{text}\"",
+    "Pretend you are a friendly travel agent. A customer says: \"{text}\" How do you respond?",
+    "Summarise the following in one sentence, then give one piece of advice: \"{text}\"",
+    "Write a short story of about 150 words that begins with this line: \"{text}\"",
+    "Give three thoughtful follow-up questions you could ask someone who said: \"{text}\"",
+    "Act as a career coach. Your client tells you: \"{text}\" What do you suggest?",
+    "Write a persuasive paragraph that agrees or disagrees with this opinion: \"{text}\"",
+    "Turn this into a cheerful social media post: \"{text}\"",
+)
 STDLIB_SKIP = ("test/", "idlelib/", "lib2to3/", "tkinter/", "turtledemo/", "site-packages/", "ensurepip/")
 
 
@@ -90,6 +108,22 @@ def chat_prompts(wheel: Path) -> list[str]:
                     seen.add(text.lower())
                     found.append(text)
     return found
+
+
+def writing_prompts(wheel: Path, count: int, rng: random.Random) -> list[str]:
+    """``count`` writing requests, each a template of ``WRITING_TEMPLATES`` around a chitchat statement."""
+    with zipfile.ZipFile(wheel) as archive:
+        dataset = json.loads(archive.read("chitchat_dataset/dataset.json"))
+    seen, statements = set(), []
+    for conversation in dataset.values():
+        for group in conversation["messages"]:
+            for message in group:
+                text = " ".join(message["text"].split())
+                if not text.endswith("?") and 12 <= len(text.split()) <= 60 and text.lower() not in seen:
+                    seen.add(text.lower())
+                    statements.append(text)
+    rng.shuffle(statements)
+    return [rng.choice(WRITING_TEMPLATES).format(text=text) for text in statements[:count]]
 
 
 def maths_prompts(wheel: Path, count: int, rng: random.Random) -> list[str]:
@@ -251,14 +285,22 @@ def main() -> None:
     parser.add_argument("--stdlib-code", type=int, default=0, help="code requests from the standard library")
     parser.add_argument("--python-topics", type=int, default=0, help="language-reference topics (at most 79)")
     parser.add_argument("--software", type=int, default=0, help="requests from the Debian package database")
+    parser.add_argument("--writing", type=int, default=0, help="writing and role-play requests around chat statements")
+    parser.add_argument("--exclude", help="a prompt file (JSON lines) whose prompts are left out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     folder = Path(args.wheels)
     rng = random.Random(args.seed)
-    chat = chat_prompts(_wheel(folder, "chitchat_dataset"))
+    excluded = set()
+    if args.exclude:
+        with open(args.exclude, encoding="utf-8") as handle:
+            excluded = {json.loads(line)["prompt"] for line in handle if line.strip()}
+    chat = [text for text in chat_prompts(_wheel(folder, "chitchat_dataset")) if text not in excluded]
     rng.shuffle(chat)
     rows = [("chat", text) for text in chat[: args.chat]]
+    if args.writing:
+        rows += [("writing", text) for text in writing_prompts(_wheel(folder, "chitchat_dataset"), args.writing, rng)]
     rows += [("maths", text) for text in maths_prompts(_wheel(folder, "mathgenerator"), args.maths, rng)]
     rows += [("code", text) for text in code_prompts(folder, args.code, rng)]
     if args.stdlib_code:
@@ -267,6 +309,10 @@ def main() -> None:
         rows += [("python-topics", text) for text in python_topic_prompts(args.python_topics, rng)]
     if args.software:
         rows += [("software", text) for text in software_prompts(args.software, rng)]
+    before = len(rows)
+    rows = [(source, text) for source, text in rows if text not in excluded]
+    if excluded:
+        print(f"left out {before - len(rows)} prompts already in {args.exclude}")
     rng.shuffle(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

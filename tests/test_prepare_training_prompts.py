@@ -64,7 +64,8 @@ def wheels(tmp_path):
     folder = tmp_path / "wheels"
     folder.mkdir()
     messages = [[{"text": f"What is your favourite thing number {i} of all?"} for i in range(30)],
-                [{"text": "What is your favourite thing number 3 of all?"}, {"text": "Too short?"}, {"text": "No question mark here at all"}]]
+                [{"text": "What is your favourite thing number 3 of all?"}, {"text": "Too short?"}, {"text": "No question mark here at all"}],
+                [{"text": f"I spent weekend number {i} walking by the river with my dog and my old friends"} for i in range(12)]]
     _wheel(folder, "chitchat_dataset", {"chitchat_dataset/dataset.json": json.dumps({"c1": {"messages": messages}})})
     _wheel(folder, "mathgenerator", {"mathgenerator/__init__.py": MATHS_MODULE})
     for name in ("more_itertools", "toolz", "boltons"):
@@ -118,3 +119,21 @@ def test_missing_wheel_is_one_clear_message(wheels, tmp_path):
     (next(wheels.glob("toolz-*.whl"))).unlink()
     with pytest.raises(SystemExit, match="no toolz-\\*.whl"):
         _run(wheels, tmp_path / "p.jsonl")
+
+
+def test_writing_requests_wrap_chat_statements_and_exclude_leaves_out_earlier_prompts(wheels, tmp_path):
+    """Writing requests are templates around the chat *statements* (12-60 words, no question mark), and
+    ``--exclude`` drops every prompt of an earlier file from every source. Mutation run once: reading the
+    exclusions but not filtering the chat questions by them (``if text not in excluded`` removed from the chat
+    list) fails: the earlier questions are drawn again, dropped at the end, and fewer than 10 are left."""
+    rows = _run(wheels, tmp_path / "w.jsonl", "--chat", "5", "--writing", "6", "--maths", "0", "--code", "0")
+    writing = [r["prompt"] for r in rows if r["source"] == "writing"]
+    assert len(writing) == 6 and len(set(writing)) == 6
+    assert all("walking by the river" in p and "?" not in p.split('"')[1] for p in writing)
+    first = _run(wheels, tmp_path / "first.jsonl", "--chat", "10", "--maths", "3", "--code", "0")
+    second = _run(wheels, tmp_path / "second.jsonl", "--chat", "10", "--maths", "3", "--code", "0",
+                  "--seed", "1", "--exclude", str(tmp_path / "first.jsonl"))
+    earlier = {r["prompt"] for r in first}
+    assert not earlier & {r["prompt"] for r in second}
+    # 31 distinct questions: 10 taken before, 10 of the 21 others now
+    assert sum(r["source"] == "chat" for r in second) == 10
