@@ -96,7 +96,9 @@ def _wheel(folder: Path, prefix: str) -> Path:
     return found[-1]
 
 
-def chat_prompts(wheel: Path) -> list[str]:
+def _chitchat_messages(wheel: Path, keep) -> list[str]:
+    """The messages of ``chitchat-dataset`` (whitespace collapsed) that ``keep(text)`` accepts, each once
+    (case-insensitive), in the dataset's order."""
     with zipfile.ZipFile(wheel) as archive:
         dataset = json.loads(archive.read("chitchat_dataset/dataset.json"))
     seen, found = set(), []
@@ -104,24 +106,19 @@ def chat_prompts(wheel: Path) -> list[str]:
         for group in conversation["messages"]:
             for message in group:
                 text = " ".join(message["text"].split())
-                if text.endswith("?") and 6 <= len(text.split()) <= 40 and text.lower() not in seen:
+                if keep(text) and text.lower() not in seen:
                     seen.add(text.lower())
                     found.append(text)
     return found
 
 
+def chat_prompts(wheel: Path) -> list[str]:
+    return _chitchat_messages(wheel, lambda text: text.endswith("?") and 6 <= len(text.split()) <= 40)
+
+
 def writing_prompts(wheel: Path, count: int, rng: random.Random) -> list[str]:
     """``count`` writing requests, each a template of ``WRITING_TEMPLATES`` around a chitchat statement."""
-    with zipfile.ZipFile(wheel) as archive:
-        dataset = json.loads(archive.read("chitchat_dataset/dataset.json"))
-    seen, statements = set(), []
-    for conversation in dataset.values():
-        for group in conversation["messages"]:
-            for message in group:
-                text = " ".join(message["text"].split())
-                if not text.endswith("?") and 12 <= len(text.split()) <= 60 and text.lower() not in seen:
-                    seen.add(text.lower())
-                    statements.append(text)
+    statements = _chitchat_messages(wheel, lambda text: not text.endswith("?") and 12 <= len(text.split()) <= 60)
     rng.shuffle(statements)
     return [rng.choice(WRITING_TEMPLATES).format(text=text) for text in statements[:count]]
 
