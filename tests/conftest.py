@@ -93,8 +93,8 @@ def tiny_gemma3_target(seed: int = 0):
     return Gemma3ForCausalLM(cfg).eval()
 
 
-def synthetic_profile(block_size: int):
-    """Verifying ``B`` tokens costs ``100 (1 + 0.35 (B - 1))`` seconds: verifying a slot pays when its
+def synthetic_profile(block_size: int, per_token: float = 0.35):
+    """Verifying ``B`` tokens costs ``100 (1 + per_token (B - 1))`` seconds (by default 0.35): verifying a slot pays when its
     cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
     verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
     policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
@@ -105,4 +105,4 @@ def synthetic_profile(block_size: int):
 
     tokens = list(range(1, 2 * block_size + 3))
     return CostProfile(model="synthetic", device="test", dtype="float32", tokens=tokens,
-                       target_seconds=[100.0 * (1 + 0.35 * (b - 1)) for b in tokens])
+                       target_seconds=[100.0 * (1 + per_token * (b - 1)) for b in tokens])
