@@ -94,8 +94,8 @@ def tiny_gemma3_target(seed: int = 0):
 
 
 def synthetic_profile(block_size: int, per_token: float = 0.35):
-    """Verifying ``B`` tokens costs ``100 (1 + per_token (B - 1))`` seconds (by default 0.35): verifying a slot pays when its
-    cumulative survival is above about a third of the expected tokens so far, so a confident prefix is
+    """Verifying ``B`` tokens costs ``100 (1 + per_token (B - 1))`` seconds. With the default 0.35, verifying a slot
+    pays when its cumulative survival is above about a third of the expected tokens so far (a tenth with 0.1), so a confident prefix is
     verified and a doubtful slot is not. The unit (100 s) dwarfs any real round on this machine, so the
     policies' measured overhead (round time minus profiled time) clamps to 0 and the schedule depends on
     the confidences / acceptance estimates only, never on timing; nothing is profiled. Policies built on it
