@@ -197,13 +197,13 @@ def markdown(report: dict) -> str:
     for suite in report["suites"]:
         rows = [r for r in report["results"] if r["suite"] == suite["name"]]
         lines += [f"## {suite['name']}", "",
-                  "| dataset | method | tokens/s | speed-up (median [q25-q75]) | tau | tokens/forward | acceptance | verified/drafted | TTFT ms | identical |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "| dataset | method | tokens/s | speed-up | speed-up per prompt (median [q25-q75]) | tau | tokens/forward | acceptance | verified/drafted | TTFT ms | identical |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for r in rows:
             ttft = r["first_token_seconds"]["median"] * 1000 if r["first_token_seconds"] else None
             ident = "n/a (sampling)" if r["identical"] is None else ("yes" if r["identical"] else f"**NO ({r['mismatches']} of {r['prompts']})**")
             lines.append(
-                f"| {r['dataset']} | {r['label']} | {_f(r['tokens_per_second'].get('median'))} | {_speedup(r['speedup'])} | "
+                f"| {r['dataset']} | {r['label']} | {_f(r['tokens_per_second'].get('aggregate'))} | {_f(r['speedup'].get('aggregate'), '{:.2f}x')} | {_speedup(r['speedup'])} | "
                 f"{_f(r['tau'])} | {_f(r['tokens_per_forward'])} | {_f(r['acceptance_rate'], '{:.1%}')} | "
                 f"{_f(r['verified_ratio'])} | {_f(ttft, '{:.0f}')} | {ident} |"
             )
