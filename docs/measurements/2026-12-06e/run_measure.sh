@@ -2,8 +2,8 @@
 # Run s (2026-12-06, afternoon): the fourth round of the default draft (issue 14), measured on the session's 2-vCPU
 # Intel Xeon.
 #   RUNS=/work/runs4 PREVIOUS=/work/runs bash docs/measurements/2026-12-06e/run_measure.sh mix  # training data
-#   RUNS=/work/runs4 bash docs/measurements/2026-12-06e/run_measure.sh curve   # held-out tau, two processes
 #   RUNS=/work/runs4 bash docs/measurements/2026-12-06e/run_measure.sh bench   # one process, quiet machine
+# (run s ran `bench` with SKIP_PROFILE=1 POLICIES=hardware; no held-out curve was measured this round)
 # RUNS holds continued3/ (scripts/continue_default_draft.sh train with RUN=continued3) and shipped_r3/ (a copy of
 # the draft shipped before this round, the third round).
 set -euo pipefail
@@ -26,14 +26,6 @@ new = (runs / "sd/distilled.jsonl").read_text().splitlines(keepends=True)
 (runs / "sd_mix.jsonl").write_text("".join(new + kept))
 print(f"sd_mix.jsonl: {len(new)} sequences of this round, {len(kept)} non-chat ones of the previous round")
 PY
-}
-curve() {  # prompts 40-49 of each set, 64 new tokens, greedy, whole block, default dtype
-  cd "$RUNS"
-  OMP_NUM_THREADS=1 $PY $ROOT/scripts/learning_curve.py --run continued3 --initial-tokens 4818102 --threads 1 \
-    --num-prompts 10 --steps ${CURVE_A:-0,400,800} --json $M/curve_a.json > $M/curve_a.log 2>&1 &
-  OMP_NUM_THREADS=1 $PY $ROOT/scripts/learning_curve.py --run continued3 --initial-tokens 4818102 --threads 1 \
-    --num-prompts 10 --steps ${CURVE_B:-1200,1600} --json $M/curve_b.json > $M/curve_b.log 2>&1 &
-  wait
 }
 bench() {  # the previous and the new draft side by side with plain decoding, one process, one thread
   [ -n "${SKIP_PROFILE:-}" ] || OMP_NUM_THREADS=1 $DSPARK profile --threads 1 --dtype auto > $M/profile_auto.log 2>&1
