@@ -18,7 +18,7 @@ ROW_KEYS = {
     "suite", "dataset", "method", "kind", "label", "prompts", "new_tokens", "seconds", "tokens_per_second",
     "first_token_seconds", "speedup", "target_forwards", "tokens_per_forward", "rounds", "drafted", "verified", "accepted",
     "emitted", "tau", "acceptance_rate", "verified_ratio", "per_slot_acceptance", "per_slot_conditional", "identical",
-    "mismatches", "calibration", "lookup_rounds",
+    "mismatches", "calibration", "lookup_rounds", "drafting_round_seconds", "decode_step_seconds",
 }
 SPREAD_KEYS = {"median", "q25", "q75", "min", "max", "n"}
 COST_ROW_KEYS = {"method", "policy", "policy_spec", "length", "tau", "tau_all_rounds", "tau_exact", "ideal_speedup", "speedup", "efficiency",
@@ -69,11 +69,16 @@ def test_cli_writes_json_markdown_and_plots(tiny_target_dir, tmp_path, capsys):
     dspark = [r for r in report["results"] if r["method"] == "dspark[random]:whole" and r["dataset"] == "all"][0]
     assert len(dspark["per_slot_acceptance"]) == 7 and dspark["calibration"]["raw"]["n"] > 0
     assert dspark["tau"] >= 1.0 and dspark["new_tokens"] == 4 * 6
+    plain_all = [r for r in report["results"] if r["method"] == "plain" and r["dataset"] == "all"][0]
+    assert dspark["drafting_round_seconds"] > 0 and plain_all["decode_step_seconds"] > 0
+    assert plain_all["drafting_round_seconds"] is None
+    assert [r for r in report["results"] if r["method"] == "prompt-lookup:10"][0]["drafting_round_seconds"] is None
     assert {p.split("/")[-1] for p in report["files"]["plots"]} == PLOTS
     for name in PLOTS:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "bench.md").read_text()
     assert "| dataset | method | tokens/s | speed-up |" in md and "dspark random / threshold:0.5" in md
+    assert "Drafting round inside generation" in md and "| drafting round ms | plain ms per token | share |" in md
     # The table leads with the figures the speed goals are stated in: total tokens over total seconds, and its
     # ratio to plain's (mutation run once: printing the per-prompt median tokens/s, as before, fails here).
     tps, ratio = dspark["tokens_per_second"]["aggregate"], dspark["speedup"]["aggregate"]

@@ -36,6 +36,26 @@ def round_counts(steps: Sequence[StepRecord]) -> dict:
     }
 
 
+def drafting_round_seconds(steps: Sequence[StepRecord]) -> float | None:
+    """Median ``draft_seconds`` of the rounds that drafted (``source == "draft"``); lookup rounds and plain
+    steps draft nothing and are left out. ``None`` without such rounds."""
+    seconds = [s.draft_seconds for s in steps if s.source == "draft"]
+    return statistics.median(seconds) if seconds else None
+
+
+def decode_step_seconds(calls: Iterable[tuple[int, float, float | None]]) -> float | None:
+    """Seconds per token after the first over calls ``(new_tokens, seconds, first_token_seconds)``:
+    ``sum(seconds - first_token_seconds) / sum(new_tokens - 1)`` (the prefill and first token left out); calls
+    without a first-token time or with fewer than two new tokens are skipped. ``None`` when none is left."""
+    tokens = seconds = 0.0
+    for new_tokens, total, first in calls:
+        if first is None or new_tokens < 2:
+            continue
+        tokens += new_tokens - 1
+        seconds += total - first
+    return seconds / tokens if tokens else None
+
+
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 

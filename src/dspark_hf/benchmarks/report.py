@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 
 from dspark_hf.benchmarks import metrics
-from dspark_hf.benchmarks.methods import DSpark
+from dspark_hf.benchmarks.methods import AssistantModel, DSpark
 from dspark_hf.benchmarks.policy_comparison import compare_policies, markdown_section
 from dspark_hf.benchmarks.session import PromptResult, SuiteResult
 
 SCHEMA = "dspark-bench/1"
 ALL = "all"
+DRAFTING_KINDS = (DSpark.kind, AssistantModel.kind)  # methods whose rounds run a drafter (prompt lookup's guesses are free)
 
 
 def machine_info(device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> dict:
@@ -92,6 +93,9 @@ def _row(suite: str, dataset: str, method: dict, rows: list[PromptResult], plain
         "per_slot_acceptance": metrics.per_slot_acceptance(drafted, depth),
         "per_slot_conditional": metrics.per_slot_conditional(drafted, depth),
         "lookup_rounds": len(steps) - len(drafted),
+        # what a drafting round costs inside generation (drafting methods), and plain decoding's time per token
+        "drafting_round_seconds": metrics.drafting_round_seconds(steps) if method["kind"] in DRAFTING_KINDS else None,
+        "decode_step_seconds": metrics.decode_step_seconds((r.run.new_tokens, r.run.seconds, r.first_token_seconds) for r in rows),
         "identical": (mismatches == 0) if greedy else None,
         "mismatches": mismatches if greedy else None,
         "calibration": calibration,
@@ -226,11 +230,15 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {r['dataset']} | {r['label']} | {raw['n']} | {_f(raw['ece'], '{:.4f}')} | {_f(raw['auroc'], '{:.3f}')} | "
                              f"{_f(after.get('ece'), '{:.4f}')} | {_f(after.get('auroc'), '{:.3f}')} |")
         lines.append("")
+    from dspark_hf.benchmarks.drafting_cost import markdown_section as drafting_cost_section
     from dspark_hf.benchmarks.tau_ratios import markdown_section as tau_ratio_section
 
     ratios = tau_ratio_section(report)
     if ratios:
         lines.append(ratios)
+    costs = drafting_cost_section(report)
+    if costs:
+        lines.append(costs)
     if report.get("policy_comparison"):
         lines.append(markdown_section(report["policy_comparison"]))
     return "\n".join(lines)
