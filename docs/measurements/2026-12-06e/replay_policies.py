@@ -7,8 +7,10 @@ Every slot of a whole-block round was verified, so the tokens any shorter choice
 `schedule_prefixes`, as `HardwareAware` calls it), the rule that maximises tokens minus r x seconds at the
 long-run rate r (found by iteration), and an oracle that knows each round's accepted length.
 
-    python docs/measurements/2026-12-06e/replay_policies.py RUNS.jsonl.gz 'dspark[draft]:whole' PROFILE.json [D]
+    python docs/measurements/2026-12-06e/replay_policies.py RUNS.jsonl.gz 'dspark[draft]:whole' PROFILE.json [D [DC]]
 e.g. run r's bench (docs/measurements/2026-12-06d/bench_ab/runs.jsonl.gz) with run r's bf16 row-by-row profile.
+DC (added in run t, docs/measurements/2026-12-06f/replay_draft_cost.log): the drafting seconds the hardware-aware
+rule is told, when it should differ from the D every round is costed with (default: D).
 """
 import gzip
 import json
@@ -19,6 +21,7 @@ from dspark_hf.verification.scheduling.prefix_scheduler import cumulative_surviv
 
 runs, method, profile_path = sys.argv[1:4]
 D = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0068
+DC = float(sys.argv[5]) if len(sys.argv) > 5 else D
 profile = load_profile(profile_path)
 BLOCK = 7
 t = step_seconds_curve(profile.steps_per_second, 1, 1 + BLOCK)  # t[L]: a step verifying L slots
@@ -41,7 +44,7 @@ def speed(rs, choose):
 
 
 def hardware(c):
-    return schedule_prefixes([c], profile.steps_per_second, draft_seconds=D)[0]
+    return schedule_prefixes([c], profile.steps_per_second, draft_seconds=DC)[0]
 
 
 def long_run(rate):
@@ -63,4 +66,5 @@ for dataset, rs in sorted(rounds.items()):
         rate = speed(rs, long_run(rate)) / t[0]
     out["long-run rate"] = rate * t[0]
     out["oracle"] = sum(a + 1 for _, a in rs) / sum(t[a] + D for _, a in rs) * t[0]
-    print(dataset, f"{len(rs)} rounds, D = {D * 1000:.1f} ms:", ", ".join(f"{k} {v:.3f}x" for k, v in out.items()))
+    told = f", scheduler told {DC * 1000:.1f} ms" if len(sys.argv) > 5 else ""
+    print(dataset, f"{len(rs)} rounds, D = {D * 1000:.1f} ms{told}:", ", ".join(f"{k} {v:.3f}x" for k, v in out.items()))
