@@ -7,7 +7,7 @@
 #         against plain bf16 decoding and how many outputs stay identical
 # From the repository root: bash docs/measurements/2026-12-06f/run_measure.sh [goal] [bf16]
 # Both read the stored cost profile (~/.cache/dspark_hf/profiles/, run r's bf16 row-by-row profile, a copy here).
-set -uo pipefail  # no -e: `dspark bench` exits 1 when it flags a mismatch (prompt lookup's), and the next step still runs
+set -uo pipefail  # no -e: `dspark bench` exits 3 when it flags a mismatch (prompt lookup's), and the next step still runs
 OUT=docs/measurements/2026-12-06f
 export OMP_NUM_THREADS=1
 STEPS=${*:-goal bf16}
