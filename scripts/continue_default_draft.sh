@@ -44,12 +44,12 @@ train() {  # warm start from the shipped draft (its shape and 8,192-token vocabu
     --save-every 200 --keep-checkpoints 20 --save-dtype bfloat16 --threads 1 --no-progress > $RUN.log 2>&1
 }
 M=$ROOT/docs/measurements/${MEASUREMENTS:-continued_default_draft}
-curve() {  # held-out prompts 40-44 of each set, 64 tokens, whole block
+curve() {  # held-out prompts 40-44 of each set (CURVE_PROMPTS: how many from 40), 64 tokens, whole block
   mkdir -p $M
   OMP_NUM_THREADS=1 $PY $ROOT/scripts/learning_curve.py --run $RUN --initial-tokens $INITIAL_TOKENS --threads 1 \
-    --steps ${CURVE_A:-0,400,800} --json $M/learning_curve_a.json > $M/learning_curve_a.log 2>&1 &
+    --num-prompts ${CURVE_PROMPTS:-5} --steps ${CURVE_A:-0,400,800} --json $M/learning_curve_a.json > $M/learning_curve_a.log 2>&1 &
   OMP_NUM_THREADS=1 $PY $ROOT/scripts/learning_curve.py --run $RUN --initial-tokens $INITIAL_TOKENS --threads 1 \
-    --steps ${CURVE_B:-1200,$STEPS} --json $M/learning_curve_b.json > $M/learning_curve_b.log 2>&1 &
+    --num-prompts ${CURVE_PROMPTS:-5} --steps ${CURVE_B:-1200,$STEPS} --json $M/learning_curve_b.json > $M/learning_curve_b.log 2>&1 &
   wait
   $PY - "$M" <<'PY'
 import json, sys
