@@ -162,3 +162,35 @@ def test_cpu_bf16_autocasts_the_step_and_stays_close_to_float32(tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=3e-2)
     weights = load_file(str(tmp_path / "bf16" / "draft" / "model.safetensors"))
     assert all(t.dtype == torch.float32 for t in weights.values())
+
+
+def test_a_distillation_shard_ends_after_its_part_and_a_plain_run_merges_the_parts(capsys, tmp_path):
+    """`dspark train --self-distill --prepare-only --distill-shard I/N` answers its prompts, says where its part
+    is and exits 0 (no training, no merged file); the run without the flag merges both parts and prepares them.
+    Mutation run once: the early return after a shard removed in cli/train.py (the shard run goes on to read
+    the merged file that does not exist yet) fails with exit 2, "Training data file not found"."""
+    from transformers import AutoTokenizer
+
+    from dspark_hf.bundled.target import default_target_dir
+    from test_training_data import tiny_answerer
+
+    tokenizer = AutoTokenizer.from_pretrained(default_target_dir())
+    target_dir = tmp_path / "target"
+    tiny_answerer(tokenizer, layers=2).save_pretrained(target_dir)
+    tokenizer.save_pretrained(target_dir)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Count to {n}."}) + "\n" for n in range(5)))
+    out = tmp_path / "sd"
+    argv = ["train", "--target", str(target_dir), "--data", str(prompts), "--output-dir", str(out), "--self-distill",
+            "--prepare-only", "--max-new-tokens", "3", "--distill-batch-size", "2", "--target-layer-ids", "0,1",
+            "--threads", "1", "--no-progress"]
+    for i in (0, 1):
+        assert main(argv + ["--distill-shard", f"{i}/2"]) == 0
+        part = out / f"distilled.part-{i}-of-2.jsonl"
+        assert f"Shard {i}/2 of the self-distillation is in {part}" in capsys.readouterr().out
+        assert sorted(json.loads(line)["index"] for line in part.read_text().splitlines()) == list(range(i, 5, 2))
+        assert not (out / "distilled.jsonl").exists()
+    assert main(argv) == 0
+    assert "5 sequences ready" in capsys.readouterr().out
+    assert sorted(json.loads(line)["index"] for line in (out / "distilled.jsonl").read_text().splitlines()) == list(range(5))
+    assert not list(out.glob("distilled.part-*"))

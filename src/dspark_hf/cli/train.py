@@ -177,6 +177,13 @@ def run(args: argparse.Namespace) -> int:
             self_distill(answerer.to(accelerator.device), tokenizer, data, distilled, sampling, seed=args.seed,
                          feature_cache=cache, layer_ids=cache_layers, shard=shard)
             del answerer
+        if shard is not None:  # one part of the answers: training waits for the run that merges them
+            from dspark_hf.training.self_distill import part_path
+
+            accelerator.print(f"Shard {shard[0]}/{shard[1]} of the self-distillation is in {part_path(distilled, shard)}; "
+                              "run again without --distill-shard to merge the parts and train.")
+            end_process_group()
+            return 0
         accelerator.wait_for_everyone()
         data = distilled
     vocab = target.get_input_embeddings().num_embeddings  # pre-tokenized ids must index the embedding
