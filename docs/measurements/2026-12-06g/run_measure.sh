@@ -11,6 +11,7 @@
 # `ab`: the fourth-round draft (shipped before this round; RUNS/shipped_r4 is a copy of it) and the new one side by
 # side with plain decoding, the default policy and the whole block (always added), the issue's 60 prompts.
 # `goal` is run t's goal configuration (docs/measurements/2026-12-06f/run_measure.sh goal) for the new draft.
+# Run u ran mix, train, curve and ab (in that order); `goal` was left for the next session (no quiet time left).
 set -uo pipefail  # no -e: `dspark bench` exits 3 when it flags a mismatch (prompt lookup's)
 cd "$(dirname "$0")/../../.."
 ROOT=$PWD
