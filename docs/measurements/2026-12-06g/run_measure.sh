@@ -11,7 +11,8 @@
 # `ab`: the fourth-round draft (shipped before this round; RUNS/shipped_r4 is a copy of it) and the new one side by
 # side with plain decoding, the default policy and the whole block (always added), the issue's 60 prompts.
 # `goal` is run t's goal configuration (docs/measurements/2026-12-06f/run_measure.sh goal) for the new draft.
-# Run u ran mix, train, curve and ab (in that order); `goal` was left for the next session (no quiet time left).
+# Run u ran mix, train, curve and ab (in that order), then `goal` on mt-bench only (DATASETS=mt-bench
+# SUFFIX=_mtbench: the set below 1.5x before; the whole goal run did not fit in the session).
 set -uo pipefail  # no -e: `dspark bench` exits 3 when it flags a mismatch (prompt lookup's)
 cd "$(dirname "$0")/../../.."
 ROOT=$PWD
@@ -30,9 +31,9 @@ for step in "$@"; do
     ab) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft $RUNS/shipped_r4 --draft $RUNS/continued4/draft \
           --datasets mt-bench,gsm8k,humaneval --start 0 --limit 20 --max-new-tokens 128 --policies hardware \
           --baselines none --threads 1 --out $M/bench_ab 2>&1 | grep -v "Loading weights" | tee $M/bench_ab.log ;;
-    goal) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft $RUNS/continued4/draft --datasets mt-bench,gsm8k,humaneval \
+    goal) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft $RUNS/continued4/draft --datasets ${DATASETS:-mt-bench,gsm8k,humaneval} \
             --start 0 --limit 20 --max-new-tokens 128 --policies hardware,hardware:no-lookup --baselines prompt-lookup \
-            --threads 1 --out $M/bench_goal 2>&1 | grep -v "Loading weights" | tee $M/bench_goal.log ;;
+            --threads 1 --out $M/bench_goal${SUFFIX:-} 2>&1 | grep -v "Loading weights" | tee $M/bench_goal${SUFFIX:-}.log ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
