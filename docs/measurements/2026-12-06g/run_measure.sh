@@ -18,7 +18,6 @@ cd "$(dirname "$0")/../../.."
 ROOT=$PWD
 RUNS=${RUNS:?set RUNS}
 M=$ROOT/docs/measurements/2026-12-06g
-PY=$ROOT/.venv/bin/python
 ROUND="RUN=continued4 INIT=default INITIAL_TOKENS=6300186 STEPS=1400 LR=5e-4 DATA=sd_mix.jsonl"
 for step in "$@"; do
   date -u
