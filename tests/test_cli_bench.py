@@ -135,6 +135,30 @@ def test_real_smollm2_with_random_draft(tmp_path):
     assert all(r["identical"] for r in report["results"]) and report["files"]["plots"] == []
 
 
+def test_plain_kernels_baseline_is_plain_generate_inside_the_verification_context(tmp_path, monkeypatch):
+    """``--baselines plain-kernels`` adds plain ``generate`` run inside the verification context a DSpark call
+    uses (entered once per timed run, with the bench's generation config), reported beside plain with its
+    identity checked. Mutation run once: ``PlainOnDSparkKernels.run`` without the context: fails (nothing
+    entered)."""
+    from dspark_hf.benchmarks import methods
+
+    entered = []
+    real = methods.verification_context
+
+    def recording(target, generation_config=None, **kwargs):
+        entered.append(generation_config.max_new_tokens)
+        return real(target, generation_config, **kwargs)
+
+    monkeypatch.setattr(methods, "verification_context", recording)
+    code = _bench(tmp_path, "--draft", "random", "--datasets", "mt-bench", "--limit", "1", "--max-new-tokens", "4",
+                  "--warmup", "0", "--baselines", "plain-kernels", "--no-plots")
+    assert code == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["method"] for r in report["results"]] == ["plain", "plain-kernels", "dspark[random]:whole"]
+    assert all(r["identical"] for r in report["results"])
+    assert entered == [4]
+
+
 def test_python_api_with_pair_sampling_and_settings_restored(tiny_target_dir):
     """bench_prompts with an assistant-model pair and sampling; the draft's policy, online estimates and
     torch's thread count are as before afterwards."""

@@ -94,9 +94,11 @@ def test_no_measurement_without_native_bf16_or_for_explicit_choices(monkeypatch,
 def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
     """The float32 forwards run on the target itself as ``generate`` verifies in float32 (weight-major
     linears at the row counts measured faster, here made 2 and 3); the bfloat16 ones on a bf16 copy inside
-    the row-by-row scope (as ``generate`` runs exact bf16); the target is left as it was.
+    the row-by-row scope with its exact weight-major layers (as ``generate`` runs exact bf16); the target is
+    left as it was.
     Mutation runs: measuring the copy outside ``single_step_rows`` fails the row-mode assertion; timing
-    float32 outside ``weight_major_verification`` fails the weight-major one."""
+    float32 outside ``weight_major_verification`` fails the weight-major one; timing the copy in
+    ``single_step_rows`` alone (no exact weight-major layers, as before 2026-12-07) fails with ``"rows"``."""
     from dspark_hf.integration import weight_major
     from dspark_hf.verification.row_mode import verification_mode
     from dspark_hf.verification.scheduling import profiler
@@ -113,7 +115,7 @@ def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
     target = tiny_qwen3_target()
     before = {k: v.clone() for k, v in target.state_dict().items()}
     costs = dtype_costs.measure_configuration_costs(target)
-    assert seen == [(torch.float32, "weight-major", SCORED_TOKENS), (torch.bfloat16, "rows", SCORED_TOKENS)]
+    assert seen == [(torch.float32, "weight-major", SCORED_TOKENS), (torch.bfloat16, "rows-weight-major", SCORED_TOKENS)]
     assert set(costs.seconds) == {"float32", "bfloat16"}
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
     assert next(target.parameters()).dtype == torch.float32

@@ -96,3 +96,65 @@ def test_bf16_dspark_under_inference_mode_equals_plain(smollm2_bf16):
                                   generation_config=GenerationConfig(max_new_tokens=40, do_sample=False, dspark_policy=policy))
             assert torch.equal(out, plain), policy
             assert any(s.verified > 1 for s in draft.last_telemetry.steps)
+
+
+def _forced_weight_major_rows(monkeypatch):
+    """Every row count 1-9 in the weight-major scope, whatever this machine measured (machine-independent)."""
+    from dspark_hf.integration import weight_major
+
+    rows = tuple(range(1, 10))
+    monkeypatch.setattr(weight_major, "_MEMORY", {})
+    monkeypatch.setattr(weight_major, "weight_major_rows_for",
+                        lambda target, **_: weight_major.WeightMajorRows("k", torch.__version__, rows, rows, (1.0,) * 9, (0.5,) * 9))
+
+
+@pytest.mark.parametrize("kernel", ["real", "inexact"])
+def test_bf16_dspark_with_weight_major_layers_equals_plain(smollm2_bf16, monkeypatch, kernel):
+    """Three held-out prompts x 48 new tokens, shipped draft, bf16: with every row count in the weight-major
+    scope, DSpark's output is identical to plain bf16 generate. ``real``: the weight-major kernel itself (on
+    a CPU where the probe finds it bit-identical, as on this project's Intel Xeon, it runs: asserted where
+    the probe allows it). ``inexact``: a stand-in that adds each dot product in reverse order beyond one
+    row; the probe keeps it to one-row steps and the output stays identical. Mutation run once:
+    ``_chunked_linear_forward`` not asking the probe: ``inexact`` fails (the outputs differ)."""
+    from dspark_hf.integration import linear_rows
+    from dspark_hf.integration.linear_kernels import weight_major_linear
+
+    _forced_weight_major_rows(monkeypatch)
+    calls = []
+
+    def reversed_order(x, weight, bias=None):
+        if x.shape[1] > 1:
+            out = (x.flip(-1).float() @ weight.flip(-1).float().T).to(weight.dtype)
+            return out if bias is None else out + bias
+        return weight_major_linear(x, weight, bias)
+
+    def counting(x, weight, bias=None):
+        calls.append(x.shape[1])
+        return (weight_major_linear if kernel == "real" else reversed_order)(x, weight, bias)
+
+    monkeypatch.setattr(linear_rows, "_weight_major_kernel", counting)
+    monkeypatch.setattr(linear_rows, "_WEIGHT_MAJOR_EXACT", {})
+    target, draft, prompts = smollm2_bf16
+
+    def forget_probes():  # the layers keep their probe's answer while their weight stays: ask again with this kernel
+        for module in target.modules():
+            module.__dict__.pop(linear_rows._EXACT_ATTR, None)
+
+    forget_probes()
+    try:
+        _generate_and_compare(target, draft, prompts, kernel, calls, linear_rows)
+    finally:
+        forget_probes()
+
+
+def _generate_and_compare(target, draft, prompts, kernel, calls, linear_rows):
+    for ids in prompts[:3]:
+        mask = torch.ones_like(ids)
+        plain = target.generate(ids, attention_mask=mask, generation_config=GenerationConfig(max_new_tokens=48, do_sample=False))
+        calls.clear()
+        out = target.generate(ids, attention_mask=mask, assistant_model=draft,
+                              generation_config=GenerationConfig(max_new_tokens=48, do_sample=False, dspark_policy="whole"))
+        assert torch.equal(out, plain)
+        assert any(s.verified > 1 for s in draft.last_telemetry.steps)
+        if kernel == "real" and linear_rows.weight_major_exact_rows(target.lm_head.weight) >= {2, 3, 4, 5, 6, 7, 8}:
+            assert any(n > 1 for n in calls), "the weight-major kernel should run where the probe found it exact"

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from conftest import tiny_qwen3_target
 from dspark_hf.integration import linear_rows
 from dspark_hf.integration.exact_verification import single_step_rows
-from dspark_hf.integration.linear_rows import MAX_PROBED_ROWS, invariant_rows, linear_row_chunks
+from dspark_hf.integration.linear_rows import MAX_PROBED_ROWS, invariant_rows, linear_row_chunks, weight_major_exact_rows
 from dspark_hf.transformers_compat import cache_kwargs
+from dspark_hf.verification.row_mode import verification_mode, weight_major_scope
 
 SWITCH = 3
 _REAL_LINEAR = torch._C._nn.linear
@@ -181,3 +182,69 @@ def test_a_layer_keeps_its_invariant_count_until_its_weight_changes(monkeypatch)
         chunks.clear()
         assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     assert asked == [torch.bfloat16, torch.float32] and chunks == []
+
+
+def test_weight_major_probe_keeps_only_row_counts_bit_identical_to_one_row_steps(monkeypatch):
+    """:func:`weight_major_exact_rows` returns the row counts whose weight-major rows all equal one-row
+    ``F.linear`` results bit for bit: 1..SWITCH for a stand-in that adds in another order beyond SWITCH rows,
+    all of 1..MAX_PROBED_ROWS for one that never does. Mutation run once: the probe comparing on
+    ``torch.randn`` inputs (and a randn weight) instead of the order-revealing ones: fails (all 16 counts
+    returned: random inputs round to the same bf16 values under either order)."""
+    monkeypatch.setattr(linear_rows, "_weight_major_kernel", _other_order_linear)
+    monkeypatch.setattr(linear_rows, "_WEIGHT_MAJOR_EXACT", {})
+    _switch[0] = SWITCH
+    weight = torch.empty(96, 1536, dtype=torch.bfloat16)
+    assert weight_major_exact_rows(weight) == frozenset(range(1, SWITCH + 1))
+    _switch[0] = MAX_PROBED_ROWS
+    linear_rows._WEIGHT_MAJOR_EXACT.clear()
+    assert weight_major_exact_rows(weight) == frozenset(range(1, MAX_PROBED_ROWS + 1))
+    _switch[0] = SWITCH
+
+
+def test_row_mode_runs_layers_weight_major_only_where_listed_and_exact(monkeypatch):
+    """Row-by-row mode with every row count in the weight-major scope, and a stand-in weight-major kernel that
+    is bit-identical to one-row steps up to SWITCH rows only: a 2-row verification forward and a one-row step
+    over the cache run it, a 7-row one does not (its layers keep ``F.linear`` chunks), the prefill never
+    does, nor any forward without the scope; every logit equals plain one-token steps bit for bit.
+    Mutation run once: ``_chunked_linear_forward`` not asking the probe (weight-major at every listed row
+    count): fails (the 7-row forward runs the stand-in and its logits differ from the steps)."""
+    from transformers import DynamicCache
+
+    calls = []
+
+    def counting(x, weight, bias=None):
+        calls.append(x.shape[1])
+        return _other_order_linear(x, weight, bias)
+
+    monkeypatch.setattr(linear_rows, "_weight_major_kernel", counting)
+    monkeypatch.setattr(linear_rows, "_WEIGHT_MAJOR_EXACT", {})
+    _switch[0] = SWITCH
+    model = tiny_qwen3_target().to(torch.bfloat16)
+    model.config._attn_implementation = "sdpa"
+    ids = torch.randint(0, 384, (1, 30), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        model(ids[:, :20], use_cache=True, **cache_kwargs(model, cache))
+        steps = torch.cat([model(ids[:, 20 + j : 21 + j], use_cache=True, **cache_kwargs(model, cache)).logits for j in range(10)], dim=1)
+        cache.crop(-10)
+        with single_step_rows(model):
+            calls.clear()
+            model(ids[:, 20:22], use_cache=True, **cache_kwargs(model, cache))
+            assert calls == [] and verification_mode() == "rows"  # no scope: F.linear only
+            cache.crop(-2)
+            with weight_major_scope(range(1, MAX_PROBED_ROWS + 1)):
+                assert verification_mode() == "rows-weight-major"
+                linear_rows.prime_invariant_rows(model)  # the weight-major probes (which call the kernel) now
+                calls.clear()
+                short = DynamicCache(config=model.config)
+                model(ids[:, :2], use_cache=True, **cache_kwargs(model, short))  # a 2-token prefill: never
+                assert calls == []
+                two = model(ids[:, 20:22], use_cache=True, **cache_kwargs(model, cache)).logits
+                assert calls and set(calls) == {2}
+                calls.clear()
+                one = model(ids[:, 22:23], use_cache=True, **cache_kwargs(model, cache)).logits
+                assert calls and set(calls) == {1}
+                calls.clear()
+                seven = model(ids[:, 23:30], use_cache=True, **cache_kwargs(model, cache)).logits
+                assert calls == []
+    assert torch.equal(torch.cat([two, one, seven], dim=1), steps)

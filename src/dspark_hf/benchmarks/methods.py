@@ -4,6 +4,8 @@ Every method runs on a target with a shared :class:`~transformers.GenerationConf
 temperature and stopping rules), so outputs and timings are comparable:
 
 - :class:`Plain`: ``target.generate`` with no assistant (the reference for speed and identity);
+- :class:`PlainOnDSparkKernels`: the same, inside the verification context a DSpark call runs in, so its
+  one-token steps use the kernels a DSpark call's own one-token steps use (what those kernels give alone);
 - :class:`PromptLookup`: transformers' prompt lookup decoding (``prompt_lookup_num_tokens``);
 - :class:`AssistantModel`: transformers' assisted generation with a separate small model that shares
   the target's tokenizer;
@@ -18,6 +20,7 @@ import copy
 
 from dspark_hf.benchmarks.rounds import recording_rounds
 from dspark_hf.benchmarks.timing import TimedRun, timed_generate
+from dspark_hf.integration.verification_forwards import verification_context
 
 
 class Method:
@@ -44,6 +47,25 @@ class Plain(Method):
 
     def run(self, target, input_ids, generation_config) -> TimedRun:
         return timed_generate(target, input_ids, generation_config)
+
+
+class PlainOnDSparkKernels(Method):
+    """``target.generate`` with no assistant, run inside
+    :func:`~dspark_hf.integration.verification_forwards.verification_context` for the call's generation config:
+    the one-token steps over the cache then run as a DSpark call's steps run (a bf16 target on a CPU: layers
+    weight-major where bit-identical to ``F.linear`` and measured faster; a float32 one: weight-major where
+    one row is measured faster). The prefill is unchanged. Its speed against :class:`Plain` is what those
+    kernels give without any drafting; a DSpark method's speed against it is what speculation adds. Its
+    output is checked against plain's like every method's."""
+
+    kind = "plain_kernels"
+
+    def __init__(self, id: str = "plain-kernels") -> None:
+        super().__init__(id, "plain generate on DSpark's kernels")
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        with verification_context(target, generation_config):
+            return timed_generate(target, input_ids, generation_config)
 
 
 class PromptLookup(Method):

@@ -18,7 +18,7 @@ from transformers import GenerationConfig
 
 from dspark_hf.benchmarks import prompt_runs
 from dspark_hf.benchmarks import report as report_mod
-from dspark_hf.benchmarks.methods import AssistantModel, DSpark, PromptLookup, has_confidence_head
+from dspark_hf.benchmarks.methods import AssistantModel, DSpark, PlainOnDSparkKernels, PromptLookup, has_confidence_head
 from dspark_hf.benchmarks.prompt_sets import encode_prompts
 from dspark_hf.benchmarks.session import Suite, run_suite
 from dspark_hf.benchmarks.settings import preserved_settings
@@ -58,6 +58,7 @@ def bench_prompts(
     precision: str | None = None,
     generation_options: dict | None = None,
     linear_ablation: bool = False,
+    plain_kernels: bool = False,
 ) -> dict:
     """Measure every draft under every policy, prompt lookup (unless ``prompt_lookup_tokens`` is
     ``None``) and, when ``pair = (pair_target, pair_tokenizer, assistant, name)`` is given, assisted
@@ -69,7 +70,9 @@ def bench_prompts(
     report's ``prompt_runs`` (per-prompt records, :mod:`.prompt_runs`) go to ``runs.jsonl.gz``, not
     to ``bench.json``. ``linear_ablation``: every DSpark method runs a second time with transformers'
     ``F.linear`` in its verification forwards (``dspark_weight_major=False``, id suffix ``+F.linear``), to show
-    what the weight-major float32 kernels (:mod:`dspark_hf.integration.weight_major`) add."""
+    what the weight-major kernels (:mod:`dspark_hf.integration.weight_major`) add. ``plain_kernels``: plain
+    generation inside the verification context too (:class:`~.methods.PlainOnDSparkKernels`), to show what the
+    kernels give without drafting."""
     greedy = temperature <= 0
     config = generation_config(max_new_tokens, temperature)
     for key, value in (generation_options or {}).items():  # e.g. dspark_single_step_rows (--dtype)
@@ -79,6 +82,8 @@ def bench_prompts(
         methods = []
         if prompt_lookup_tokens:
             methods.append(PromptLookup(prompt_lookup_tokens))
+        if plain_kernels:
+            methods.append(PlainOnDSparkKernels())
         for name, draft in drafts.items():
             has_confidences = has_confidence_head(draft)
             mine = policies if has_confidences else (confidence_free(policies) if dflash_policies is None else dflash_policies)

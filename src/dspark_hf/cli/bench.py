@@ -72,11 +72,14 @@ def register(subparsers) -> None:
     parser.add_argument("--dflash-policies", default=None,
                         help="policies for drafts without a confidence head (DFlash), same syntax as --policies (whole is always "
                              "measured); default: --policies without threshold:* and survival:*, which would repeat whole")
-    parser.add_argument("--baselines", default="prompt-lookup", help='comma-separated extra baselines: "prompt-lookup" (default) or "none"')
+    parser.add_argument("--baselines", default="prompt-lookup",
+                        help='comma-separated extra baselines: "prompt-lookup" (default), "plain-kernels" (plain generate on the '
+                             "kernels a DSpark call's one-token steps use: what they give without drafting) or \"none\"")
     parser.add_argument("--prompt-lookup-tokens", type=int, default=10, help="prompt_lookup_num_tokens (default 10)")
     parser.add_argument("--linear-ablation", action="store_true",
-                        help="also run every DSpark policy with transformers' F.linear in its float32 verification forwards "
-                             "(method id suffix +F.linear), beside the default weight-major kernels where they were measured faster")
+                        help="also run every DSpark policy with transformers' F.linear in its verification forwards "
+                             "(method id suffix +F.linear), beside the default weight-major kernels where they were measured faster "
+                             "(float32; bf16 row-by-row verification where bit-identical too)")
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
                         help="also measure transformers' assisted generation on the Qwen2.5-Coder 1.5B/0.5B pair (installed on first use, ~1.3 GB)")
     parser.add_argument("--baseline-pair-cache", default=None, help="where the pair is installed (default: <dspark cache>/baseline_pair)")
@@ -228,8 +231,8 @@ def run_prompt_mode(args) -> dict:
 
     specs = _policies(args.policies or "whole", cost=False)
     baselines = {b.strip() for b in args.baselines.split(",") if b.strip()}
-    if not baselines <= {"prompt-lookup", "none"}:
-        raise UnsupportedUsageError(f"--baselines takes prompt-lookup or none; got {args.baselines!r}.")
+    if not baselines <= {"prompt-lookup", "plain-kernels", "none"}:
+        raise UnsupportedUsageError(f"--baselines takes prompt-lookup, plain-kernels or none; got {args.baselines!r}.")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     if not names:
         raise UnsupportedUsageError("--datasets is empty.")
@@ -269,7 +272,7 @@ def run_prompt_mode(args) -> dict:
             pair=pair, repeats=args.repeats or 1, warmup=args.warmup, seed=args.seed, threads=args.threads, start=args.start,
             target_name=args.target or "SmolLM2-135M-Instruct (embedded)", command=_command(),
             precision=precision.describe(), generation_options=precision.generation_options(),
-            linear_ablation=args.linear_ablation,
+            linear_ablation=args.linear_ablation, plain_kernels="plain-kernels" in baselines,
         )
 
 

@@ -56,7 +56,8 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
-COSTS_VERSION = 3  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too
+COSTS_VERSION = 4  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
+# 4: bfloat16 timed with its exact weight-major layers
 
 
 def costs_path(key: str) -> Path:
@@ -69,7 +70,7 @@ def measure_configuration_costs(target, *, context_length: int = 128, warmup: in
     copy of it with row-by-row verification.
 
     The copy is freed before returning; ``target`` is left unchanged."""
-    from dspark_hf.integration.exact_verification import single_step_rows
+    from dspark_hf.integration.verification_forwards import verification_context
     from dspark_hf.verification.scheduling.profiler import measure_target
 
     if next(target.parameters()).dtype != torch.float32:
@@ -81,7 +82,7 @@ def measure_configuration_costs(target, *, context_length: int = 128, warmup: in
         seconds = {"float32": measure_target(target, **kwargs)}
     bf16 = copy.deepcopy(target).to(torch.bfloat16)
     try:
-        with single_step_rows(bf16):
+        with verification_context(bf16, rows=True):  # as a DSpark call verifies (weight-major where exact and faster)
             seconds["bfloat16"] = measure_target(bf16, **kwargs)
     finally:
         del bf16

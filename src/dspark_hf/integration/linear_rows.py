@@ -21,6 +21,15 @@ concatenated: each chunk's rows are then exactly the one-row results. :func:`chu
 prepares a target's linear layers and applies it to the target's multi-row forwards over a non-empty
 cache (verification), never to a prefill, which plain decoding computes batched as well.
 
+Inside row-by-row mode a layer may also run weight-major
+(:func:`~dspark_hf.integration.linear_kernels.weight_major_linear`) for speed without giving up a bit: where
+:func:`weight_major_exact_rows` finds, on the same order-revealing probes, that the weight-major product of
+``m`` rows gives each row bit-identical to the one-row ``F.linear`` of plain decoding, and the thread's
+:func:`~dspark_hf.verification.row_mode.weight_major_scope` lists ``m`` (measured faster here:
+:mod:`dspark_hf.integration.weight_major`). On this project's Intel Xeon (AMX, torch 2.13, one thread)
+every SmolLM2 bf16 shape is exact at 1-16 rows, and the 211 linear layers plus the LM head of a 3-row
+forward take 31.6 ms weight-major against 45.6 ms with ``F.linear`` (43.9 ms for ``F.linear``'s one row).
+
 The same per-layer forward serves float32 targets in the other direction, for speed rather than bits:
 in a verification forward of a row count listed by
 :func:`~dspark_hf.verification.row_mode.weight_major_scope`, every prepared layer runs
@@ -43,9 +52,12 @@ from dspark_hf.verification.row_mode import single_step_rows_active, weight_majo
 
 MAX_PROBED_ROWS = 16
 _kernel = F.linear  # torch's linear (``torch._C._nn.linear``); the probe and the chunks call it
+_weight_major_kernel = weight_major_linear  # the weight-major formulation the exactness probe and the layers call
 _INVARIANT: dict[tuple, int] = {}
+_WEIGHT_MAJOR_EXACT: dict[tuple, frozenset[int]] = {}
 _HOOKED_FLAG = "_dspark_hf_linear_row_hooks"
 _ROWS_ATTR = "_dspark_hf_invariant_rows"
+_EXACT_ATTR = "_dspark_hf_weight_major_exact_rows"
 _STATE = threading.local()
 
 
@@ -114,6 +126,28 @@ def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> in
     return _INVARIANT[key]
 
 
+def weight_major_exact_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> frozenset[int]:
+    """The row counts ``m`` (1..``MAX_PROBED_ROWS``) for which the weight-major product
+    (:func:`~dspark_hf.integration.linear_kernels.weight_major_linear`, one row padded to two columns) of a
+    ``[1, m, in]`` input gives every row bit-identical to ``F.linear`` of that row alone (``[1, 1, in]``, as
+    plain decoding computes it). Probed on the order-revealing inputs of :func:`invariant_rows` (two seeds)
+    in ``weight``'s layout; cached per shape, strides, dtype, device and alignment. Where a count is missing,
+    a row-by-row verification forward keeps ``F.linear`` for it (exactness never rests on the kernel)."""
+    key = _probe_key(weight, bias)
+    if key not in _WEIGHT_MAJOR_EXACT:
+        exact = set(range(1, MAX_PROBED_ROWS + 1))
+        with torch.no_grad():
+            for seed in (0, 1):
+                probe_weight, x = _probe_inputs(weight, seed)
+                probe_bias = None if bias is None else torch.zeros_like(bias)
+                single = torch.cat([_kernel(_rows(x, i, i + 1), probe_weight, probe_bias) for i in range(MAX_PROBED_ROWS)], dim=1)
+                for m in sorted(exact):
+                    if not torch.equal(_weight_major_kernel(_rows(x, 0, m), probe_weight, probe_bias), single[:, :m]):
+                        exact.discard(m)
+        _WEIGHT_MAJOR_EXACT[key] = frozenset(exact)
+    return _WEIGHT_MAJOR_EXACT[key]
+
+
 def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, size: int) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` of a ``[1, S, in]`` input in consecutive chunks of at most ``size`` rows,
     each laid out as a fresh tensor (:func:`_rows`), concatenated."""
@@ -122,13 +156,16 @@ def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
 
 def prime_invariant_rows(target: torch.nn.Module) -> None:
     """Probe :func:`invariant_rows` now for every linear layer of ``target`` that :func:`chunk_linear` prepared,
-    so that the probes (cached for the process; 1.0 s for SmolLM2's five bf16 weight shapes on one thread of
-    an Intel Xeon) run when a call sets up its verification context rather than inside its first verification
+    (and :func:`weight_major_exact_rows` where this thread's weight-major scope lists row counts), so that the
+    probes (cached for the process; 1.0 s for SmolLM2's five bf16 weight shapes on one thread of an Intel Xeon,
+    about as much again for the weight-major ones) run when a call sets up its verification context rather than inside its first verification
     forward, where they would be timed as part of a drafting round."""
     with torch.no_grad():
         for module in target.modules():
             if getattr(module, _HOOKED_FLAG, False) and isinstance(module, torch.nn.Linear):
                 invariant_rows(module.weight, module.bias)
+                if weight_major_rows():
+                    weight_major_exact_rows(module.weight, module.bias)
 
 
 def _chunking() -> bool:
@@ -170,8 +207,24 @@ def _module_invariant_rows(module: torch.nn.Linear) -> int:
     return kept[1]
 
 
+def _module_weight_major_exact_rows(module: torch.nn.Linear) -> frozenset[int]:
+    """:func:`weight_major_exact_rows` of ``module``'s weight and bias, kept on the module as
+    :func:`_module_invariant_rows` keeps its count."""
+    weight = module.weight
+    key = (weight.data_ptr(), weight.dtype, module.bias is None)
+    kept = module.__dict__.get(_EXACT_ATTR)
+    if kept is None or kept[0] != key:
+        kept = (key, weight_major_exact_rows(weight, module.bias))
+        module.__dict__[_EXACT_ATTR] = kept
+    return kept[1]
+
+
 def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if _chunking():
+        if x.dim() == 3 and x.shape[0] == 1:
+            rows = x.shape[1]
+            if rows in weight_major_rows() and rows in _module_weight_major_exact_rows(self):
+                return _weight_major_kernel(x, self.weight, self.bias)
         if x.dim() == 3 and x.shape[0] == 1 and 1 < x.shape[1]:
             size = _module_invariant_rows(self)
             if x.shape[1] > size:
@@ -220,12 +273,13 @@ def verification_forward():
 
 
 def _enter(module, args, kwargs):
-    """Pre-hook: for a verification forward, open a :func:`linear_row_chunks` block (row-by-row mode) or
+    """Pre-hook: for a verification forward, open a :func:`linear_row_chunks` block (row-by-row mode; a
+    one-row step over the cache too where this thread's weight-major scope lists one row) or
     a weight-major block (a float32 thread with weight-major row counts, which may include the one-row
     steps of a DSpark call; ``None`` otherwise), kept on a per-thread stack that the post-hook closes."""
     block = None
     if single_step_rows_active():
-        if _is_verification(args, kwargs):
+        if _is_verification(args, kwargs, 1 if 1 in weight_major_rows() else 2):
             block = linear_row_chunks()
     elif weight_major_rows() and _is_verification(args, kwargs, 1 if 1 in weight_major_rows() else 2):
         block = verification_forward()

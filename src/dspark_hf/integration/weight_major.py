@@ -23,7 +23,14 @@ one-row forward over the cache, and MKL's matrix-vector product reads the weight
 two-column GEMM does, so :func:`~dspark_hf.integration.linear_kernels.weight_major_linear` pads it to two
 columns (the bundled SmolLM2's linear layers: 43.4 ms for one row with ``F.linear``, 33.4 ms padded).
 
-Exactness: plain ``generate`` is never touched (no scope outside a DSpark call; prefills keep ``F.linear``
+Row-by-row (bf16) verification uses the same measurement for another purpose: there a layer runs
+weight-major only at row counts where the product is probed bit-identical to plain decoding's one-row
+``F.linear`` (:func:`~dspark_hf.integration.linear_rows.weight_major_exact_rows`), so exactness is kept and
+only speed is measured (stored under a key ending ``__<dtype>__rows``; :func:`rows_weight_major_verification`).
+Measured on this project's Intel Xeon (AMX, one thread, bundled SmolLM2 in bf16, 128-token cache): in
+``docs/measurements/2026-12-07/``.
+
+Exactness (float32): plain ``generate`` is never touched (no scope outside a DSpark call; prefills keep ``F.linear``
 everywhere); inside a DSpark call the rows of the chosen counts, one-row steps included where one row is
 chosen, change their order of float32 additions, as a batched GEMM already does to verification rows
 (logits within ~1e-5 of the one-token steps'; greedy outputs identical, tested). A DSpark call whose
@@ -41,8 +48,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from dspark_hf.integration.linear_rows import chunk_verification_linears, verification_forward
-from dspark_hf.verification.row_mode import weight_major_scope
+from dspark_hf.integration.linear_rows import chunk_verification_linears, prime_invariant_rows, verification_forward
+from dspark_hf.verification.row_mode import single_step_rows_active, weight_major_scope
 
 MEASURED_ROWS = tuple(range(1, 10))
 _MEMORY: dict[str, frozenset[int]] = {}
@@ -62,14 +69,16 @@ class WeightMajorRows:
     note: str = ""
 
     def describe(self) -> str:
+        what = "row-by-row verification linears" if self.key.endswith("__rows") else "float32 verification linears"
         if self.note:
-            return f"float32 verification linears: F.linear ({self.note})"
+            return f"{what}: F.linear ({self.note})"
         if not self.rows:
-            return "float32 verification linears: F.linear at every row count (weight-major measured slower)"
+            return f"{what}: F.linear at every row count (weight-major measured slower)"
         parts = " ".join(
             f"{n}:{1000 * a:.0f}/{1000 * b:.0f}" for n, a, b in zip(self.measured, self.linear_seconds, self.weight_major_seconds)
         )
-        return f"float32 verification linears weight-major at {_ranges(self.rows)} rows (ms F.linear/weight-major {parts})"
+        exact = " where bit-identical to one-row steps" if self.key.endswith("__rows") else ""
+        return f"{what} weight-major at {_ranges(self.rows)} rows{exact} (ms F.linear/weight-major {parts})"
 
 
 def _ranges(rows) -> str:
@@ -91,6 +100,16 @@ def wants_weight_major(target, generation_config) -> bool:
         return bool(asked)
     param = next(target.parameters())
     return param.dtype == torch.float32 and param.device.type == "cpu"
+
+
+def wants_exact_weight_major(target, generation_config) -> bool:
+    """Whether a DSpark call on ``target`` that verifies row by row may run layers weight-major where that is
+    bit-identical to one-row steps and measured faster: ``dspark_weight_major`` of the generation config
+    (True / False), or by default a target on a CPU."""
+    asked = getattr(generation_config, "dspark_weight_major", None)
+    if asked is not None:
+        return bool(asked)
+    return next(target.parameters()).device.type == "cpu"
 
 
 @torch.no_grad()
@@ -133,10 +152,13 @@ def measure_weight_major_rows(
 
 
 def _key(target) -> str:
-    """``<model>__<device>`` (the CPU model with torch's thread count), as for the dtype costs."""
-    from dspark_hf.verification.scheduling.cost_profile import device_name, model_name
+    """``<model>__<device>`` (the CPU model with torch's thread count), as for the dtype costs; in a thread that
+    verifies row by row, ``__<dtype>__rows`` after it (what is measured there is another forward)."""
+    from dspark_hf.verification.scheduling.cost_profile import device_name, dtype_name, model_name
 
-    return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
+    param = next(target.parameters())
+    key = f"{model_name(target)}__{device_name(param.device)}"
+    return f"{key}__{dtype_name(param.dtype)}__rows" if single_step_rows_active() else key
 
 
 def _path(key: str):
@@ -182,6 +204,18 @@ def weight_major_verification(target, rows=None):
         key = _key(target)
         rows = _MEMORY[key] if key in _MEMORY else weight_major_rows_for(target).rows
     with weight_major_scope(rows):
+        yield
+
+
+@contextlib.contextmanager
+def rows_weight_major_verification(target):
+    """Within this block (this thread, already verifying row by row), ``target``'s layers run weight-major at
+    the row counts measured faster here with it (stored or measured now), each layer only at the counts its
+    probe found bit-identical to one-row steps (:mod:`dspark_hf.integration.linear_rows`)."""
+    if not single_step_rows_active():
+        raise RuntimeError("rows_weight_major_verification needs a row-by-row verification scope around it")
+    with weight_major_verification(target):
+        prime_invariant_rows(target)  # the weight-major probes, now that the scope lists row counts
         yield
 
 

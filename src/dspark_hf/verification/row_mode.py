@@ -52,8 +52,9 @@ def weight_major_scope(rows):
 
 
 def verification_mode() -> str:
-    """How this thread's verification forwards compute: ``"rows"`` (row by row), ``"weight-major"``
-    (float32, some row counts' linear layers weight-major) or ``"batched"`` (transformers' forward)."""
+    """How this thread's verification forwards compute: ``"rows"`` (row by row), ``"rows-weight-major"`` (row
+    by row, some row counts' layers weight-major where bit-identical), ``"weight-major"`` (float32, some row
+    counts' linear layers weight-major) or ``"batched"`` (transformers' forward)."""
     if single_step_rows_active():
-        return "rows"
+        return "rows-weight-major" if weight_major_rows() else "rows"
     return "weight-major" if weight_major_rows() else "batched"
