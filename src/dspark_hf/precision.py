@@ -51,7 +51,7 @@ class Precision:
     def describe(self) -> str:
         t = str(self.target_dtype).removeprefix("torch.")
         d = str(self.draft_dtype).removeprefix("torch.")
-        rows = ", row-by-row verification attention" if self.single_step_rows else ""
+        rows = ", row-by-row verification (attention per row; layers weight-major where bit-identical and measured faster)" if self.single_step_rows else ""
         same = "identical to plain generate" if self.identical else "NOT always identical to plain generate"
         return f"dtype {self.name}: target {t}, draft {d}{rows} ({same}; {self.reason})"
 
