@@ -3,14 +3,17 @@ round, a lookup round, a plain step), the rounds, tokens per round, milliseconds
 generator's `step_seconds`: drafting or the lookup, the verification forward, acceptance), tokens per second, and the
 median drafting time inside a round (`draft_seconds`).
 
-    python docs/measurements/2026-12-06f/round_costs.py docs/measurements/2026-12-06f/bench_goal/runs.jsonl.gz
+    python docs/measurements/2026-12-06f/round_costs.py docs/measurements/2026-12-06f/bench_goal/runs.jsonl.gz [METHOD]
+
+METHOD (default the default policy's id, as run t used it) picks another method of the bench, e.g. run v's
+``dspark[default_draft]:hardware+F.linear``.
 """
 import gzip
 import json
 import statistics
 import sys
 
-METHOD = "dspark[default_draft]:hardware"
+METHOD = sys.argv[2] if len(sys.argv) > 2 else "dspark[default_draft]:hardware"
 rounds = {}
 for line in gzip.open(sys.argv[1], "rt"):
     record = json.loads(line)

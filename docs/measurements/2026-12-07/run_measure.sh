@@ -3,6 +3,9 @@
 # session's 2-vCPU Intel Xeon (AMX), one thread, nothing else running.
 #   bash docs/measurements/2026-12-07/run_measure.sh forward profile goal
 # forward: forward_ab.py (the target's forward before / after, interleaved in one process)
+# round costs (not a step: reads the goal bench's records): for m in "dspark[default_draft]:hardware" \
+#   "dspark[default_draft]:hardware+F.linear"; do python docs/measurements/2026-12-06f/round_costs.py \
+#   docs/measurements/2026-12-07/bench_goal/runs.jsonl.gz "$m"; done > docs/measurements/2026-12-07/round_costs.log
 # profile: dspark profile --dtype auto (the cost profile the hardware-aware policy reads, key __rows_wm)
 # goal:    the goal configuration with the shipped draft, plus plain generate on the same kernels
 #          (--baselines plain-kernels: what the kernels give without drafting) and every DSpark policy again with

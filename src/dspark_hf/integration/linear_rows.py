@@ -194,29 +194,27 @@ def _takes_weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def _module_invariant_rows(module: torch.nn.Linear) -> int:
-    """:func:`invariant_rows` of ``module``'s weight and bias, kept on the module for as long as its weight
+def _kept_probe(module: torch.nn.Linear, attr: str, probe):
+    """``probe(weight, bias)`` of ``module``, kept on the module under ``attr`` for as long as its weight
     tensor's storage and dtype and its bias's presence stay the same (a verification forward asks once per
     layer and call: the probe key's tuple of shape, strides and device name cost more than the check)."""
     weight = module.weight
     key = (weight.data_ptr(), weight.dtype, module.bias is None)
-    kept = module.__dict__.get(_ROWS_ATTR)
+    kept = module.__dict__.get(attr)
     if kept is None or kept[0] != key:
-        kept = (key, invariant_rows(weight, module.bias))
-        module.__dict__[_ROWS_ATTR] = kept
+        kept = (key, probe(weight, module.bias))
+        module.__dict__[attr] = kept
     return kept[1]
+
+
+def _module_invariant_rows(module: torch.nn.Linear) -> int:
+    """:func:`invariant_rows` of ``module``'s weight and bias, kept on the module (:func:`_kept_probe`)."""
+    return _kept_probe(module, _ROWS_ATTR, invariant_rows)
 
 
 def _module_weight_major_exact_rows(module: torch.nn.Linear) -> frozenset[int]:
-    """:func:`weight_major_exact_rows` of ``module``'s weight and bias, kept on the module as
-    :func:`_module_invariant_rows` keeps its count."""
-    weight = module.weight
-    key = (weight.data_ptr(), weight.dtype, module.bias is None)
-    kept = module.__dict__.get(_EXACT_ATTR)
-    if kept is None or kept[0] != key:
-        kept = (key, weight_major_exact_rows(weight, module.bias))
-        module.__dict__[_EXACT_ATTR] = kept
-    return kept[1]
+    """:func:`weight_major_exact_rows` of ``module``'s weight and bias, kept on the module (:func:`_kept_probe`)."""
+    return _kept_probe(module, _EXACT_ATTR, weight_major_exact_rows)
 
 
 def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
