@@ -248,3 +248,30 @@ def test_row_mode_runs_layers_weight_major_only_where_listed_and_exact(monkeypat
                 seven = model(ids[:, 23:30], use_cache=True, **cache_kwargs(model, cache)).logits
                 assert calls == []
     assert torch.equal(torch.cat([two, one, seven], dim=1), steps)
+
+
+def test_priming_both_probes_builds_each_shapes_references_once(monkeypatch):
+    """Priming a bf16 target inside a weight-major scope runs both probes of every layer (the row-invariance
+    count and the weight-major exact row counts) on one set of probe inputs and one-row references per weight
+    layout: two seeds' inputs per probe key, not four; and the answers are those of the probes run one by one.
+    Mutation run once: ``prime_invariant_rows`` without ``_shared_references``: fails (4 inputs per key)."""
+    model = tiny_qwen3_target().to(torch.bfloat16)
+    model.config._attn_implementation = "sdpa"
+    linear_rows.chunk_verification_linears(model)
+    monkeypatch.setattr(linear_rows, "_INVARIANT", {})
+    monkeypatch.setattr(linear_rows, "_WEIGHT_MAJOR_EXACT", {})
+    made = []
+    probe_inputs = linear_rows._probe_inputs
+    monkeypatch.setattr(linear_rows, "_probe_inputs", lambda weight, seed: made.append(seed) or probe_inputs(weight, seed))
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    keys = {linear_rows._probe_key(m.weight, m.bias) for m in layers}
+    with weight_major_scope(range(1, MAX_PROBED_ROWS + 1)):
+        linear_rows.prime_invariant_rows(model)
+    assert len(made) == 2 * len(keys) and set(linear_rows._INVARIANT) == keys == set(linear_rows._WEIGHT_MAJOR_EXACT)
+    shared = (dict(linear_rows._INVARIANT), dict(linear_rows._WEIGHT_MAJOR_EXACT))
+    linear_rows._INVARIANT.clear()
+    linear_rows._WEIGHT_MAJOR_EXACT.clear()
+    for m in layers:
+        invariant_rows(m.weight, m.bias)
+        weight_major_exact_rows(m.weight, m.bias)
+    assert (linear_rows._INVARIANT, linear_rows._WEIGHT_MAJOR_EXACT) == shared

@@ -76,3 +76,41 @@ def test_row_by_row_verification_has_its_own_profile(tmp_path, monkeypatch):
     assert CostProfile.from_dict(measured.to_dict()).key == measured.key
     old = {k: v for k, v in batched.to_dict().items() if k != "verification"}
     assert CostProfile.from_dict(old).verification == "batched"
+
+
+_XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: {model}
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16{extra}
+
+processor\t: 1
+model name\t: Another name
+"""
+
+
+def test_cpu_identity_tells_hosts_with_one_model_name_apart():
+    """Two virtual CPUs both named "Intel(R) Xeon(R) Processor", one with AMX and one without (the hosts of runs
+    o-v and of run w), get different identities, so neither reuses the other's cost profiles or dtype costs; so do
+    two generations under one name; the first processor's entry is read; a text without a model name gives "".
+    Mutation run once: ``cpu_identity`` returning the model name alone: fails (all three identities equal)."""
+    from dspark_hf.verification.scheduling.cost_profile import cpu_identity
+
+    amx = cpu_identity(_XEON.format(model=207, extra=" amx_tile amx_bf16"))
+    plain = cpu_identity(_XEON.format(model=207, extra=""))
+    older = cpu_identity(_XEON.format(model=143, extra=""))
+    assert amx == "Intel(R) Xeon(R) Processor f6m207 avx2 avx512f avx512_bf16 amx_bf16"
+    assert plain == "Intel(R) Xeon(R) Processor f6m207 avx2 avx512f avx512_bf16"
+    assert len({amx, plain, older}) == 3
+    assert cpu_identity("processor\t: 0\nflags\t\t: avx2\n") == ""
+
+
+def test_the_profile_key_names_this_cpus_identity():
+    """The device part of a CPU profile key is this machine's identity and thread count (what
+    :func:`find_profile` and the dtype costs look up). Mutation run once: ``device_name`` with
+    ``platform.processor()`` in place of ``_cpu_model()``: fails."""
+    from dspark_hf.verification.scheduling.cost_profile import _cpu_model, device_name, _sanitise
+
+    assert device_name("cpu") == _sanitise(f"cpu-{_cpu_model()}-{torch.get_num_threads()}threads")
+    assert f"__{device_name('cpu')}__" in profile_key(tiny_qwen3_target())

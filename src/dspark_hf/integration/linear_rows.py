@@ -104,6 +104,38 @@ def _rows(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     return x[0, start:stop].contiguous().unsqueeze(0)
 
 
+def _references(weight: torch.Tensor, bias: torch.Tensor | None) -> list[tuple]:
+    """For each probe seed (0, 1): the probe weight and inputs of ``weight``'s layout (:func:`_probe_inputs`),
+    the probe bias (zeros, where there is a bias) and every input row's one-row ``F.linear`` result
+    (``[1, MAX_PROBED_ROWS, out]``): what both probes compare against. Inside :func:`_shared_references`
+    they are computed once per probe key and handed to both probes (on SmolLM2 the one-row references of the
+    49,152 x 576 LM head are most of a probe's time)."""
+    key = _probe_key(weight, bias)
+    kept = getattr(_STATE, "references", None)
+    if kept is not None and key in kept:
+        return kept[key]
+    references = []
+    for seed in (0, 1):
+        probe_weight, x = _probe_inputs(weight, seed)
+        probe_bias = None if bias is None else torch.zeros_like(bias)
+        single = torch.cat([_kernel(_rows(x, i, i + 1), probe_weight, probe_bias) for i in range(MAX_PROBED_ROWS)], dim=1)
+        references.append((probe_weight, x, probe_bias, single))
+    if kept is not None:
+        kept[key] = references
+    return references
+
+
+@contextlib.contextmanager
+def _shared_references():
+    """Within this block (this thread), :func:`_references` computes each probe key's references once."""
+    previous = getattr(_STATE, "references", None)
+    _STATE.references = {}
+    try:
+        yield
+    finally:
+        _STATE.references = previous
+
+
 def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> int:
     """The largest ``n`` (1..``MAX_PROBED_ROWS``) for which ``F.linear(x, weight, bias)`` on a ``[1, m, in]``
     input gives every row bit-identical to ``F.linear`` of that row alone (``[1, 1, in]``, as plain
@@ -114,10 +146,7 @@ def invariant_rows(weight: torch.Tensor, bias: torch.Tensor | None = None) -> in
     if key not in _INVARIANT:
         count = MAX_PROBED_ROWS
         with torch.no_grad():
-            for seed in (0, 1):
-                probe_weight, x = _probe_inputs(weight, seed)
-                probe_bias = None if bias is None else torch.zeros_like(bias)
-                single = torch.cat([_kernel(_rows(x, i, i + 1), probe_weight, probe_bias) for i in range(MAX_PROBED_ROWS)], dim=1)
+            for probe_weight, x, probe_bias, single in _references(weight, bias):
                 for m in range(2, count + 1):
                     if not torch.equal(_kernel(_rows(x, 0, m), probe_weight, probe_bias), single[:, :m]):
                         count = m - 1
@@ -137,10 +166,7 @@ def weight_major_exact_rows(weight: torch.Tensor, bias: torch.Tensor | None = No
     if key not in _WEIGHT_MAJOR_EXACT:
         exact = set(range(1, MAX_PROBED_ROWS + 1))
         with torch.no_grad():
-            for seed in (0, 1):
-                probe_weight, x = _probe_inputs(weight, seed)
-                probe_bias = None if bias is None else torch.zeros_like(bias)
-                single = torch.cat([_kernel(_rows(x, i, i + 1), probe_weight, probe_bias) for i in range(MAX_PROBED_ROWS)], dim=1)
+            for probe_weight, x, probe_bias, single in _references(weight, bias):
                 for m in sorted(exact):
                     if not torch.equal(_weight_major_kernel(_rows(x, 0, m), probe_weight, probe_bias), single[:, :m]):
                         exact.discard(m)
@@ -157,15 +183,16 @@ def _chunked(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, s
 def prime_invariant_rows(target: torch.nn.Module) -> None:
     """Probe :func:`invariant_rows` now for every linear layer of ``target`` that :func:`chunk_linear` prepared,
     (and :func:`weight_major_exact_rows` where this thread's weight-major scope lists row counts), so that the
-    probes (cached for the process; 1.0 s for SmolLM2's five bf16 weight shapes on one thread of an Intel Xeon,
-    about as much again for the weight-major ones) run when a call sets up its verification context rather than inside its first verification
+    probes (cached for the process; 1.0 s for SmolLM2's five bf16 weight shapes on one thread of an Intel Xeon;
+    the weight-major probes share their one-row references, :func:`_references`) run when a call sets up its verification context rather than inside its first verification
     forward, where they would be timed as part of a drafting round."""
     with torch.no_grad():
         for module in target.modules():
             if getattr(module, _HOOKED_FLAG, False) and isinstance(module, torch.nn.Linear):
-                invariant_rows(module.weight, module.bias)
-                if weight_major_rows():
-                    weight_major_exact_rows(module.weight, module.bias)
+                with _shared_references():  # one layer's references at a time, shared by its two probes
+                    invariant_rows(module.weight, module.bias)
+                    if weight_major_rows():
+                        weight_major_exact_rows(module.weight, module.bias)
 
 
 def _chunking() -> bool:

@@ -7,8 +7,9 @@ profile``) on the machine that will generate, and stored as JSON under
 The hardware-aware policy finds the file for its target with :func:`find_profile`.
 
 The key names the model (its Hub id or folder name plus its shape), the device (GPU name, or the CPU
-model and torch's thread count: CPU cost depends on both) and the dtype, so a profile is never reused
-on a machine or setting it was not measured on.
+model, generation and kernel-relevant instruction sets, :func:`cpu_identity`, and torch's thread count: CPU
+cost depends on all of them) and the dtype, so a profile is never reused on a machine or setting it was not
+measured on.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def model_name(target) -> str:
 
 
 def device_name(device: torch.device | str) -> str:
-    """GPU name, or the CPU model with torch's intra-op thread count."""
+    """GPU name, or the CPU's identity (:func:`cpu_identity`) with torch's intra-op thread count."""
     device = torch.device(device)
     if device.type == "cuda":
         return _sanitise(f"cuda-{torch.cuda.get_device_name(device)}")
@@ -117,16 +118,41 @@ def device_name(device: torch.device | str) -> str:
     return _sanitise(device.type)
 
 
+# CPU features that change which kernels torch runs, so what a forward costs and how its rows round.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "asimd", "sve", "sve2")
+
+
+def cpu_identity(cpuinfo: str) -> str:
+    """The CPU named by ``/proc/cpuinfo`` text: its model name, ``f<family>m<model>`` where given, and those of
+    :data:`KERNEL_FLAGS` it has. A model name alone does not identify the machine a measurement holds for:
+    virtual machines report generic names, and this project measured two hosts both named "Intel(R) Xeon(R)
+    Processor", one with AMX (a bf16 forward of 8 new rows about 70 ms) and one without (about 120 ms), on
+    which cost profiles and the ``auto`` dtype's choice differ. ``""`` when the text names no model."""
+    first = cpuinfo.split("\n\n", 1)[0]
+    fields = {}
+    for line in first.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip().lower(), value.strip())
+    model = fields.get("model name") or fields.get("cpu model") or ""
+    if not model:
+        return ""
+    family, number = fields.get("cpu family"), fields.get("model")
+    generation = f" f{family}m{number}" if family and number else ""
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    kernels = " ".join(f for f in KERNEL_FLAGS if f in flags)
+    return f"{model}{generation}" + (f" {kernels}" if kernels else "")
+
+
 @functools.lru_cache(maxsize=1)
 def _cpu_model() -> str:
-    """The CPU's model name (read once per process: keys are built on every batch-engine step)."""
+    """This CPU's :func:`cpu_identity` (read once per process: keys are built on every batch-engine step), else
+    the platform's processor name."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1]
+        identity = cpu_identity(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        identity = ""
+    return identity or platform.processor() or platform.machine()
 
 
 def dtype_name(dtype: torch.dtype) -> str:
