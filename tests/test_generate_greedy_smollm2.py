@@ -1,11 +1,13 @@
 """Greedy equality on the real SmolLM2-135M-Instruct (float32), 20 benchmark prompts x 64 new tokens.
 
-The draft is randomly initialised and sized for SmolLM2: equality must hold whatever it proposes.
-Because a random draft is almost never accepted, the slow run (``pytest -m slow``, about 6 minutes
-more here) also runs every prompt with the draft pushed
-towards the target's own greedy continuation except at scheduled slots (see
-``test_generate_greedy_tiny.force_towards``), so that partial acceptance, the target's cache crop and
-the draft's context cache are all exercised on the real model.
+The draft is randomly initialised and sized for SmolLM2: equality must hold whatever it proposes. The
+default run checks the first two prompts of each set (6 prompts); the slow run (``pytest -m slow``) the
+other 14, and also runs every prompt with the draft pushed towards the target's own greedy continuation
+except at scheduled slots (see ``test_generate_greedy_tiny.force_towards``), so that partial acceptance,
+the target's cache crop and the draft's context cache are all exercised on the real model. (Run x moved
+the 14 prompts out of the default run: they took 7 of its 28 minutes on a 2-vCPU Xeon without AMX, a
+random draft is rejected at its first slot on every one of them, and the forced runs below and the slow
+run cover what they add.)
 
 The default run also drives every verification policy (whole, fixed:3, threshold:0.5, survival:0.5,
 hardware and online, the last two on a synthetic cost profile) on 3 prompts x 40 new tokens with such
@@ -44,6 +46,27 @@ def random_smollm2_draft(target) -> DSparkDraft:
     return DSparkDraft(draft_config_for_target(target.config, num_hidden_layers=1, markov_rank=16)).eval()
 
 
+FIRST_OF_EACH_SET = (0, 1, 7, 8, 14, 15)  # the default run's prompts: two per set (mt-bench, gsm8k, humaneval)
+PROMPT_GROUPS = {
+    "first-two-per-set": FIRST_OF_EACH_SET,
+    "the-other-14": tuple(i for i in range(20) if i not in FIRST_OF_EACH_SET),
+}
+
+
+class PlainReferences:
+    """Plain greedy ``generate`` of each benchmark prompt (64 new tokens), computed on first use and kept,
+    so that the default run generates only the prompts its tests read."""
+
+    def __init__(self, target, encoded):
+        self.target, self.encoded, self._done = target, encoded, {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._done:
+            ids = self.encoded[i]
+            self._done[i] = self.target.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, attention_mask=torch.ones_like(ids))
+        return self._done[i]
+
+
 @pytest.fixture(scope="module")
 def smollm2():
     from dspark_hf.bundled.target import load_default_target
@@ -53,34 +76,43 @@ def smollm2():
         tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
         for p in benchmark_prompts()
     ]
-    plain = [target.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, attention_mask=torch.ones_like(ids)) for ids in encoded]
-    return target, encoded, plain
+    return target, encoded, PlainReferences(target, encoded)
 
 
-def test_prompt_set(smollm2):
+@pytest.mark.parametrize(
+    "group", ["first-two-per-set", pytest.param("the-other-14", marks=pytest.mark.slow)]
+)
+def test_prompt_set(smollm2, group):
+    """The prompts are the sets' first ones, and most plain answers run the full 64 tokens (a prompt may end
+    early with EOS), so that the equality below compares long continuations."""
     _, encoded, plain = smollm2
     assert len(encoded) == 20
-    # At least 64 new tokens on most prompts (a prompt may legitimately end early with EOS).
-    assert sum(p.shape[1] - e.shape[1] == NEW_TOKENS for e, p in zip(encoded, plain)) >= 15
+    indices = PROMPT_GROUPS[group]
+    assert sum(plain[i].shape[1] - encoded[i].shape[1] == NEW_TOKENS for i in indices) >= 0.75 * len(indices)
 
 
 @pytest.mark.parametrize("policy", ["whole", "threshold:0.5"])
 @pytest.mark.parametrize(
     "oracle", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["random-draft", "oracle-draft"]
 )
-def test_greedy_equality_on_smollm2(smollm2, policy, oracle):
+@pytest.mark.parametrize(
+    "group", ["first-two-per-set", pytest.param("the-other-14", marks=pytest.mark.slow)]
+)
+def test_greedy_equality_on_smollm2(smollm2, policy, oracle, group):
     target, encoded, plain = smollm2
     config = GenerationConfig(max_new_tokens=NEW_TOKENS, do_sample=False, dspark_policy=policy)
     accepted = 0
-    for ids, expected in zip(encoded, plain):
+    indices = PROMPT_GROUPS[group]
+    for i in indices:
+        ids, expected = encoded[i], plain[i]
         draft = random_smollm2_draft(target)
         if oracle:
             force_towards(draft, expected[0])
         out = target.generate(ids, assistant_model=draft, generation_config=config, attention_mask=torch.ones_like(ids))
-        assert torch.equal(out, expected), f"speculative output differs from plain generate on prompt of length {ids.shape[1]}"
+        assert torch.equal(out, expected), f"speculative output differs from plain generate on prompt {i} (length {ids.shape[1]})"
         accepted += sum(s.accepted for s in draft.last_telemetry.steps)
     if oracle and policy == "whole":
-        assert accepted > 20 * NEW_TOKENS / 4, f"only {accepted} draft tokens accepted"
+        assert accepted > len(indices) * NEW_TOKENS / 4, f"only {accepted} draft tokens accepted"
 
 
 # -- every policy accepts on the real target (default run) ------------------------------------------

@@ -11,7 +11,13 @@ times both on the real target, once per (model, device, thread count), and keeps
 
 The score of a configuration is the summed median time of forwards of :data:`SCORED_TOKENS` new tokens
 over a cache of ``context_length`` tokens: the one-token forward is what plain decoding and every
-step's bonus token pay, the longer ones what verification pays.
+step's bonus token pay, the longer ones what verification pays. They are the row counts the default
+(hardware-aware) policy verifies on a CPU: in run w's goal bench (60 prompts) 98.3 % of its 4,321
+rounds verified 1-4 rows. Until run x (version 4) the score summed 1, 4 and 8 tokens, and on a 2-vCPU Intel
+Xeon without AMX that picked bf16 row by row where float32 was faster at 2-3 rows (run w: float32 58.4 / 60.5
+ms for 1 / 2 rows, bf16 57.0 / 68.6; level at 4 and 8); run x measured the default policy there at 20.1
+tokens/s in float32 against 16.5 in bf16, with plain decoding at 15.0 and 14.5
+(``docs/measurements/2026-12-07c/``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 
 from dspark_hf.cache_dir import cache_root
 
-SCORED_TOKENS = (1, 4, 8)
+SCORED_TOKENS = (1, 2, 3, 4)
 CONFIGURATIONS = ("float32", "bfloat16")  # bfloat16: exact, verification rows as one-token steps
 
 
@@ -56,8 +62,8 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
-COSTS_VERSION = 4  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
-# 4: bfloat16 timed with its exact weight-major layers
+COSTS_VERSION = 5  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
+# 4: bfloat16 timed with its exact weight-major layers; 5: scored on 1-4 new tokens (was 1, 4, 8)
 
 
 def costs_path(key: str) -> Path:
