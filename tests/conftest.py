@@ -93,6 +93,21 @@ def tiny_gemma3_target(seed: int = 0):
     return Gemma3ForCausalLM(cfg).eval()
 
 
+class PlainGenerations:
+    """Plain ``target.generate`` of each of ``prompts`` (encoded ids, an attention mask of ones, then
+    ``generate_kwargs``), computed on the first read of ``[i]`` and kept: a module's tests compare against
+    one set of references, and only the prompts they read are generated."""
+
+    def __init__(self, target, prompts, **generate_kwargs):
+        self.target, self.prompts, self.generate_kwargs, self._done = target, prompts, generate_kwargs, {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i not in self._done:
+            ids = self.prompts[i]
+            self._done[i] = self.target.generate(ids, attention_mask=torch.ones_like(ids), **self.generate_kwargs)
+        return self._done[i]
+
+
 def synthetic_profile(block_size: int, per_token: float = 0.35):
     """Verifying ``B`` tokens costs ``100 (1 + per_token (B - 1))`` seconds. With the default 0.35, verifying a slot
     pays when its cumulative survival is above about a third of the expected tokens so far (a tenth with 0.1), so a confident prefix is

@@ -19,7 +19,7 @@ import pytest
 import torch
 from transformers import DynamicCache, GenerationConfig
 
-from conftest import tiny_qwen3_target
+from conftest import PlainGenerations, tiny_qwen3_target
 from dspark_hf.transformers_compat import cache_kwargs
 from dspark_hf.integration.exact_verification import single_step_rows
 
@@ -63,19 +63,10 @@ def smollm2_bf16():
 
 @pytest.fixture(scope="module")
 def plain_bf16(smollm2_bf16):
-    """Plain bf16 greedy ``generate`` of prompt ``i`` (48 new tokens), computed once per module: the tests below
+    """Plain bf16 greedy ``generate`` of prompt ``[i]`` (48 new tokens), computed once per module: the tests below
     compare against the same references."""
     target, _, prompts = smollm2_bf16
-    done = {}
-
-    def plain(i: int) -> torch.Tensor:
-        if i not in done:
-            ids = prompts[i]
-            done[i] = target.generate(ids, attention_mask=torch.ones_like(ids),
-                                      generation_config=GenerationConfig(max_new_tokens=48, do_sample=False))
-        return done[i]
-
-    return plain
+    return PlainGenerations(target, prompts, generation_config=GenerationConfig(max_new_tokens=48, do_sample=False))
 
 
 def test_bf16_dspark_equals_plain_bf16_generate(smollm2_bf16, plain_bf16):
@@ -87,7 +78,7 @@ def test_bf16_dspark_equals_plain_bf16_generate(smollm2_bf16, plain_bf16):
     batched_differs = False
     for i, ids in enumerate(prompts):
         mask = torch.ones_like(ids)
-        plain = plain_bf16(i)
+        plain = plain_bf16[i]
         exact = target.generate(ids, attention_mask=mask, assistant_model=draft,
                                 generation_config=GenerationConfig(max_new_tokens=48, do_sample=False))
         assert torch.equal(exact, plain)
@@ -168,7 +159,7 @@ def test_bf16_dspark_with_weight_major_layers_equals_plain(smollm2_bf16, plain_b
 def _generate_and_compare(target, draft, prompts, plain_bf16, kernel, calls, linear_rows):
     for i, ids in enumerate(prompts[:3]):
         mask = torch.ones_like(ids)
-        plain = plain_bf16(i)  # the references of the test above: plain generate never enters the scope
+        plain = plain_bf16[i]  # the references of the test above: plain generate never enters the scope
         calls.clear()
         out = target.generate(ids, attention_mask=mask, assistant_model=draft,
                               generation_config=GenerationConfig(max_new_tokens=48, do_sample=False, dspark_policy="whole"))

@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from conftest import EVAL_DATASETS_DIR, synthetic_profile
+from conftest import EVAL_DATASETS_DIR, PlainGenerations, synthetic_profile
 from dspark_hf import DSparkDraft
 from dspark_hf.models.dspark.config_for_target import draft_config_for_target
 from dspark_hf.verification.policies import HardwareAware, OnlineAcceptance
@@ -46,25 +46,13 @@ def random_smollm2_draft(target) -> DSparkDraft:
     return DSparkDraft(draft_config_for_target(target.config, num_hidden_layers=1, markov_rank=16)).eval()
 
 
-FIRST_OF_EACH_SET = (0, 1, 7, 8, 14, 15)  # the default run's prompts: two per set (mt-bench, gsm8k, humaneval)
+SET_STARTS = tuple(sum(list(PROMPTS_PER_SET.values())[:k]) for k in range(len(PROMPTS_PER_SET)))  # 0, 7, 14
+ALL_PROMPTS = tuple(range(sum(PROMPTS_PER_SET.values())))
+FIRST_OF_EACH_SET = tuple(start + j for start in SET_STARTS for j in (0, 1))  # the default run's: two per set
 PROMPT_GROUPS = {
     "first-two-per-set": FIRST_OF_EACH_SET,
-    "the-other-14": tuple(i for i in range(20) if i not in FIRST_OF_EACH_SET),
+    "the-other-14": tuple(i for i in ALL_PROMPTS if i not in FIRST_OF_EACH_SET),
 }
-
-
-class PlainReferences:
-    """Plain greedy ``generate`` of each benchmark prompt (64 new tokens), computed on first use and kept,
-    so that the default run generates only the prompts its tests read."""
-
-    def __init__(self, target, encoded):
-        self.target, self.encoded, self._done = target, encoded, {}
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if i not in self._done:
-            ids = self.encoded[i]
-            self._done[i] = self.target.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, attention_mask=torch.ones_like(ids))
-        return self._done[i]
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +64,10 @@ def smollm2():
         tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
         for p in benchmark_prompts()
     ]
-    return target, encoded, PlainReferences(target, encoded)
+    return target, encoded, PlainGenerations(target, encoded, max_new_tokens=NEW_TOKENS, do_sample=False)
 
 
-FULL_LENGTH_AT_LEAST = {"first-two-per-set": (FIRST_OF_EACH_SET, 5), "all-20": (tuple(range(20)), 15)}
+FULL_LENGTH_AT_LEAST = {"first-two-per-set": (FIRST_OF_EACH_SET, 5), "all-20": (ALL_PROMPTS, 15)}
 
 
 @pytest.mark.parametrize("group", ["first-two-per-set", pytest.param("all-20", marks=pytest.mark.slow)])
@@ -119,7 +107,7 @@ def test_greedy_equality_on_smollm2(smollm2, policy, oracle, group):
 # -- every policy accepts on the real target (default run) ------------------------------------------
 
 POLICY_NEW_TOKENS = 40
-POLICY_PROMPTS = (0, 7, 14)  # the first mt-bench, gsm8k and humaneval prompts
+POLICY_PROMPTS = SET_STARTS  # the first mt-bench, gsm8k and humaneval prompts
 WRONG_EVERY = 3  # force_towards' default: slot k at position pos is wrong where (pos + k) % 3 == 0
 
 
