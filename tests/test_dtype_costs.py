@@ -98,7 +98,52 @@ def test_no_measurement_without_native_bf16_or_for_explicit_choices(monkeypatch,
     assert calls == []
 
 
-def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
+class _RecordingSequence:
+    """Stands in for :class:`~dspark_hf.verification.scheduling.profiler.PrefilledSequence`: records the dtype
+    and verification mode of every forward, and times each from ``costs_ms`` (per dtype, per token count) times
+    ``machine_speed(i)`` for the i-th timed forward of the whole measurement (a shared machine's slow spells)."""
+
+    log: list = []
+    costs_ms: dict = {}
+    machine_speed = staticmethod(lambda i: 1.0)
+
+    def __init__(self, model, counts, *, context_length, seed=0):
+        self.dtype = next(model.parameters()).dtype
+        self.log.append(("prefill", self.dtype, _mode()))
+
+    def fresh_cache(self):
+        return None
+
+    def forward(self, n, past):
+        self.log.append(("warm-up", self.dtype, _mode(), n))
+
+    def timed(self, n):
+        index = sum(1 for entry in self.log if entry[0] == "timed")
+        self.log.append(("timed", self.dtype, _mode(), n))
+        return self.costs_ms[self.dtype][SCORED_TOKENS.index(n)] / 1000 * type(self).machine_speed(index)
+
+
+def _mode():
+    from dspark_hf.verification.row_mode import verification_mode
+
+    return verification_mode()
+
+
+@pytest.fixture
+def recording_sequences(monkeypatch):
+    """``PrefilledSequence`` recorded, and float32's weight-major rows made 2 and 3 (no measurement)."""
+    from dspark_hf.integration import weight_major
+    from dspark_hf.verification.scheduling import profiler
+
+    monkeypatch.setattr(profiler, "PrefilledSequence", _RecordingSequence)
+    monkeypatch.setattr(_RecordingSequence, "log", [])
+    monkeypatch.setattr(_RecordingSequence, "costs_ms", {torch.float32: (1, 2, 3, 4), torch.bfloat16: (1, 2, 3, 4)})
+    monkeypatch.setattr(weight_major, "_MEMORY", {})
+    monkeypatch.setattr(weight_major, "weight_major_rows_for", lambda t: weight_major.WeightMajorRows("k", torch.__version__, (2, 3), (2, 3), (1.0, 1.0), (0.5, 0.5)))
+    return _RecordingSequence
+
+
+def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(recording_sequences):
     """The float32 forwards run on the target itself as ``generate`` verifies in float32 (weight-major
     linears at the row counts measured faster, here made 2 and 3); the bfloat16 ones on a bf16 copy inside
     the row-by-row scope with its exact weight-major layers (as ``generate`` runs exact bf16); the target is
@@ -106,26 +151,33 @@ def test_measurement_times_float32_as_is_and_bfloat16_row_by_row(monkeypatch):
     Mutation runs: measuring the copy outside ``single_step_rows`` fails the row-mode assertion; timing
     float32 outside ``weight_major_verification`` fails the weight-major one; timing the copy in
     ``single_step_rows`` alone (no exact weight-major layers, as before 2026-12-07) fails with ``"rows"``."""
-    from dspark_hf.integration import weight_major
-    from dspark_hf.verification.row_mode import verification_mode
-    from dspark_hf.verification.scheduling import profiler
-
-    seen = []
-
-    def fake_measure_target(model, tokens, **kwargs):
-        seen.append((next(model.parameters()).dtype, verification_mode(), tuple(tokens)))
-        return [0.001 * t for t in tokens]
-
-    monkeypatch.setattr(profiler, "measure_target", fake_measure_target)
-    monkeypatch.setattr(weight_major, "_MEMORY", {})
-    monkeypatch.setattr(weight_major, "weight_major_rows_for", lambda t: weight_major.WeightMajorRows("k", torch.__version__, (2, 3), (2, 3), (1.0, 1.0), (0.5, 0.5)))
     target = tiny_qwen3_target()
     before = {k: v.clone() for k, v in target.state_dict().items()}
     costs = dtype_costs.measure_configuration_costs(target)
-    assert seen == [(torch.float32, "weight-major", SCORED_TOKENS), (torch.bfloat16, "rows-weight-major", SCORED_TOKENS)]
-    assert set(costs.seconds) == {"float32", "bfloat16"}
+    modes = {(entry[1], entry[2]) for entry in recording_sequences.log}
+    assert modes == {(torch.float32, "weight-major"), (torch.bfloat16, "rows-weight-major")}
+    timed = [entry for entry in recording_sequences.log if entry[0] == "timed"]
+    assert sorted({entry[3] for entry in timed}) == list(SCORED_TOKENS)
+    assert set(costs.seconds) == {"float32", "bfloat16"} and costs.seconds["float32"] == [0.001, 0.002, 0.003, 0.004]
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
     assert next(target.parameters()).dtype == torch.float32
+
+
+def test_a_slow_spell_of_the_machine_does_not_decide_the_dtype(recording_sequences, monkeypatch):
+    """The two configurations are timed interleaved (one forward of each per token count and repeat), so a
+    slow spell falls on both. Here float32 is the faster (run w's figures, 287 against 295 ms) and the machine
+    runs 1.5x slower for the first 3 of the 7 repeats: the medians come from the other 4 and float32 wins.
+    Mutation run once: timing all of float32's forwards before bf16's (the order before version 6) puts
+    24 of float32's 28 forwards in the spell, its medians 1.5x, and bf16 wins: the test fails."""
+    monkeypatch.setattr(recording_sequences, "costs_ms", {torch.float32: (58, 61, 76, 92), torch.bfloat16: (57, 69, 79, 90)})
+    forwards_per_repeat = 2 * len(SCORED_TOKENS)
+    monkeypatch.setattr(recording_sequences, "machine_speed", staticmethod(lambda i: 1.5 if i < 3 * forwards_per_repeat else 1.0))
+    costs = dtype_costs.measure_configuration_costs(tiny_qwen3_target(), repeats=7)
+    assert [round(1000 * s) for s in costs.seconds["float32"]] == [58, 61, 76, 92]
+    assert costs.fastest() == "float32"
+    timed = [(entry[1], entry[3]) for entry in recording_sequences.log if entry[0] == "timed"]
+    assert len(timed) == 7 * forwards_per_repeat
+    assert all(timed[i][1] == timed[i + 1][1] and timed[i][0] != timed[i + 1][0] for i in range(0, len(timed), 2))
 
 
 def test_measurement_on_a_real_forward_gives_positive_medians():

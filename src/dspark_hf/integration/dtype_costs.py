@@ -18,6 +18,11 @@ Xeon without AMX that picked bf16 row by row where float32 was faster at 2-3 row
 ms for 1 / 2 rows, bf16 57.0 / 68.6; level at 4 and 8); run x measured the default policy there at 20.1
 tokens/s in float32 against 16.5 in bf16, with plain decoding at 15.0 and 14.5
 (``docs/measurements/2026-12-07c/``).
+
+The two configurations are timed interleaved (since version 6): timed one after the other, a slow spell of
+that 2-vCPU host during the float32 half made float32's forwards 88 / 90 / 97 / 133 ms at one moment where
+they had been 59 / 58 / 67 / 89 forty minutes earlier (bf16 56 / 69 / 78 / 89 and 58 / 72 / 80 / 93), and
+``auto`` took bf16, the configuration the default policy runs 18 % slower in there.
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
-COSTS_VERSION = 5  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
-# 4: bfloat16 timed with its exact weight-major layers; 5: scored on 1-4 new tokens (was 1, 4, 8)
+COSTS_VERSION = 6  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
+# 4: bfloat16 timed with its exact weight-major layers; 5: scored on 1-4 new tokens (was 1, 4, 8); 6: the two
+# configurations timed interleaved (were timed one after the other), 7 repeats (were 5)
 
 
 def costs_path(key: str) -> Path:
@@ -71,25 +77,28 @@ def costs_path(key: str) -> Path:
 
 
 @torch.no_grad()
-def measure_configuration_costs(target, *, context_length: int = 128, warmup: int = 2, repeats: int = 5) -> ConfigurationCosts:
+def measure_configuration_costs(target, *, context_length: int = 128, warmup: int = 2, repeats: int = 7) -> ConfigurationCosts:
     """Time ``target`` (float32) as it verifies (weight-major linears where measured faster), and a bfloat16
-    copy of it with row-by-row verification.
+    copy of it with row-by-row verification, interleaved (:func:`~dspark_hf.verification.scheduling.profiler.measure_interleaved`:
+    per repeat and token count one forward of each, so that the machine's slow spells fall on both).
 
     The copy is freed before returning; ``target`` is left unchanged."""
     from dspark_hf.integration.verification_forwards import verification_context
-    from dspark_hf.verification.scheduling.profiler import measure_target
+    from dspark_hf.integration.weight_major import weight_major_verification
+    from dspark_hf.verification.scheduling import profiler
 
     if next(target.parameters()).dtype != torch.float32:
         raise ValueError("measure_configuration_costs needs the target in float32 (a bf16 copy is made from it).")
-    from dspark_hf.integration.weight_major import weight_major_verification
-
-    kwargs = dict(tokens=SCORED_TOKENS, context_length=context_length, warmup=warmup, repeats=repeats)
-    with weight_major_verification(target):  # float32 as it verifies: weight-major linears where faster here
-        seconds = {"float32": measure_target(target, **kwargs)}
     bf16 = copy.deepcopy(target).to(torch.bfloat16)
     try:
-        with verification_context(bf16, rows=True):  # as a DSpark call verifies (weight-major where exact and faster)
-            seconds["bfloat16"] = measure_target(bf16, **kwargs)
+        configurations = {
+            # float32 as it verifies: weight-major linears where faster here
+            "float32": profiler.TimedConfiguration(target, lambda: weight_major_verification(target)),
+            # as a DSpark call verifies exact bf16: row by row, weight-major where exact and faster
+            "bfloat16": profiler.TimedConfiguration(bf16, lambda: verification_context(bf16, rows=True)),
+        }
+        seconds = profiler.measure_interleaved(configurations, SCORED_TOKENS, context_length=context_length,
+                                               warmup=warmup, repeats=repeats)
     finally:
         del bf16
     return ConfigurationCosts(SCORED_TOKENS, seconds, costs_key(target))

@@ -11,10 +11,12 @@ spreads over all of them instead of bending one part of the curve.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import time
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Mapping, Sequence
 
 import torch
 
@@ -83,15 +85,55 @@ def measure_target(
     target, tokens: Sequence[int] = DEFAULT_TOKENS, *, context_length: int = 256, warmup: int = 3, repeats: int = 9, seed: int = 0
 ) -> list[float]:
     """Median seconds of one target forward for each ``B`` in ``tokens``."""
-    sequence = PrefilledSequence(target, tokens, context_length=context_length, seed=seed)
+    configuration = TimedConfiguration(target, contextlib.nullcontext)
+    return measure_interleaved({"target": configuration}, tokens, context_length=context_length, warmup=warmup,
+                               repeats=repeats, seed=seed)["target"]
+
+
+@dataclass(frozen=True)
+class TimedConfiguration:
+    """A model and the scope its forwards run in (entered around each forward, outside the clock), for
+    :func:`measure_interleaved`: e.g. a float32 target in its weight-major scope, a bf16 copy in the
+    row-by-row one. Scopes are per thread, not per model, so two of them are never open at once."""
+
+    model: torch.nn.Module
+    scope: Callable[[], ContextManager]
+
+
+def measure_interleaved(
+    configurations: Mapping[str, TimedConfiguration],
+    tokens: Sequence[int],
+    *,
+    context_length: int = 256,
+    warmup: int = 3,
+    repeats: int = 9,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Median seconds of one forward of each ``B`` in ``tokens``, per configuration, all timed in one
+    interleaved order: per repeat, per ``B``, one forward of every configuration, the first of them taking
+    turns from repeat to repeat. A slow spell of the machine (on a shared 2-vCPU host one configuration's
+    one-token forward measured 59 ms in one minute and 88 ms forty minutes later, docs/benchmarks.md run x)
+    then falls on every configuration alike instead of on whichever was being timed, and cannot by itself
+    decide which one is faster."""
+    tokens = list(tokens)
+    names = list(configurations)
+    sequences = {}
+    for name in names:
+        with configurations[name].scope():  # the prefill runs in the configuration's own scope
+            sequences[name] = PrefilledSequence(configurations[name].model, tokens, context_length=context_length, seed=seed)
     for _ in range(warmup):
         for b in tokens:
-            sequence.forward(b, sequence.fresh_cache())
-    times: dict[int, list[float]] = {b: [] for b in tokens}
-    for _ in range(repeats):
+            for name in names:
+                with configurations[name].scope():
+                    sequences[name].forward(b, sequences[name].fresh_cache())
+    times: dict[str, dict[int, list[float]]] = {name: {b: [] for b in tokens} for name in names}
+    for repeat in range(repeats):
+        order = names[repeat % len(names):] + names[: repeat % len(names)]
         for b in tokens:
-            times[b].append(sequence.timed(b))
-    return [statistics.median(times[b]) for b in tokens]
+            for name in order:
+                with configurations[name].scope():
+                    times[name][b].append(sequences[name].timed(b))
+    return {name: [statistics.median(times[name][b]) for b in tokens] for name in names}
 
 
 @torch.no_grad()
