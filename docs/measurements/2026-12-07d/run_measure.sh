@@ -8,6 +8,8 @@
 # goal:    the issue's goal configuration (20 prompts per set, 128 new tokens, greedy, default dtype: `auto` times the
 #          dtypes at the start, in the user's cache, where no version-6 figures exist yet; the hardware policy reads
 #          the cost profile stored for the dtype it takes; transformers' prompt lookup beside it)
+# policies: the default policy against fixed lengths 1 and 2 (what it chooses between on this host's float32 curve),
+#          7 prompts per set, default dtype (auto's stored choice), no baselines but plain
 set -uo pipefail  # no -e: a `dspark bench` that flags a mismatch exits 3 and the next step still runs
 cd "$(dirname "$0")/../../.."
 M=docs/measurements/2026-12-07d
@@ -26,6 +28,9 @@ for step in "$@"; do
     goal) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
             --start 0 --limit 20 --max-new-tokens 128 --policies hardware --baselines prompt-lookup \
             --threads 1 --out $M/bench_goal 2>&1 | grep -v "Loading weights" | tee $M/bench_goal.log ;;
+    policies) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
+            --start 0 --limit 7 --max-new-tokens 128 --policies hardware,fixed:1,fixed:2 --baselines none \
+            --threads 1 --out $M/bench_policies 2>&1 | grep -v "Loading weights" | tee $M/bench_policies.log ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
