@@ -10,6 +10,8 @@
 #          the cost profile stored for the dtype it takes; transformers' prompt lookup beside it)
 # policies: the default policy against fixed lengths 1 and 2 (what it chooses between on this host's float32 curve),
 #          7 prompts per set, default dtype (auto's stored choice), no baselines but plain
+# load:    issue 15's load benchmark, run w's command unchanged (float32 target, the packed profile of run w, 18 prompts
+#          from 40, 64 new tokens, all requests at once, three interleaved passes), a second sample on this host
 set -uo pipefail  # no -e: a `dspark bench` that flags a mismatch exits 3 and the next step still runs
 cd "$(dirname "$0")/../../.."
 M=docs/measurements/2026-12-07d
@@ -31,6 +33,10 @@ for step in "$@"; do
     policies) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
             --start 0 --limit 7 --max-new-tokens 128 --policies hardware,fixed:1,fixed:2 --baselines none \
             --threads 1 --out $M/bench_policies 2>&1 | grep -v "Loading weights" | tee $M/bench_policies.log ;;
+    load) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --concurrency 1,2,4,8,16 \
+            --datasets mt-bench,gsm8k,humaneval --start 40 --limit 6 --max-new-tokens 64 \
+            --policies fixed:1,fixed:3,hardware,hardware:no-lookup --repeats 3 --threads 1 \
+            --out $M/load 2>&1 | grep -v "Loading weights" | tee $M/load.log ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
