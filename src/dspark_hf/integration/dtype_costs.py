@@ -82,7 +82,7 @@ def measure_configuration_costs(target, *, context_length: int = 128, warmup: in
     copy of it with row-by-row verification, interleaved (:func:`~dspark_hf.verification.scheduling.profiler.measure_interleaved`:
     per repeat and token count one forward of each, so that the machine's slow spells fall on both).
 
-    The copy is freed before returning; ``target`` is left unchanged."""
+    The copy lives only for the call (nothing outside it keeps a reference); ``target`` is left unchanged."""
     from dspark_hf.integration.verification_forwards import verification_context
     from dspark_hf.integration.weight_major import weight_major_verification
     from dspark_hf.verification.scheduling import profiler
@@ -90,17 +90,14 @@ def measure_configuration_costs(target, *, context_length: int = 128, warmup: in
     if next(target.parameters()).dtype != torch.float32:
         raise ValueError("measure_configuration_costs needs the target in float32 (a bf16 copy is made from it).")
     bf16 = copy.deepcopy(target).to(torch.bfloat16)
-    try:
-        configurations = {
-            # float32 as it verifies: weight-major linears where faster here
-            "float32": profiler.TimedConfiguration(target, lambda: weight_major_verification(target)),
-            # as a DSpark call verifies exact bf16: row by row, weight-major where exact and faster
-            "bfloat16": profiler.TimedConfiguration(bf16, lambda: verification_context(bf16, rows=True)),
-        }
-        seconds = profiler.measure_interleaved(configurations, SCORED_TOKENS, context_length=context_length,
-                                               warmup=warmup, repeats=repeats)
-    finally:
-        del bf16
+    configurations = {
+        # float32 as it verifies: weight-major linears where faster here
+        "float32": profiler.TimedConfiguration(target, lambda: weight_major_verification(target)),
+        # as a DSpark call verifies exact bf16: row by row, weight-major where exact and faster
+        "bfloat16": profiler.TimedConfiguration(bf16, lambda: verification_context(bf16, rows=True)),
+    }
+    seconds = profiler.measure_interleaved(configurations, SCORED_TOKENS, context_length=context_length,
+                                           warmup=warmup, repeats=repeats)
     return ConfigurationCosts(SCORED_TOKENS, seconds, costs_key(target))
 
 
