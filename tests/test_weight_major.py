@@ -51,6 +51,7 @@ def counted(monkeypatch):
         return real(x, weight, bias)
 
     monkeypatch.setattr(linear_rows, "weight_major_linear", counting)
+    monkeypatch.setattr(weight_major, "_COMPILED", {})  # the weight-major product, not the compiled kernel
     return calls
 
 
@@ -180,9 +181,10 @@ def test_plain_generate_untouched_after_a_dspark_call(smollm2, monkeypatch):
 
 def test_measurement_is_stored_and_reused(tmp_path, monkeypatch):
     """The first call measures and stores; the next reads the file without measuring; a file from another
-    torch version, or one that did not measure every row count of ``MEASURED_ROWS`` (one row), is measured
-    again. Mutation runs: ignoring the torch version in ``stored_weight_major_rows`` -> the second-last
-    assertion fails; ignoring the measured row counts -> the last one does."""
+    torch version, one that did not measure every row count of ``MEASURED_ROWS`` (one row), or one from before
+    the compiled few-row kernel was timed, is measured again. Mutation runs: ignoring the torch version in
+    ``stored_weight_major_rows`` -> the third-last assertion fails; ignoring the measured row counts -> the
+    second-last does; dropping its ``compiled_note`` check -> the last one does."""
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
     target = tiny_qwen3_target()
     key = weight_major._key(target)
@@ -205,16 +207,27 @@ def test_measurement_is_stored_and_reused(tmp_path, monkeypatch):
     path.write_text(json.dumps(data))
     weight_major_rows_for(target, measure=measure)
     assert measured == [1, 1, 1]
+    data = json.loads(path.read_text())
+    for field in ("compiled_rows", "compiled_seconds", "compiled_note"):  # a file from before the compiled kernel
+        del data[field]
+    path.write_text(json.dumps(data))
+    weight_major_rows_for(target, measure=measure)
+    assert measured == [1, 1, 1, 1]
 
 
 def test_measure_weight_major_rows_reports_every_row_count():
-    """A real (short) measurement on a tiny target: one median per kernel and row count, chosen rows a
-    subset of those where weight-major was faster by the margin, the forwards' logits untouched."""
+    """A real (short) measurement on a tiny target: one median per kernel and row count, chosen rows those where
+    weight-major or the compiled kernel was faster by the margin, compiled those where it beat weight-major."""
     target = tiny_qwen3_target()
     found = weight_major.measure_weight_major_rows(target, rows=(2, 3, 4), context_length=16, warmup=0, repeats=3)
     assert found.measured == (2, 3, 4) and len(found.linear_seconds) == len(found.weight_major_seconds) == 3
     assert all(s > 0 for s in found.linear_seconds + found.weight_major_seconds)
-    assert set(found.rows) == {n for n, a, b in zip(found.measured, found.linear_seconds, found.weight_major_seconds) if b < 0.95 * a}
+    compiled = found.compiled_seconds or (float("inf"),) * 3  # the compiled kernel, where it builds here
+    assert len(compiled) == 3 and (found.compiled_seconds or found.compiled_note)
+    assert set(found.rows) == {n for n, a, b, c in zip(found.measured, found.linear_seconds, found.weight_major_seconds, compiled)
+                               if min(b, c) < 0.95 * a}
+    assert set(found.compiled_rows) == {n for n, b, c in zip(found.measured, found.weight_major_seconds, compiled)
+                                        if n in found.rows and c < b}
     assert "float32 verification linears" in found.describe()
 
 

@@ -31,7 +31,7 @@ from transformers.generation.continuous_batching.requests import RequestState
 from dspark_hf.batching.paged_rewind import rewind_request
 from dspark_hf.errors import DSparkError
 from dspark_hf.integration.cpu_block_attention import packed_attention
-from dspark_hf.integration.weight_major import wants_weight_major, weight_major_forward
+from dspark_hf.integration.weight_major import float32_verification_mode, wants_weight_major, weight_major_forward
 from dspark_hf.verification.row_mode import verification_mode
 from dspark_hf.verification.scheduling.cost_profile import (
     CostProfile, ProfileMissingError, device_name, dtype_name, model_name, now_utc, profile_key, profile_path,
@@ -71,9 +71,11 @@ class PackedCostProfile:
 
 
 def packed_verification(target) -> str:
-    """How the engine's packed verification forwards compute on ``target``: ``"weight-major"`` for a float32
-    target on a CPU (:func:`~dspark_hf.integration.weight_major.weight_major_forward`), else this thread's mode."""
-    return "weight-major" if wants_weight_major(target, None) else verification_mode()
+    """How the engine's packed verification forwards compute on ``target``: for a float32 target on a CPU
+    (:func:`~dspark_hf.integration.weight_major.weight_major_forward`) ``"weight-major"``, or
+    ``"weight-major-compiled"`` where the compiled few-row kernel was measured faster for some row count; else
+    this thread's mode."""
+    return float32_verification_mode(target) if wants_weight_major(target, None) else verification_mode()
 
 
 def packed_key(curve_key: str, attention: str) -> str:

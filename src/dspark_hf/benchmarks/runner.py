@@ -70,7 +70,9 @@ def bench_prompts(
     report's ``prompt_runs`` (per-prompt records, :mod:`.prompt_runs`) go to ``runs.jsonl.gz``, not
     to ``bench.json``. ``linear_ablation``: every DSpark method runs a second time with transformers'
     ``F.linear`` in its verification forwards (``dspark_weight_major=False``, id suffix ``+F.linear``), to show
-    what the weight-major kernels (:mod:`dspark_hf.integration.weight_major`) add. ``plain_kernels``: plain
+    what the weight-major kernels (:mod:`dspark_hf.integration.weight_major`) add, and for a float32 target a third time
+    without the compiled few-row kernel (``dspark_few_row_kernel=False``, suffix ``+no-few-row``), to show what
+    that kernel adds over the weight-major product. ``plain_kernels``: plain
     generation inside the verification context too (:class:`~.methods.PlainOnDSparkKernels`), to show what the
     kernels give without drafting."""
     greedy = temperature <= 0
@@ -91,6 +93,8 @@ def bench_prompts(
                 methods.append(DSpark(draft, name, policy))
                 if linear_ablation:
                     methods.append(DSpark(draft, name, policy, options={"dspark_weight_major": False}, suffix="+F.linear"))
+                    if next(target.parameters()).dtype == torch.float32:
+                        methods.append(DSpark(draft, name, policy, options={"dspark_few_row_kernel": False}, suffix="+no-few-row"))
         suites = [Suite(
             target_name, target, methods,
             {name: encode_prompts(tokenizer, prompts, device) for name, prompts in prompt_sets.items()},

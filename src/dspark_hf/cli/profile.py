@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{b:4d}   {1000 * s:10.2f}   {1 / s:10.1f}   {b / s:10.1f}")
     if draft is not None:
         print(f"draft: {1000 * profile.draft_seconds:.2f} ms per drafting round (block {draft.config.block_size})")
-    if profile.verification == "weight-major":
+    if profile.verification in ("weight-major", "weight-major-compiled"):
         from dspark_hf.integration.weight_major import stored_weight_major_rows
 
         found = stored_weight_major_rows(target)

@@ -67,9 +67,10 @@ def costs_key(target) -> str:
     return f"{model_name(target)}__{device_name(next(target.parameters()).device)}"
 
 
-COSTS_VERSION = 6  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
+COSTS_VERSION = 7  # 2: float32 timed with weight-major verification linears (:mod:`.weight_major`); 3: one-row steps too;
 # 4: bfloat16 timed with its exact weight-major layers; 5: scored on 1-4 new tokens (was 1, 4, 8); 6: the two
-# configurations timed interleaved (were timed one after the other), 7 repeats (were 5)
+# configurations timed interleaved (were timed one after the other), 7 repeats (were 5); 7: float32 with the compiled
+# few-row kernel where it is measured faster (:mod:`.few_row_kernel`)
 
 
 def costs_path(key: str) -> Path:

@@ -35,7 +35,8 @@ in a verification forward of a row count listed by
 :func:`~dspark_hf.verification.row_mode.weight_major_scope`, every prepared layer runs
 :func:`~dspark_hf.integration.linear_kernels.weight_major_linear` (:mod:`dspark_hf.integration.weight_major`
 measures which row counts gain); where one row is listed, a DSpark call's one-token steps over the cache
-(rounds that verify nothing) do too.
+(rounds that verify nothing) do too. At the row counts the scope also lists as compiled, the layers run the
+compiled few-row kernel instead (:func:`~dspark_hf.integration.few_row_kernel.few_row_linear`, float32 only).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ import types
 import torch
 import torch.nn.functional as F
 
+from dspark_hf.integration.few_row_kernel import few_row_linear
 from dspark_hf.integration.linear_kernels import weight_major_linear
-from dspark_hf.verification.row_mode import single_step_rows_active, weight_major_rows
+from dspark_hf.verification.row_mode import compiled_rows, single_step_rows_active, weight_major_rows
 
 MAX_PROBED_ROWS = 16
 _kernel = F.linear  # torch's linear (``torch._C._nn.linear``); the probe and the chunks call it
@@ -255,6 +257,8 @@ def _chunked_linear_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Ten
             if x.shape[1] > size:
                 return _chunked(x, self.weight, self.bias, size)
     elif _takes_weight_major(x, self.weight):
+        if x.shape[1] in compiled_rows():
+            return few_row_linear(x, self.weight, self.bias)
         return weight_major_linear(x, self.weight, self.bias)
     return torch.nn.Linear.forward(self, x)
 

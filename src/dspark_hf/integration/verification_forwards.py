@@ -4,8 +4,9 @@
   decoding's one-token step (:mod:`.exact_verification`), on a CPU (unless ``dspark_weight_major=False``)
   with layers weight-major at the row counts where that is bit-identical and measured faster
   (:func:`.weight_major.rows_weight_major_verification`);
-- float32 targets on a CPU (unless ``dspark_weight_major=False``): linear layers weight-major at the row
-  counts measured faster on the machine (:mod:`.weight_major`);
+- float32 targets on a CPU (unless ``dspark_weight_major=False``): linear layers weight-major, or with the
+  compiled few-row kernel (:mod:`.few_row_kernel`; unless ``dspark_few_row_kernel=False``), at the row counts
+  where each is measured faster on the machine (:mod:`.weight_major`);
 - otherwise transformers' forward, unchanged.
 
 A cost profile measured inside one of these contexts is stored under that mode's key
@@ -21,6 +22,7 @@ from dspark_hf.integration.exact_verification import single_step_rows, wants_sin
 from dspark_hf.integration.weight_major import (
     rows_weight_major_verification,
     wants_exact_weight_major,
+    wants_few_row_kernel,
     wants_weight_major,
     weight_major_verification,
 )
@@ -37,7 +39,7 @@ def verification_context(target, generation_config=None, *, rows: bool | None = 
             return _rows_and_weight_major(target)
         return single_step_rows(target)
     if wants_weight_major(target, generation_config):
-        return weight_major_verification(target)
+        return weight_major_verification(target, compiled=wants_few_row_kernel(generation_config))
     return contextlib.nullcontext()
 
 

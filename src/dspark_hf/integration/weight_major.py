@@ -48,17 +48,20 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from dspark_hf.integration.few_row_kernel import kernel_unavailable
 from dspark_hf.integration.linear_rows import chunk_verification_linears, prime_invariant_rows, verification_forward
 from dspark_hf.verification.row_mode import single_step_rows_active, weight_major_scope
 
 MEASURED_ROWS = tuple(range(1, 10))
-_MEMORY: dict[str, frozenset[int]] = {}
+_MEMORY: dict[str, frozenset[int]] = {}  # per key: the row counts chosen (weight-major or compiled)
+_COMPILED: dict[str, frozenset[int]] = {}  # per key: those of them that run the compiled few-row kernel
 
 
 @dataclass(frozen=True)
 class WeightMajorRows:
-    """Median seconds of a verification forward per row count, ``F.linear`` and weight-major, and the
-    row counts chosen (weight-major faster by at least the margin)."""
+    """Median seconds of a verification forward per row count, ``F.linear``, weight-major and (float32,
+    where it builds here) the compiled few-row kernel, the row counts chosen (the faster of the other two
+    faster than ``F.linear`` by at least the margin) and among them those that run compiled."""
 
     key: str
     torch: str
@@ -67,6 +70,9 @@ class WeightMajorRows:
     linear_seconds: tuple[float, ...]
     weight_major_seconds: tuple[float, ...]
     note: str = ""
+    compiled_rows: tuple[int, ...] = ()
+    compiled_seconds: tuple[float, ...] = ()
+    compiled_note: str = ""
 
     def describe(self) -> str:
         what = "row-by-row verification linears" if self.key.endswith("__rows") else "float32 verification linears"
@@ -74,10 +80,15 @@ class WeightMajorRows:
             return f"{what}: F.linear ({self.note})"
         if not self.rows:
             return f"{what}: F.linear at every row count (weight-major measured slower)"
+        exact = " where bit-identical to one-row steps" if self.key.endswith("__rows") else ""
+        if self.compiled_seconds:
+            parts = " ".join(f"{n}:{1000 * a:.0f}/{1000 * b:.0f}/{1000 * c:.0f}" for n, a, b, c in
+                             zip(self.measured, self.linear_seconds, self.weight_major_seconds, self.compiled_seconds))
+            compiled = f", compiled few-row kernel at {_ranges(self.compiled_rows)}" if self.compiled_rows else ""
+            return f"{what} weight-major at {_ranges(self.rows)} rows{compiled} (ms F.linear/weight-major/compiled {parts})"
         parts = " ".join(
             f"{n}:{1000 * a:.0f}/{1000 * b:.0f}" for n, a, b in zip(self.measured, self.linear_seconds, self.weight_major_seconds)
         )
-        exact = " where bit-identical to one-row steps" if self.key.endswith("__rows") else ""
         return f"{what} weight-major at {_ranges(self.rows)} rows{exact} (ms F.linear/weight-major {parts})"
 
 
@@ -102,6 +113,14 @@ def wants_weight_major(target, generation_config) -> bool:
     return param.dtype == torch.float32 and param.device.type == "cpu"
 
 
+def wants_few_row_kernel(generation_config) -> bool:
+    """Whether a DSpark call's float32 verification forwards may run the compiled few-row kernel at the row
+    counts measured faster with it: ``dspark_few_row_kernel`` of the generation config (True / False, default
+    True; False keeps the weight-major product or ``F.linear`` there, as before the kernel existed)."""
+    asked = getattr(generation_config, "dspark_few_row_kernel", None)
+    return True if asked is None else bool(asked)
+
+
 def wants_exact_weight_major(target, generation_config) -> bool:
     """Whether a DSpark call on ``target`` that verifies row by row may run layers weight-major where that is
     bit-identical to one-row steps and measured faster: ``dspark_weight_major`` of the generation config
@@ -119,7 +138,10 @@ def measure_weight_major_rows(
     """Time ``target``'s verification forward of each of ``rows`` new rows over a cache of ``context_length``
     tokens, with ``F.linear`` and weight-major linear layers, interleaved (per repeat, per row count, both
     kernels on fresh copies of one prefilled cache), after ``warmup`` untimed rounds; keep the row counts
-    whose weight-major median is below ``(1 - margin)`` times ``F.linear``'s. A target whose forward does not run
+    whose weight-major median is below ``(1 - margin)`` times ``F.linear``'s. A float32 target not verifying row by
+    row is timed with the compiled few-row kernel too (:mod:`.few_row_kernel`, where it builds here): a row count
+    goes to the faster of the two non-``F.linear`` kernels, kept where that one is below the margin, and is
+    listed in ``compiled_rows`` where the compiled kernel is the one. A target whose forward does not run
     over a plain ``DynamicCache`` (DeepSeek-V4's compressed-attention layers need their own cache) is not
     measured: it keeps ``F.linear``, and the result says why."""
     from dspark_hf.verification.scheduling.profiler import PrefilledSequence
@@ -132,23 +154,47 @@ def measure_weight_major_rows(
         note = f"not measured: its forward over a DynamicCache failed ({type(err).__name__})"
         return WeightMajorRows(_key(target), torch.__version__, (), (), (), (), note)
     everything = frozenset(rows)
+    kernels = [("linear", frozenset(), frozenset()), ("weight-major", everything, frozenset())]
+    compiled_note = _compiled_unavailable(target)
+    if compiled_note is None:
+        kernels.append(("compiled", everything, everything))
 
-    def forward(n: int, kernel_rows: frozenset) -> float:
-        with weight_major_scope(kernel_rows):
+    def forward(n: int, kernel_rows: frozenset, compiled: frozenset) -> float:
+        with weight_major_scope(kernel_rows, compiled):
             return sequence.timed(n)
 
-    times = {(n, k): [] for n in rows for k in ("linear", "weight-major")}
+    times = {(n, name): [] for n in rows for name, _, _ in kernels}
     for round_ in range(warmup + repeats):
         for n in rows:
-            order = (("linear", frozenset()), ("weight-major", everything))
-            for name, kernel_rows in order if round_ % 2 == 0 else reversed(order):
-                seconds = forward(n, kernel_rows)
+            shift = round_ % len(kernels)  # the first kernel of each row count takes turns
+            for name, kernel_rows, compiled in kernels[shift:] + kernels[:shift]:
+                seconds = forward(n, kernel_rows, compiled)
                 if round_ >= warmup:
                     times[(n, name)].append(seconds)
-    linear = tuple(statistics.median(times[(n, "linear")]) for n in rows)
-    weight_major = tuple(statistics.median(times[(n, "weight-major")]) for n in rows)
-    chosen = tuple(n for n, a, b in zip(rows, linear, weight_major) if b < (1 - margin) * a)
-    return WeightMajorRows(_key(target), torch.__version__, chosen, rows, linear, weight_major)
+    medians = {name: tuple(statistics.median(times[(n, name)]) for n in rows) for name, _, _ in kernels}
+    linear, weight_major = medians["linear"], medians["weight-major"]
+    compiled_seconds = medians.get("compiled", ())
+    chosen, compiled_rows = [], []
+    for i, n in enumerate(rows):
+        best = min(weight_major[i], compiled_seconds[i]) if compiled_seconds else weight_major[i]
+        if best < (1 - margin) * linear[i]:
+            chosen.append(n)
+            if compiled_seconds and compiled_seconds[i] < weight_major[i]:
+                compiled_rows.append(n)
+    return WeightMajorRows(_key(target), torch.__version__, tuple(chosen), rows, linear, weight_major,
+                           compiled_rows=tuple(compiled_rows), compiled_seconds=compiled_seconds,
+                           compiled_note=compiled_note or "")
+
+
+def _compiled_unavailable(target) -> str | None:
+    """Why the compiled few-row kernel is not timed for ``target`` here (``None``: it is): it serves float32
+    verification forwards only, not row-by-row ones, and needs to build on this machine."""
+    param = next(target.parameters())
+    if single_step_rows_active():
+        return "row-by-row verification"
+    if param.dtype != torch.float32 or param.device.type != "cpu":
+        return "not a float32 target on a CPU"
+    return kernel_unavailable()
 
 
 def _key(target) -> str:
@@ -178,6 +224,8 @@ def stored_weight_major_rows(target) -> WeightMajorRows | None:
         return None
     if found.key != key or found.torch != torch.__version__ or not set(MEASURED_ROWS) <= set(found.measured):
         return None  # another machine or torch, or measured before one row was (it is measured again)
+    if "compiled_note" not in data or (found.compiled_rows and kernel_unavailable() is not None):
+        return None  # measured before the compiled kernel was, or it chose a kernel that does not build here now
     return found
 
 
@@ -192,19 +240,32 @@ def weight_major_rows_for(target, *, measure=None) -> WeightMajorRows:
         found = (measure or measure_weight_major_rows)(target)
         write_json_atomically(asdict(found), _path(found.key))
     _MEMORY[found.key] = frozenset(found.rows)
+    _COMPILED[found.key] = frozenset(found.compiled_rows)
     return found
 
 
 @contextlib.contextmanager
-def weight_major_verification(target, rows=None):
+def weight_major_verification(target, rows=None, *, compiled: bool = True):
     """Within this block (this thread), ``target``'s float32 verification forwards run their linear layers
-    weight-major at the row counts measured faster here (``rows`` overrides them); nothing else changes."""
+    weight-major at the row counts measured faster here (``rows`` overrides them), with the compiled few-row
+    kernel at those measured faster with it (``compiled=False``: never); nothing else changes."""
     chunk_verification_linears(target)
+    key = _key(target)
     if rows is None:
-        key = _key(target)
         rows = _MEMORY[key] if key in _MEMORY else weight_major_rows_for(target).rows
-    with weight_major_scope(rows):
+    with weight_major_scope(rows, _COMPILED.get(key, ()) if compiled else ()):
         yield
+
+
+def float32_verification_mode(target) -> str:
+    """The verification mode (:func:`~dspark_hf.verification.row_mode.verification_mode`) that
+    :func:`weight_major_verification` opens for ``target`` in this thread: ``"weight-major-compiled"`` where the
+    measurement here chose the compiled kernel for some row count, else ``"weight-major"`` (stored or measured
+    now, as the context itself would)."""
+    key = _key(target)
+    if key not in _MEMORY:
+        weight_major_rows_for(target)
+    return "weight-major-compiled" if _COMPILED.get(key) else "weight-major"
 
 
 @contextlib.contextmanager

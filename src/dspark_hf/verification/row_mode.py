@@ -39,22 +39,34 @@ def weight_major_rows() -> frozenset[int]:
     return getattr(_STATE, "weight_major", frozenset())
 
 
+def compiled_rows() -> frozenset[int]:
+    """The row counts (a subset of :func:`weight_major_rows`) whose float32 verification forwards run their
+    linear layers with the compiled few-row kernel (:mod:`dspark_hf.integration.few_row_kernel`) instead of
+    the weight-major product, in the calling thread (empty outside :func:`weight_major_scope`)."""
+    return getattr(_STATE, "compiled", frozenset())
+
+
 @contextlib.contextmanager
-def weight_major_scope(rows):
+def weight_major_scope(rows, compiled=()):
     """Verification forwards of any of ``rows`` new rows run their linear layers weight-major in this
-    thread until the block ends (the previous set is restored after)."""
-    previous = weight_major_rows()
+    thread until the block ends, those of the ``compiled`` counts among them (float32 only) with the compiled
+    few-row kernel (the previous sets are restored after)."""
+    previous = weight_major_rows(), compiled_rows()
     _STATE.weight_major = frozenset(int(r) for r in rows)
+    _STATE.compiled = frozenset(int(r) for r in compiled) & _STATE.weight_major
     try:
         yield
     finally:
-        _STATE.weight_major = previous
+        _STATE.weight_major, _STATE.compiled = previous
 
 
 def verification_mode() -> str:
     """How this thread's verification forwards compute: ``"rows"`` (row by row), ``"rows-weight-major"`` (row
     by row, some row counts' layers weight-major where bit-identical), ``"weight-major"`` (float32, some row
-    counts' linear layers weight-major) or ``"batched"`` (transformers' forward)."""
+    counts' linear layers weight-major), ``"weight-major-compiled"`` (the same, some of those counts with the
+    compiled few-row kernel) or ``"batched"`` (transformers' forward)."""
     if single_step_rows_active():
         return "rows-weight-major" if weight_major_rows() else "rows"
-    return "weight-major" if weight_major_rows() else "batched"
+    if not weight_major_rows():
+        return "batched"
+    return "weight-major-compiled" if compiled_rows() else "weight-major"

@@ -159,12 +159,14 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-_KEY_SUFFIX = {"batched": "", "rows": "__rows", "rows-weight-major": "__rows_wm", "weight-major": "__wm"}
+_KEY_SUFFIX = {"batched": "", "rows": "__rows", "rows-weight-major": "__rows_wm", "weight-major": "__wm",
+               "weight-major-compiled": "__wmc"}
 
 
 def compose_key(model: str, device: str, dtype: str, verification: str = "batched") -> str:
     """``<model>__<device>__<dtype>``, with ``__rows`` for row-by-row verification (``__rows_wm`` with
-    weight-major layers where bit-identical) and ``__wm`` for weight-major float32 verification linears (:func:`~dspark_hf.verification.row_mode.verification_mode`)."""
+    weight-major layers where bit-identical), ``__wm`` for weight-major float32 verification linears and ``__wmc``
+    where some row counts use the compiled few-row kernel (:func:`~dspark_hf.verification.row_mode.verification_mode`)."""
     return f"{model}__{device}__{dtype}" + _KEY_SUFFIX.get(verification, f"__{_sanitise(verification)}")
 
 
