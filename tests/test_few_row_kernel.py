@@ -94,6 +94,18 @@ def test_a_failing_build_is_one_line(no_kernel_yet, monkeypatch, tmp_path):
     assert list((tmp_path / "cache" / "kernels").glob("*.so")) == []
 
 
+def test_the_built_library_belongs_to_one_cpu(monkeypatch, tmp_path):
+    """The cached library's name depends on the CPU's model and flags (it is built with ``-march=native``, and a cache
+    folder can move to another machine): another CPU gets another file, the same CPU the same. Mutation run: the CPU
+    identity left out of ``_library_path``'s hash -> both CPUs share one file and this test fails."""
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(few_row_kernel, "_cpu_identity", lambda: "model name: A\nflags: avx2 avx512f")
+    first = few_row_kernel._library_path("/usr/bin/cc")
+    assert few_row_kernel._library_path("/usr/bin/cc") == first
+    monkeypatch.setattr(few_row_kernel, "_cpu_identity", lambda: "model name: B\nflags: avx2")
+    assert few_row_kernel._library_path("/usr/bin/cc") != first
+
+
 class _ScriptedSequence:
     """Stands in for ``PrefilledSequence``: a forward's seconds depend on the kernel the scope selects for its
     row count (``F.linear``, weight-major or compiled), from a script per row count."""

@@ -124,7 +124,8 @@ def test_one_row_steps_run_weight_major_only_where_one_row_is_chosen(counted):
 
 
 def _rows(rows, key="k"):
-    return WeightMajorRows(key, torch.__version__, tuple(rows), tuple(range(1, 10)), (0.1,) * 9, (0.05,) * 9)
+    n = len(weight_major.MEASURED_ROWS)
+    return WeightMajorRows(key, torch.__version__, tuple(rows), weight_major.MEASURED_ROWS, (0.1,) * n, (0.05,) * n)
 
 
 @pytest.fixture(scope="module")

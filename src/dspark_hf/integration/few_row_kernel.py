@@ -13,8 +13,8 @@ What: :func:`few_row_linear` computes ``x @ W.T (+ b)`` for ``m <= MAX_ROWS`` ro
 each output feature it streams that weight row once and accumulates its dot product with all ``m`` input
 rows (kept in cache) in ``m`` vector registers. The same layers, same machine: 54 ms at 4 rows, 59 at 6, 66
 at 8. It is compiled on first use with the system's C compiler (``$CC``, else ``cc``) for this machine
-(``-O3 -march=native``) into ``<dspark_hf cache>/kernels/``, keyed by a hash of its source, the flags and
-the compiler, and loaded with :mod:`ctypes` (no Python headers, no torch headers, about a second to build).
+(``-O3 -march=native``) into ``<dspark_hf cache>/kernels/``, keyed by a hash of its source, the flags, the
+compiler and the CPU's model and instruction-set flags, and loaded with :mod:`ctypes` (no Python headers, no torch headers, about a second to build).
 Where there is no compiler, or the build fails, :func:`kernel_unavailable` says why and nothing uses it.
 
 Exactness: like the weight-major product (:mod:`.linear_kernels`), it adds the same products in another
@@ -84,10 +84,25 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CC", "cc"))
 
 
+def _cpu_identity() -> str:
+    """The CPU's model name and instruction-set flags (``/proc/cpuinfo``; the platform's processor name elsewhere):
+    a library built with ``-march=native`` on one CPU may use instructions another lacks, and a cache folder can
+    outlive a machine (this project's has moved between an AMD EPYC and two kinds of Intel Xeon)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = ("model name", "flags", "Features", "CPU implementer", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
 def _library_path(compiler: str):
     from dspark_hf.cache_dir import cache_root
 
-    identity = "\0".join((_SOURCE, " ".join(_FLAGS), os.path.realpath(compiler), os.uname().machine))
+    identity = "\0".join((_SOURCE, " ".join(_FLAGS), os.path.realpath(compiler), os.uname().machine, _cpu_identity()))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return cache_root() / "kernels" / f"few_row_linear-{digest}.so"
 

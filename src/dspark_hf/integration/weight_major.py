@@ -52,7 +52,7 @@ from dspark_hf.integration.few_row_kernel import kernel_unavailable
 from dspark_hf.integration.linear_rows import chunk_verification_linears, prime_invariant_rows, verification_forward
 from dspark_hf.verification.row_mode import single_step_rows_active, weight_major_scope
 
-MEASURED_ROWS = tuple(range(1, 10))
+MEASURED_ROWS = tuple(range(1, 17))  # 1-9 until run z; up to 16 since (the batch engine's packed steps, the compiled kernel's range)
 _MEMORY: dict[str, frozenset[int]] = {}  # per key: the row counts chosen (weight-major or compiled)
 _COMPILED: dict[str, frozenset[int]] = {}  # per key: those of them that run the compiled few-row kernel
 
