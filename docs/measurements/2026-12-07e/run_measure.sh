@@ -34,7 +34,7 @@ for step in "$@"; do
           OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
             --start 0 --limit 20 --max-new-tokens 128 --policies hardware --baselines prompt-lookup \
             --threads 1 --out $M/bench_goal 2>&1 | grep -v "Loading weights" | tee $M/bench_goal.log ;;
-    packed) OMP_NUM_THREADS=1 .venv/bin/dspark profile --packed --requests 1,2,4,8,16 --context 256 --repeats 3 --warmup 1 \
+    packed) OMP_NUM_THREADS=1 .venv/bin/dspark profile --packed --requests 1,2,4,8,16 --context 256 --repeats 3 --warmup 1 --dtype float32 \
               --threads 1 2>&1 | grep -v "Loading weights" | tee $M/profile_packed.log ;;
     load) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --concurrency 1,2,4,8,16 \
             --datasets mt-bench,gsm8k,humaneval --start 40 --limit 6 --max-new-tokens 64 \
