@@ -84,8 +84,10 @@ class WeightMajorRows:
         if self.compiled_seconds:
             parts = " ".join(f"{n}:{1000 * a:.0f}/{1000 * b:.0f}/{1000 * c:.0f}" for n, a, b, c in
                              zip(self.measured, self.linear_seconds, self.weight_major_seconds, self.compiled_seconds))
-            compiled = f", compiled few-row kernel at {_ranges(self.compiled_rows)}" if self.compiled_rows else ""
-            return f"{what} weight-major at {_ranges(self.rows)} rows{compiled} (ms F.linear/weight-major/compiled {parts})"
+            product_rows = [n for n in self.rows if n not in self.compiled_rows]
+            kinds = ([f"compiled few-row kernel at {_ranges(self.compiled_rows)}"] if self.compiled_rows else []) + \
+                ([f"weight-major at {_ranges(product_rows)}"] if product_rows else [])
+            return f"{what}: {', '.join(kinds)} rows, F.linear elsewhere (ms F.linear/weight-major/compiled {parts})"
         parts = " ".join(
             f"{n}:{1000 * a:.0f}/{1000 * b:.0f}" for n, a, b in zip(self.measured, self.linear_seconds, self.weight_major_seconds)
         )
