@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -75,7 +76,9 @@ int dspark_few_row_linear(const float* w, const float* x, float* y, long out, lo
     return 0;
 }
 """
-_FLAGS = ("-O3", "-march=native", "-funroll-loops", "-shared", "-fPIC") + (("-mprefer-vector-width=512",) if os.uname().machine in ("x86_64", "AMD64") else ())
+_FLAGS = ("-O3", "-march=native", "-funroll-loops", "-shared", "-fPIC") + (
+    ("-mprefer-vector-width=512",) if platform.machine() in ("x86_64", "AMD64") else ())  # GCC's -march=native
+# on recent Intel CPUs prefers 256-bit vectors; this keeps each 16-lane accumulator in one AVX-512 register
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
@@ -88,8 +91,6 @@ def _cpu_identity() -> str:
     """The CPU's model name and instruction-set flags (``/proc/cpuinfo``; the platform's processor name elsewhere):
     a library built with ``-march=native`` on one CPU may use instructions another lacks, and a cache folder can
     outlive a machine (this project's has moved between an AMD EPYC and two kinds of Intel Xeon)."""
-    import platform
-
     try:
         with open("/proc/cpuinfo") as handle:
             lines = handle.read().splitlines()
@@ -102,7 +103,7 @@ def _cpu_identity() -> str:
 def _library_path(compiler: str):
     from dspark_hf.cache_dir import cache_root
 
-    identity = "\0".join((_SOURCE, " ".join(_FLAGS), os.path.realpath(compiler), os.uname().machine, _cpu_identity()))
+    identity = "\0".join((_SOURCE, " ".join(_FLAGS), os.path.realpath(compiler), platform.machine(), _cpu_identity()))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return cache_root() / "kernels" / f"few_row_linear-{digest}.so"
 
