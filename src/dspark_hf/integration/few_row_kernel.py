@@ -4,17 +4,18 @@ Why: a float32 verification forward of ``m`` new rows is, on a CPU, a pass over 
 target, as a one-token step is; at 2-16 rows the arithmetic is still small next to reading the weights,
 so it could cost about what one row costs. torch's BLAS does not get there on every CPU: on this
 project's Intel Xeon without AMX (one thread, torch 2.13, MKL), the 211 linear layers and the LM head of
-the bundled SmolLM2-135M took 45 ms for one row, 50 for 3, but 79 for 4, 85 for 6 and 106 for 8 with
-``F.linear``, and more still weight-major (``W @ x.T``; measured 2026-12-07, run z,
+the bundled SmolLM2-135M took 41 ms for one row, 47 for 3, but 71 for 4, 79 for 6, 97 for 8 and 121 for 10 with
+``F.linear``, and 98-106 ms at every row count weight-major (``W @ x.T``; measured 2026-12-07, run z,
 ``docs/measurements/2026-12-07e/few_rows.log``). A forward of 4-8 rows then costs 1.3-2x a one-token step,
 and verifying a third or later drafted token rarely pays.
 
 What: :func:`few_row_linear` computes ``x @ W.T (+ b)`` for ``m <= MAX_ROWS`` rows with a small C loop: for
 each output feature it streams that weight row once and accumulates its dot product with all ``m`` input
-rows (kept in cache) in ``m`` vector registers. The same layers, same machine: 54 ms at 4 rows, 59 at 6, 66
-at 8. It is compiled on first use with the system's C compiler (``$CC``, else ``cc``) for this machine
-(``-O3 -march=native``) into ``<dspark_hf cache>/kernels/``, keyed by a hash of its source, the flags, the
-compiler and the CPU's model and instruction-set flags, and loaded with :mod:`ctypes` (no Python headers, no torch headers, about a second to build).
+rows (kept in cache) in ``m`` vector registers. The same layers, same machine: 59 ms at 4 rows, 60 at 6, 64
+at 8, 72 at 10. It is compiled on first use with the system's C compiler (``$CC``, else ``cc``) for this machine
+(``-O3 -march=native -funroll-loops``) into ``<dspark_hf cache>/kernels/``, keyed by a hash of its source, the flags, the
+compiler and the CPU's model and instruction-set flags, and loaded with :mod:`ctypes` (no Python headers,
+no torch headers, about a second to build).
 Where there is no compiler, or the build fails, :func:`kernel_unavailable` says why and nothing uses it.
 
 Exactness: like the weight-major product (:mod:`.linear_kernels`), it adds the same products in another
