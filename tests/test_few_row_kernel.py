@@ -60,7 +60,7 @@ def test_few_row_linear_equals_f_linear(bias, in_features):
 
 def test_what_the_kernel_does_not_take_runs_f_linear():
     """bf16, more than ``MAX_ROWS`` rows and a non-contiguous weight run ``F.linear`` itself (bit-identical).
-    Mutation run: ``supports`` without its row-count bound -> the C guard refuses 17 rows, ``few_row_linear``
+    Mutation run: ``_takes`` without its row-count bound -> the C guard refuses 17 rows, ``few_row_linear``
     raises and this test fails."""
     torch.manual_seed(0)
     weight = torch.randn(64, 32)
@@ -73,7 +73,7 @@ def test_what_the_kernel_does_not_take_runs_f_linear():
 def test_no_compiler_is_one_line_and_nothing_uses_the_kernel(no_kernel_yet, monkeypatch):
     """With ``CC`` naming no program: one line that says so, ``F.linear`` results bit for bit, and the weight-major
     measurement does not time the kernel (its note says why). Mutation run: ``_build`` without its compiler check
-    -> ``subprocess`` raises FileNotFoundError out of ``kernel_unavailable`` and this test fails."""
+    -> ``_library_path`` gets no compiler, a TypeError leaves ``kernel_unavailable`` and this test fails."""
     monkeypatch.setenv("CC", "/nonexistent/cc")
     reason = kernel_unavailable()
     assert reason == "no C compiler (/nonexistent/cc not found)"

@@ -140,14 +140,20 @@ def _build() -> ctypes.CDLL | str:
     return library
 
 
-def _function():
-    library = _STATE.get("library")
-    if library is not None:  # built or refused once per process
-        return None if isinstance(library, str) else library.dspark_few_row_linear
-    with _LOCK:
-        if "library" not in _STATE:
-            _STATE["library"] = _build()
-    library = _STATE["library"]
+def _library() -> ctypes.CDLL | str:
+    """The library (or why there is none), built or refused once per process."""
+    if "library" not in _STATE:
+        with _LOCK:
+            if "library" not in _STATE:
+                _STATE["library"] = _build()
+    return _STATE["library"]
+
+
+def _kernel():
+    """The kernel's function, or ``None`` where it is switched off or not built here."""
+    if os.environ.get("DSPARK_HF_FEW_ROW_KERNEL", "1") == "0":
+        return None
+    library = _library()
     return None if isinstance(library, str) else library.dspark_few_row_linear
 
 
@@ -155,14 +161,12 @@ def kernel_unavailable() -> str | None:
     """``None`` where :func:`few_row_linear` runs here (building it on first call), else why not (one line)."""
     if os.environ.get("DSPARK_HF_FEW_ROW_KERNEL", "1") == "0":
         return "switched off by DSPARK_HF_FEW_ROW_KERNEL=0"
-    _function()
-    library = _STATE["library"]
+    library = _library()
     return library if isinstance(library, str) else None
 
 
-def supports(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :func:`few_row_linear` computes ``x`` with ``weight``: float32 on a CPU, a contiguous 2-D weight,
-    1 to :data:`MAX_ROWS` rows, and the kernel built here."""
+def _takes(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the kernel's layout fits: float32 on a CPU, a contiguous 2-D weight, 1 to :data:`MAX_ROWS` rows."""
     return (
         x.dtype == weight.dtype == torch.float32
         and x.device.type == weight.device.type == "cpu"
@@ -170,18 +174,19 @@ def supports(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and weight.is_contiguous()
         and x.shape[-1] == weight.shape[1]
         and 1 <= x.numel() // max(x.shape[-1], 1) <= MAX_ROWS
-        and kernel_unavailable() is None
     )
 
 
 def few_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for an input of at most :data:`MAX_ROWS` rows (any leading shape), float32
-    on a CPU, computed by the compiled kernel; ``F.linear`` itself where :func:`supports` says no."""
-    if not supports(x, weight):
+    on a CPU, computed by the compiled kernel; ``F.linear`` itself for any other input or where the kernel is
+    switched off or not built here."""
+    kernel = _kernel() if _takes(x, weight) else None
+    if kernel is None:
         return torch.nn.functional.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     out = torch.empty(flat.shape[0], weight.shape[0], dtype=torch.float32)
-    if _function()(weight.data_ptr(), flat.data_ptr(), out.data_ptr(), weight.shape[0], weight.shape[1], flat.shape[0]) != 0:
+    if kernel(weight.data_ptr(), flat.data_ptr(), out.data_ptr(), weight.shape[0], weight.shape[1], flat.shape[0]) != 0:
         raise RuntimeError(f"few_row_linear: the kernel refused {flat.shape[0]} rows (it takes 1 to {MAX_ROWS})")
     if bias is not None:
         out += bias
