@@ -252,11 +252,22 @@ def weight_major_verification(target, rows=None, *, compiled: bool = True):
     weight-major at the row counts measured faster here (``rows`` overrides them), with the compiled few-row
     kernel at those measured faster with it (``compiled=False``: never); nothing else changes."""
     chunk_verification_linears(target)
-    key = _key(target)
     if rows is None:
-        rows = _MEMORY[key] if key in _MEMORY else weight_major_rows_for(target).rows
-    with weight_major_scope(rows, _COMPILED.get(key, ()) if compiled else ()):
+        rows, compiled_here = _chosen_rows(target)
+    else:
+        compiled_here = _COMPILED.get(_key(target), frozenset())
+    with weight_major_scope(rows, compiled_here if compiled else ()):
         yield
+
+
+def _chosen_rows(target) -> tuple[frozenset[int], frozenset[int]]:
+    """The row counts chosen for ``target`` here and those of them that run compiled: held for the process, else
+    stored or measured now (:func:`weight_major_rows_for`)."""
+    key = _key(target)
+    if key in _MEMORY:
+        return _MEMORY[key], _COMPILED.get(key, frozenset())
+    found = weight_major_rows_for(target)
+    return frozenset(found.rows), frozenset(found.compiled_rows)
 
 
 def float32_verification_mode(target) -> str:
@@ -264,10 +275,7 @@ def float32_verification_mode(target) -> str:
     :func:`weight_major_verification` opens for ``target`` in this thread: ``"weight-major-compiled"`` where the
     measurement here chose the compiled kernel for some row count, else ``"weight-major"`` (stored or measured
     now, as the context itself would)."""
-    key = _key(target)
-    if key not in _MEMORY:
-        weight_major_rows_for(target)
-    return "weight-major-compiled" if _COMPILED.get(key) else "weight-major"
+    return "weight-major-compiled" if _chosen_rows(target)[1] else "weight-major"
 
 
 @contextlib.contextmanager
