@@ -24,13 +24,18 @@ from dspark_hf.integration.verification_forwards import verification_context
 
 
 class Method:
-    """Base: ``id`` (unique key in the report), ``kind``, ``label`` (table text), :meth:`run`."""
+    """Base: ``id`` (unique key in the report), ``kind``, ``label`` (table text), :meth:`prepare`, :meth:`run`."""
 
     kind = "method"
 
     def __init__(self, id: str, label: str | None = None) -> None:
         self.id = id
         self.label = label or id
+
+    def prepare(self, target, generation_config) -> None:
+        """Called once before any warm-up or timed :meth:`run`: the one-off measurements a first call would make
+        (which row counts run weight-major or compiled, a cost profile) are made here, so that no timed call,
+        and no count of its target forwards, includes them whatever ``--warmup`` says. The default does nothing."""
 
     def run(self, target, input_ids, generation_config) -> TimedRun:
         raise NotImplementedError
@@ -62,6 +67,10 @@ class PlainOnDSparkKernels(Method):
 
     def __init__(self, id: str = "plain-kernels") -> None:
         super().__init__(id, "plain generate on DSpark's kernels")
+
+    def prepare(self, target, generation_config) -> None:
+        with verification_context(target, generation_config):  # measures its row counts here, where not held
+            pass
 
     def run(self, target, input_ids, generation_config) -> TimedRun:
         with verification_context(target, generation_config):
@@ -142,11 +151,22 @@ class DSpark(Method):
         self.policy = resolve_policy(policy)
         self.variant = variant
 
-    def run(self, target, input_ids, generation_config) -> TimedRun:
+    def _config(self, generation_config):
         config = copy.deepcopy(generation_config)
         config.dspark_policy = self.policy
         for key, value in self.options.items():
             setattr(config, key, value)
+        return config
+
+    def prepare(self, target, generation_config) -> None:
+        """What a call's first round would measure, measured now: the verification context's row counts, then,
+        inside it as a call runs it, the policy's setup (a hardware-aware policy finds or makes its cost profile)."""
+        config = self._config(generation_config)
+        with verification_context(target, config):
+            self.policy.setup(target, self.draft, config)
+
+    def run(self, target, input_ids, generation_config) -> TimedRun:
+        config = self._config(generation_config)
         result = timed_generate(target, input_ids, config, assistant_model=self.draft)
         result.steps = list(self.draft.last_telemetry.steps)
         return result

@@ -2,7 +2,9 @@
 
 For a :class:`Suite` (one target, its methods, its encoded prompts):
 
-1. warm-up: every method (plain included) runs ``warmup`` times on a short prompt, untimed;
+1. preparation: every method's one-off measurements (:meth:`~.methods.Method.prepare`), untimed and
+   whatever ``warmup`` says, so no timed call and no count of target forwards includes them; then
+   warm-up: every method (plain included) runs ``warmup`` times on a short prompt, untimed;
 2. per prompt, ``repeats`` passes over ``[plain, *methods]``; pass ``r`` of prompt ``i`` starts at a
    position rotated by ``i + r`` and odd passes run in reverse (A/B, B/A), so drifts of a shared
    machine spread over all methods instead of favouring one;
@@ -74,6 +76,8 @@ def run_suite(suite: Suite, generation_config, *, repeats: int = 1, warmup: int 
               progress: bool = True) -> SuiteResult:
     """Measure every method of ``suite`` next to plain generation (see the module docstring)."""
     columns = [suite.plain, *suite.methods]
+    for method in columns:
+        method.prepare(suite.target, generation_config)
     if suite.warmup_ids is not None and warmup > 0:
         import copy
 
