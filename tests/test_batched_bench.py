@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batched_support import fixture_draft, prompts_of
+from transformers import GenerationConfig
+
+from batched_support import fixture_draft, plain_greedy, prompts_of
 from conftest import one_line, tiny_qwen3_target
 from dspark_hf.benchmarks.concurrency import bench_concurrency, concurrency_markdown, frontier_plot
 from dspark_hf.cli.bench_concurrency import concurrency_levels
@@ -80,6 +82,37 @@ def test_repeated_passes_keep_the_median_pass_and_every_figure():
     assert kept["aggregate_tokens_per_second_runs"] == [30, 10, 20]
 
 
+def test_closed_loop_keeps_c_in_flight_over_n_requests():
+    """``requests=5`` at concurrency 1 and 2: every level serves 5 requests (prompts reused from the first where
+    they run out), a new one added only as one finishes, so that at every arrival fewer than ``C`` earlier
+    requests are still running; every output equals plain's; the batch-1 row at C = 1 runs all 5 prompts in
+    turn. Mutation run once: ``serve`` adding every request at once (``width = len(prompts)``): fails (at C = 1
+    the second request arrives while the first runs); ``serve`` without its ``deepcopy``: fails (eos set to -1)."""
+    from dspark_hf.benchmarks.concurrency import serve
+
+    target = tiny_qwen3_target()
+    prompts = prompts_of([5, 9, 13], seed=59)
+    report = bench_concurrency(target, fixture_draft(), prompts, [1, 2], ["fixed:2"], max_new_tokens=4, requests=5, log=lambda m: None)
+    rows = {(r["concurrency"], r["method"]): r for r in report["rows"]}
+    assert report["mismatches"] == 0 and report["requests"] == 5
+    assert all(r["requests"] == 5 and r["new_tokens"] == 20 for r in rows.values())
+    assert set(rows) == {(1, "plain"), (1, "fixed:2"), (1, "batch-1 fixed:2"), (2, "plain"), (2, "fixed:2")}
+    assert "5 requests per level" in concurrency_markdown(report)
+    config = GenerationConfig(max_new_tokens=4, do_sample=False, eos_token_id=-1, pad_token_id=0, dspark_policy="fixed:2")
+    for c in (1, 2):
+        chosen = [prompts[i % 3] for i in range(5)]
+        outputs, arrivals, _ = serve(target, chosen, config, draft=fixture_draft(), in_flight=c)
+        finishes = [o.timestamps[-1] for o in outputs]
+        for i, arrival in enumerate(arrivals):
+            assert sum(finishes[j] > arrival for j in range(i)) < c, (c, i)
+        assert [o.generated_tokens for o in outputs] == [o for o in plain_greedy(target, chosen, 4, eos_token_id=-1)]
+    unset = GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=0)
+    serve(target, prompts[:1], unset)
+    assert unset.eos_token_id is None  # serve leaves the caller's config alone (transformers' manager sets it to -1)
+    with pytest.raises(ValueError):
+        bench_concurrency(target, fixture_draft(), prompts, [1], ["fixed:2"], max_new_tokens=4, requests=3, arrival_rate=5.0)
+
+
 def test_bench_concurrency_with_poisson_arrivals():
     target = tiny_qwen3_target()
     report = bench_concurrency(target, fixture_draft(), prompts_of([5, 9], seed=53), [2], ["fixed:2"], max_new_tokens=4,
@@ -93,3 +126,18 @@ def test_bad_concurrency_is_one_line():
         with pytest.raises(UnsupportedUsageError) as err:
             concurrency_levels(bad)
         one_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--requests", "4"], "--requests is for the load benchmark"),
+    (["--concurrency", "1,2", "--requests", "4", "--arrival-rate", "2"], "do not go together"),
+    (["--concurrency", "1,2", "--requests", "0"], "--requests must be at least 1"),
+])
+def test_bad_requests_flag_is_one_line(args, message, capsys):
+    """Refused before anything loads, in one line naming the flag. Mutation run once: the ``--arrival-rate``
+    check removed: the second case fails (a ValueError traceback from inside the benchmark, after loading)."""
+    from dspark_hf.cli import main
+
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -104,6 +104,8 @@ def register(subparsers) -> None:
     load.add_argument("--concurrency", default=None, help="requests served together, e.g. 1,2,4,8,16: plain continuous batching "
                       "against DSpark with each of --policies (default fixed:3,threshold:0.5,hardware); see docs/batching.md")
     load.add_argument("--arrival-rate", type=float, default=None, help="with --concurrency: Poisson arrivals at this many requests/s (default: all at once)")
+    load.add_argument("--requests", type=int, default=None, help="with --concurrency: requests served per level in a closed loop, C in flight and the "
+                      "next added as one finishes (default: C, all at once); at least the largest level makes every level's figures rest on as many requests")
     cost = parser.add_argument_group("cost mode")
     cost.add_argument("--cost-mode", action="store_true", help="measure the loop's overhead with forced acceptance on a random-weight target")
     cost.add_argument("--target-shape", default="tiny", help="tiny, qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b (default tiny)")
@@ -138,6 +140,13 @@ def _check_common(args) -> None:
                                ("--prompts", args.prompts, 1), ("--prompt-length", args.prompt_length, 1), ("--block-size", args.block_size, 1)):
         if value < least:
             raise UnsupportedUsageError(f"{flag} must be at least {least}, got {value}.")
+    if args.requests is not None:
+        if not args.concurrency:
+            raise UnsupportedUsageError("--requests is for the load benchmark; add --concurrency.")
+        if args.arrival_rate is not None:
+            raise UnsupportedUsageError("--requests (a closed loop) and --arrival-rate (Poisson arrivals of C requests) do not go together; drop one.")
+        if args.requests < 1:
+            raise UnsupportedUsageError(f"--requests must be at least 1, got {args.requests}.")
     if args.linear_ablation and (args.cost_mode or args.concurrency):
         raise UnsupportedUsageError("--linear-ablation is for prompt mode (batch-1 generate); drop it with --cost-mode or --concurrency.")
     # Both policy lists before anything loads (--dflash-policies used to be read after the target).

@@ -67,6 +67,7 @@ def run_concurrency(args) -> int:
           f"policies {policies}", file=sys.stderr)
     report = bench_concurrency(target, draft, prompts, levels, policies, max_new_tokens=args.max_new_tokens or 128,
                                temperature=args.temperature, arrival_rate=args.arrival_rate, seed=args.seed, repeats=args.repeats or 1,
+                               requests=args.requests,
                                log=lambda m: print(m, file=sys.stderr))
     report["command"] = "dspark bench " + " ".join(sys.argv[2:])
     report["machine"] = {**machine_info(device, dtype), "draft_dtype": names[1]}
