@@ -187,7 +187,7 @@ def test_telemetry_per_step_and_per_request(target, monkeypatch):
     for request, out in zip(telemetry.requests.values(), plain):
         assert request.new_tokens == len(out)
     for step in telemetry.steps:
-        assert step.batch_tokens == step.verify_tokens + step.prefill_tokens
+        assert step.batch_tokens == step.verify_tokens + step.prefill_tokens + step.plain_tokens
         assert step.verify_tokens == sum(r.verified + 1 for r in step.rounds.values())
     assert "requests" in telemetry.summary() and telemetry.tau > 1.0
 
@@ -199,7 +199,8 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
     doubles while the forced drafts are the only ones), never more than EXPLORE_EVERY_MAX - 1; the
     output is still plain greedy's. Mutations run once: ``planning.requests_to_draft`` always all
     ``True``: fails (no step skips drafting); ``drafting_decided`` resetting the interval after a
-    forced draft: fails (no run of skipped steps longer than EXPLORE_EVERY - 1)."""
+    forced draft: fails (no run of skipped steps longer than EXPLORE_EVERY - 1). Plain steps' rows are counted as
+    ``plain_tokens``, every prompt row once as ``prefill_tokens``."""
     from dspark_hf.batching.request_state import EXPLORE_EVERY, EXPLORE_EVERY_MAX
 
     draft = fixture_draft()
@@ -211,6 +212,11 @@ def test_hardware_policy_skips_drafting_that_does_not_pay(target):
     skipped = [s.drafting_skipped for s in steps]
     assert sum(skipped) > len(steps) // 2, skipped
     assert all(not s.rounds for s in steps if s.drafting_skipped)
+    # a skipped step's rows are the decoding requests' plain tokens, not prefill (mutation run once: the processor
+    # counting them in prefill_tokens, as before 2026-12-07: fails)
+    decoding_only = [s for s in steps if s.drafting_skipped and s.batch_tokens == len(prompts)]
+    assert decoding_only and all(s.plain_tokens == len(prompts) and s.prefill_tokens == 0 for s in decoding_only)
+    assert sum(s.prefill_tokens for s in steps) == sum(len(p) for p in prompts)
     runs, length = [], 0
     for flag in skipped:
         if flag:

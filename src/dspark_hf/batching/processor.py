@@ -364,7 +364,10 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
                     rewind_request(self.cache, state, past + accepted + 1)
             elif future.has_new_token:
                 request.add_features(own)
-                record.prefill_tokens += rows.length
+                if state.generated_len() == 0:  # the prompt's last chunk: its first token
+                    record.prefill_tokens += rows.length
+                else:  # a decoding request's plain token (it neither drafted nor verified a guess)
+                    record.plain_tokens += rows.length
                 if picks is not None:
                     tokens = [picks[rows.logits_start + rows.logits_count - 1]]
                 else:

@@ -12,8 +12,9 @@ from dspark_hf.telemetry import GenerationTelemetry, StepRecord
 @dataclass
 class BatchStep:
     """One packed target forward: ``batch_tokens`` query tokens in all (``verify_tokens`` of them
-    ``[last, d_1 .. d_L]`` rows of ``decoding`` requests, the rest prefill), and per decoding request
-    its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafted_requests``: how many
+    ``[last, d_1 .. d_L]`` rows of the ``decoding`` requests that verified a drafted block or a guess,
+    ``plain_tokens`` the one row of each decoding request that took a plain token, ``prefill_tokens`` prompt
+    rows), and per verifying request its round's record (``rounds``: request id -> :class:`StepRecord`). ``drafted_requests``: how many
     requests drafted a block this step (the hardware-aware policy lets a request whose drafting is not
     expected to pay take a plain token instead); ``drafting_skipped``: no decoding request drafted or
     verified a drafted block, the step was a plain decoding step (in which requests may still have
@@ -31,6 +32,7 @@ class BatchStep:
     drafting_skipped: bool = False  # the hardware-aware policy expected a plain step to be faster
     drafted_requests: int = 0
     lookup_requests: int = 0
+    plain_tokens: int = 0  # until 2026-12-07 (run aa) counted in prefill_tokens
 
     @property
     def proposed(self) -> int:
