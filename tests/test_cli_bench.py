@@ -138,8 +138,9 @@ def test_real_smollm2_with_random_draft(tmp_path):
 def test_plain_kernels_baseline_is_plain_generate_inside_the_verification_context(tmp_path, monkeypatch):
     """``--baselines plain-kernels`` adds plain ``generate`` run inside the verification context a DSpark call
     uses (entered once per timed run, with the bench's generation config), reported beside plain with its
-    identity checked. Mutation run once: ``PlainOnDSparkKernels.run`` without the context: fails (nothing
-    entered)."""
+    identity checked. The context is also entered once by each method's ``prepare`` (plain-kernels and the DSpark
+    method: the one-off measurements before timing), so three times in all. Mutation run once:
+    ``PlainOnDSparkKernels.run`` without the context: fails (entered twice)."""
     from dspark_hf.benchmarks import methods
 
     entered = []
@@ -156,7 +157,7 @@ def test_plain_kernels_baseline_is_plain_generate_inside_the_verification_contex
     report = json.loads((tmp_path / "bench.json").read_text())
     assert [r["method"] for r in report["results"]] == ["plain", "plain-kernels", "dspark[random]:whole"]
     assert all(r["identical"] for r in report["results"])
-    assert entered == [4]
+    assert entered == [4, 4, 4]  # plain-kernels' prepare, the DSpark method's prepare, plain-kernels' one timed run
 
 
 def test_python_api_with_pair_sampling_and_settings_restored(tiny_target_dir):
