@@ -19,6 +19,7 @@ median per-request tokens/s, one line per method over the concurrencies. With ``
 
 from __future__ import annotations
 
+import copy
 import random
 import statistics
 import time
@@ -47,8 +48,6 @@ def serve(target, prompts: list[list[int]], config: GenerationConfig, draft=None
     arrivals at ``arrival_rate`` per second; or a closed loop keeping ``in_flight`` requests in the manager (the
     next added as soon as one finishes). ``config`` is not changed (transformers' manager writes into the one
     it is given)."""
-    import copy
-
     config = copy.deepcopy(config)
     block = draft.config.block_size if draft is not None else 0
     width = len(prompts) if in_flight is None else max(1, min(int(in_flight), len(prompts)))

@@ -150,11 +150,8 @@ def _library() -> ctypes.CDLL | str:
 
 
 def _kernel():
-    """The kernel's function, or ``None`` where it is switched off or not built here."""
-    if os.environ.get("DSPARK_HF_FEW_ROW_KERNEL", "1") == "0":
-        return None
-    library = _library()
-    return None if isinstance(library, str) else library.dspark_few_row_linear
+    """The kernel's function, or ``None`` where it is switched off or not built here (:func:`kernel_unavailable`)."""
+    return None if kernel_unavailable() is not None else _library().dspark_few_row_linear
 
 
 def kernel_unavailable() -> str | None:
