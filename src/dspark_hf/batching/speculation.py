@@ -182,11 +182,16 @@ class Speculation:
         than one verifying a slot each (4 rows, weight-major), while for one request verifying cost about a
         plain step, so a drafting/plain ratio measured at one request (below 1 on a prompt the draft misses)
         would have switched drafting off at two, where it paid; each count's own curve prices its steps.
+        The policy's batch-1 gate counts as a measured count of one (after a packed gate of one request, where
+        both exist): since 2026-12-07 (run ab) a request running alone drafts on it rather than on a packed gate.
         Returns whether a neighbour was found."""
         requests = key[1]
-        same = [(abs(k[1] - requests), k[1], g) for k, g in kept_gates(self.draft).items()
+        same = [(abs(k[1] - requests), k[1], 0, g) for k, g in kept_gates(self.draft).items()
                 if isinstance(k, tuple) and len(k) == len(key) and k[0] == key[0] and k[2:] == key[2:] and k[1] != requests]
-        for _, count, neighbour in sorted(same, key=lambda t: (t[0], t[1])):
+        single = getattr(self.policy, "gate", None)  # the batch-1 gate: a request running alone drafts on it (processor)
+        if single is not None and requests != 1:
+            same.append((requests - 1, 1, 1, single))
+        for _, count, _, neighbour in sorted(same, key=lambda t: t[:3]):
             tokens = neighbour.measured_tokens_per_round()
             if tokens is not None:
                 seconds = 1.0 / max(sps(2 * requests), 1e-12) + self.drafting_seconds(requests)

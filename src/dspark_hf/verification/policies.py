@@ -245,17 +245,31 @@ class HardwareAware(_CalibratedConfidences):
     def setup(self, target, draft, generation_config) -> None:
         super().setup(target, draft, generation_config)
         self.profile = self._find_or_make_profile(target, draft)
-        if self.profile is not None:
-            self.round_seconds = self.profile.draft_seconds
         self.estimator = self._estimator_for(draft)
-        self._rounds = 0
         self.gate = None
         if self.use_gate and self.profile is not None:
             from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate
 
             profile = self.profile
             key = ("batch-1", profile.model, profile.device, profile.dtype, profile.verification)
-            self.gate = kept_gate(draft, key, lambda: DraftingGate(profile.step_seconds(1)))
+            self.gate = kept_gate(draft, key, lambda: DraftingGate(profile.step_seconds(1)))  # start_call()-ed if kept
+        self._start_text()
+
+    def start_sequence(self) -> None:
+        """Start a new text as a new ``generate()`` call would, after :meth:`setup`: the gate's exploration
+        and counts of rounds in a row (:meth:`~dspark_hf.verification.scheduling.drafting_gate.DraftingGate.start_call`),
+        the lookup estimates (of one text only) and the round-overhead estimate start afresh; the gate's
+        measured averages, the cost profile and the draft's acceptance estimates stay. The batch engine calls
+        it when a request starts running alone (it then decides that request's rounds as this policy does at
+        batch 1)."""
+        if self.gate is not None:
+            self.gate.start_call()
+        self._start_text()
+
+    def _start_text(self) -> None:
+        self._rounds = 0
+        if self.profile is not None:
+            self.round_seconds = self.profile.draft_seconds
         self.lookup_rounds = None
         self.lookup_tokens = 0
         self._lookup_ngram = None
