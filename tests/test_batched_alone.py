@@ -123,3 +123,27 @@ def test_two_requests_gate_is_seeded_from_the_batch_one_gate(target):
     gate = spec.step_gate(2)
     assert gate.measured_tokens_per_round() == pytest.approx(6.0)
     spec.close()
+
+
+def test_the_engine_reads_the_cost_profile_of_its_own_verification_forwards(target, monkeypatch):
+    """A hardware-aware policy set up by the engine looks for the cost profile of the forwards the engine verifies
+    with (weight-major float32 linears on a CPU: ``packed_verification``), as a batch-1 call does inside its
+    verification context, not for transformers' plain forward's. Mutation run once: ``policy.setup`` outside the
+    weight-major scope in ``Speculation.__init__`` (as before run ab): fails (the key ends in ``__float32``)."""
+    from dspark_hf.batching.packed_profile import packed_verification
+    from dspark_hf.batching.speculation import Speculation
+    from dspark_hf.verification.scheduling import cost_profile
+
+    draft = fixture_draft()
+    looked_for = []
+
+    def find(t):
+        looked_for.append(cost_profile.profile_key(t))
+        return synthetic_profile(draft.config.block_size)
+
+    monkeypatch.setattr(cost_profile, "find_profile", find)
+    spec = Speculation(target, draft, greedy_config(NEW, HardwareAware()))
+    spec.close()
+    expected = cost_profile.profile_key(target, packed_verification(target))
+    assert packed_verification(target).startswith("weight-major")
+    assert looked_for == [expected], (looked_for, expected)

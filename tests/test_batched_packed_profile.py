@@ -68,11 +68,13 @@ def test_a_profile_of_the_other_attention_is_not_read(target, tmp_path, monkeypa
 def test_batch_is_scheduled_on_the_packed_curve(target, tmp_path, monkeypatch):
     """A stored batch-1 curve on which no drafted slot pays, and a stored packed curve on which every
     slot pays: the batch verifies whole blocks, so it read the packed one (stored under the key of the
-    engine's packed verification: weight-major float32 linears and block-diagonal attention on a CPU)."""
+    engine's packed verification: weight-major float32 linears and block-diagonal attention on a CPU). The
+    batch-1 curve is stored under the key of the engine's verification forwards, where the engine's policy looks
+    for it since run ab (``tests/test_batched_alone.py``)."""
     from dspark_hf.batching.packed_profile import packed_verification
 
     monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
-    save_profile(_curve(target, 10.0))
+    save_profile(_curve(target, 10.0, packed_verification(target)))
     packed = PackedCostProfile({r: _curve(target, 0.0, packed_verification(target)) for r in (1, 2, 4)})
     save_packed_profile(packed)
     assert find_packed_profile(target) is not None

@@ -213,7 +213,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if min(length, left) > 0:  # the features wait for the next drafting round, as after a plain step
                 request.set_guess(guess[: min(length, left)].tolist(), ngram)
                 state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
-                self._guessed, self._solo = 1, "lookup"
+                self._guessed, self._skipped, self._solo = 1, True, "lookup"  # no request drafted (as in a batch)
                 request.drafting_decided(False, False)
                 return 0.0
         request.drafting_decided(drafting, True)

@@ -14,6 +14,7 @@ in other threads are not recorded.
 from __future__ import annotations
 
 import collections
+import contextlib
 import statistics
 import sys
 import threading
@@ -25,6 +26,7 @@ from dspark_hf.batching.planning import is_batch_scheduled
 from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
 from dspark_hf.integration.target_features import TargetFeatureTap
+from dspark_hf.integration.weight_major import wants_weight_major, weight_major_verification
 from dspark_hf.verification.policies import resolve_policy
 from dspark_hf.verification.scheduling.drafting_gate import DraftingGate, kept_gate, kept_gates
 
@@ -56,7 +58,15 @@ class Speculation:
         self.do_sample = bool(generation_config.do_sample)
         self.logits_processor = target._get_logits_processor(generation_config)
         self.policy = resolve_policy(getattr(generation_config, "dspark_policy", None) or draft.verification_policy)
-        self.policy.setup(target, draft, generation_config)
+        # Set up in the verification mode of the engine's own verification forwards (the processor's
+        # weight_major_forward), so that a hardware-aware policy reads the cost profile of those forwards, as a
+        # batch-1 call does inside its verification context, and keys its batch-1 gate alike. Before run ab it read
+        # the profile of transformers' plain forward (F.linear at every row count: on the Xeon without AMX 4-8
+        # rows cost 1.3-2x what they cost weight-major / compiled): the engine's curve wherever no packed profile is
+        # stored, and the one a request running alone is decided on, which then verified shorter blocks and guesses
+        # than the batch-1 path (docs/measurements/2026-12-07g/c1_step_costs.log).
+        with weight_major_verification(target) if wants_weight_major(target, None) else contextlib.nullcontext():
+            self.policy.setup(target, draft, generation_config)
         self.steps_per_second = steps_per_second
         self.packed_profile = None
         if steps_per_second is None and is_batch_scheduled(self.policy) and getattr(self.policy, "_given_profile", None) is None:
