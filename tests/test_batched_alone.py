@@ -12,6 +12,7 @@ from transformers import GenerationConfig
 from batched_support import fixture_draft, greedy_config, plain_greedy, prompts_of, small_cache
 from conftest import synthetic_profile, tiny_qwen3_target
 from dspark_hf.benchmarks.concurrency import serve
+from dspark_hf.integration import weight_major
 from dspark_hf.verification.policies import HardwareAware
 
 NEW = 24
@@ -142,8 +143,24 @@ def test_the_engine_reads_the_cost_profile_of_its_own_verification_forwards(targ
         return synthetic_profile(draft.config.block_size)
 
     monkeypatch.setattr(cost_profile, "find_profile", find)
+    # weight-major rows chosen whatever this machine's measurement of the tiny target chose (it may choose none)
+    monkeypatch.setattr(weight_major, "_chosen_rows", lambda t: (frozenset({2, 3}), frozenset()))
     spec = Speculation(target, draft, greedy_config(NEW, HardwareAware()))
     spec.close()
     expected = cost_profile.profile_key(target, packed_verification(target))
-    assert packed_verification(target).startswith("weight-major")
+    assert packed_verification(target) == "weight-major"
     assert looked_for == [expected], (looked_for, expected)
+
+
+@pytest.mark.parametrize("rows, compiled, mode", [((), (), "batched"), ((2, 3), (), "weight-major"),
+                                                  ((2, 3), (3,), "weight-major-compiled")])
+def test_the_packed_verification_mode_is_the_one_its_scope_reports(target, monkeypatch, rows, compiled, mode):
+    """``float32_verification_mode`` (the key of the engine's packed and batch-1 profiles) names the mode that
+    ``weight_major_verification`` reports inside it, also where the measurement chose no row count. Mutation run
+    once: the mode before run ab (``"weight-major"`` without chosen rows): fails for ``()`` (CI's fresh cache)."""
+    from dspark_hf.verification.row_mode import verification_mode
+
+    monkeypatch.setattr(weight_major, "_chosen_rows", lambda t: (frozenset(rows), frozenset(compiled)))
+    assert weight_major.float32_verification_mode(target) == mode
+    with weight_major.weight_major_verification(target):
+        assert verification_mode() == mode

@@ -273,9 +273,15 @@ def _chosen_rows(target) -> tuple[frozenset[int], frozenset[int]]:
 def float32_verification_mode(target) -> str:
     """The verification mode (:func:`~dspark_hf.verification.row_mode.verification_mode`) that
     :func:`weight_major_verification` opens for ``target`` in this thread: ``"weight-major-compiled"`` where the
-    measurement here chose the compiled kernel for some row count, else ``"weight-major"`` (stored or measured
-    now, as the context itself would)."""
-    return "weight-major-compiled" if _chosen_rows(target)[1] else "weight-major"
+    measurement here chose the compiled kernel for some row count, ``"weight-major"`` where it chose only the
+    weight-major product, and ``"batched"`` where it chose no row count (the scope then changes nothing, and
+    reports that mode inside it); stored or measured now, as the context itself would. Until run ab it said
+    ``"weight-major"`` for no row count too, so a cost profile keyed by it was not found from inside the scope
+    (CI-like fresh caches, where a tiny test model's measurement chose nothing)."""
+    rows, compiled = _chosen_rows(target)
+    if not rows:
+        return "batched"
+    return "weight-major-compiled" if compiled else "weight-major"
 
 
 @contextlib.contextmanager
