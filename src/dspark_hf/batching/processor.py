@@ -122,8 +122,6 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         """Draft for every decoding request that has no pending block; choose all lengths; set each
         request's tokens to process. Returns the drafting seconds."""
         spec = self.speculation
-        draft = spec.draft
-        device = draft.device
         decoding = [
             s for s in self.scheduler.active_requests.values()
             if s.status == RequestStatus.DECODING and s.generated_len() > 0 and s.request_id in spec.requests
@@ -131,7 +129,6 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         if not decoding:
             return 0.0
         started = time.perf_counter()
-        width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
         for state in decoding:  # a guess planned last step but not scheduled is chosen afresh
             request = spec.requests[state.request_id]
             if request.guess_ngram:
@@ -143,18 +140,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         guesses = self._lookup_guesses(fresh)
         chosen = self._choose_drafting(decoding, fresh, guesses)
         if chosen:
-            requests = [spec.requests[s.request_id] for s in chosen]
-            blocks = draft_rounds(
-                draft, [r.context for r in requests], [r.take_features(width, device, draft.dtype) for r in requests],
-                [r.sequence(s, "cpu") for r, s in zip(requests, chosen)], spec.logits_processor, spec.do_sample,
-            )
-            tokens, confidences = _on_host(blocks)
-            elapsed = time.perf_counter() - started
-            spec.observe_drafting(len(chosen), elapsed)
-            for request, block, block_tokens, block_confidences in zip(requests, blocks, tokens, confidences):
-                request.set_block(block, block_tokens, block_confidences)
-                spec.observe_block_confidences(block_confidences)
-                request.draft_seconds = elapsed / len(chosen)
+            self._draft_blocks(chosen, started)
         self._drafted = len(chosen)
         seconds = time.perf_counter() - started if chosen else 0.0
         verifying = [s for s in decoding if spec.requests[s.request_id].block is not None]
@@ -175,16 +161,33 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             guesses=[row for _, _, row in guessed], guess_caps=[len(tokens) for tokens, _, _ in guessed],
         )
         for state, request, length in zip(verifying, pending, lengths):
-            request.verify_length = length
-            request.last_confidences = request.block_confidences
-            request.verify_tokens = request.block_tokens[:length]
-            state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
+            _schedule_block(state, request, length)
         for state, (tokens, ngram, _), length in zip(guessing, guessed, lengths[len(verifying):]):
             if length > 0:
-                spec.requests[state.request_id].set_guess(tokens[:length], ngram)
-                state.tokens_to_process = [state.generated_tokens[-1]] + tokens[:length]
+                _schedule_guess(state, spec.requests[state.request_id], tokens[:length], ngram)
                 self._guessed += 1
         return seconds
+
+    def _draft_blocks(self, chosen, started: float) -> float:
+        """Draft a block for each request of ``chosen`` (decoding states) in one batched draft call, each from the
+        features it has not consumed yet; keep each block (tokens and confidences on the host) on its request and
+        the drafting time on the speculation. Returns the seconds since ``started``."""
+        spec = self.speculation
+        draft = spec.draft
+        width = len(draft.config.target_layer_ids) * draft.config.target_hidden_size
+        requests = [spec.requests[s.request_id] for s in chosen]
+        blocks = draft_rounds(
+            draft, [r.context for r in requests], [r.take_features(width, draft.device, draft.dtype) for r in requests],
+            [r.sequence(s, "cpu") for r, s in zip(requests, chosen)], spec.logits_processor, spec.do_sample,
+        )
+        tokens, confidences = _on_host(blocks)
+        elapsed = time.perf_counter() - started
+        spec.observe_drafting(len(chosen), elapsed)
+        for request, block, block_tokens, block_confidences in zip(requests, blocks, tokens, confidences):
+            request.set_block(block, block_tokens, block_confidences)
+            spec.observe_block_confidences(block_confidences)
+            request.draft_seconds = elapsed / len(chosen)
+        return elapsed
 
     def _alone(self, decoding) -> bool:
         """Whether this step's one decoding request is the engine's only request (nothing else active or
@@ -211,8 +214,7 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             guess, ngram = ngram_continuation(request.sequence(state, "cpu")[0], policy.lookup_tokens)
             length = policy.lookup_length(ngram, guess.shape[0], drafting) if guess.numel() else 0
             if min(length, left) > 0:  # the features wait for the next drafting round, as after a plain step
-                request.set_guess(guess[: min(length, left)].tolist(), ngram)
-                state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
+                _schedule_guess(state, request, guess[: min(length, left)].tolist(), ngram)
                 self._guessed, self._skipped, self._solo = 1, True, "lookup"  # no request drafted (as in a batch)
                 request.drafting_decided(False, False)
                 return 0.0
@@ -220,20 +222,8 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
         if not drafting:
             self._skipped, self._solo = True, "plain"
             return 0.0
-        width = len(spec.draft.config.target_layer_ids) * spec.draft.config.target_hidden_size
-        blocks = draft_rounds(spec.draft, [request.context], [request.take_features(width, spec.draft.device, spec.draft.dtype)],
-                              [request.sequence(state, "cpu")], spec.logits_processor, spec.do_sample)
-        tokens, confidences = _on_host(blocks)
-        request.set_block(blocks[0], tokens[0], confidences[0])
-        spec.observe_block_confidences(confidences[0])
-        seconds = time.perf_counter() - started
-        spec.observe_drafting(1, seconds)
-        request.draft_seconds = seconds
-        length = min(int(policy.verify_length(confidences[0], spec.block_size)), left)
-        request.verify_length = length
-        request.last_confidences = confidences[0]
-        request.verify_tokens = request.block_tokens[:length]
-        state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
+        seconds = self._draft_blocks([state], started)
+        _schedule_block(state, request, min(int(policy.verify_length(request.block_confidences, spec.block_size)), left))
         self._drafted, self._solo = 1, "draft"
         return seconds
 
@@ -499,6 +489,20 @@ class SpeculativeBatchProcessor(ContinuousBatchProcessor):
             if state.update_and_check_completion(token, None):
                 return True, count
         return False, len(tokens)
+
+
+def _schedule_block(state, request, length: int) -> None:
+    """The request verifies the first ``length`` tokens of its drafted block this step: ``[last, d_1 .. d_L]``."""
+    request.verify_length = length
+    request.last_confidences = request.block_confidences
+    request.verify_tokens = request.block_tokens[:length]
+    state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
+
+
+def _schedule_guess(state, request, tokens: list[int], ngram: int) -> None:
+    """The request verifies ``tokens`` of a prompt-lookup guess matched on ``ngram`` tokens this step."""
+    request.set_guess(tokens, ngram)
+    state.tokens_to_process = [state.generated_tokens[-1]] + request.verify_tokens
 
 
 def _on_host(blocks) -> tuple[list[list[int]], list]:
