@@ -85,3 +85,22 @@ def test_batch_is_scheduled_on_the_packed_curve(target, tmp_path, monkeypatch):
     assert [r.generated_tokens for r in results.values()] == plain_greedy(target, prompts, 12)
     rounds = [s for t in draft.last_batch_telemetry.requests.values() for s in t.steps]
     assert rounds and max(s.verified for s in rounds) > 0
+
+
+def test_missing_packed_profile_is_told_once_per_process(target, tmp_path, monkeypatch, capsys):
+    """Without a stored packed profile each engine falls back to the batch-1 curve; the notice saying so is
+    printed by the first engine of the process only (a program calling ``generate_batch`` in a loop made one
+    manager, and one notice, per call). Mutation run once: the notice printed without the check of the told
+    set -> two lines, the assertion fails."""
+    from dspark_hf.batching import speculation
+    from dspark_hf.batching.packed_profile import packed_verification
+
+    monkeypatch.setenv("DSPARK_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(speculation, "_TOLD_NO_PACKED_PROFILE", set())
+    save_profile(_curve(target, 0.0, packed_verification(target)))
+    draft = fixture_draft()
+    for _ in range(2):
+        spec = speculation.Speculation(target, draft, greedy_config(4, HardwareAware(on_missing="error")))
+        assert spec.packed_profile is None
+        spec.close()
+    assert capsys.readouterr().err.count("no packed cost profile") == 1

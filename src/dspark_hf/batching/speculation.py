@@ -21,7 +21,7 @@ import threading
 
 import torch
 
-from dspark_hf.batching.packed_profile import find_packed_profile
+from dspark_hf.batching.packed_profile import find_packed_profile, packed_profile_path
 from dspark_hf.batching.planning import is_batch_scheduled
 from dspark_hf.batching.request_state import SpeculativeRequest
 from dspark_hf.batching.telemetry import BatchTelemetry
@@ -44,6 +44,9 @@ OVERHEAD_WINDOW = 15  # pure steps per request count in the overhead median (Spe
 # are, so a later engine or call starts from them.
 PREVIOUS_BLOCK_WEIGHT = 0.5
 RECENT_BLOCKS = 64  # blocks in that mean
+# Profile paths of targets already told (once per process) that no packed profile is stored: a program that
+# serves through many managers (one per generate_batch call) gets the notice once, not once per call.
+_TOLD_NO_PACKED_PROFILE: set[str] = set()
 
 
 class Speculation:
@@ -72,8 +75,7 @@ class Speculation:
         if steps_per_second is None and is_batch_scheduled(self.policy) and getattr(self.policy, "_given_profile", None) is None:
             self.packed_profile = find_packed_profile(target)
             if self.packed_profile is None:
-                print("dspark: no packed cost profile for this target here; the batch is scheduled on the batch-1 curve "
-                      "(run `dspark profile --packed` for the packed forward's).", file=sys.stderr)
+                _tell_no_packed_profile(target)
         self.callback = getattr(generation_config, "dspark_callback", None)
         self.requests: dict[str, SpeculativeRequest] = {}
         self.telemetry = BatchTelemetry()
@@ -248,6 +250,17 @@ class Speculation:
         if self._tap is not None:
             self._tap.close()
             self._tap = None
+
+
+def _tell_no_packed_profile(target) -> None:
+    """One stderr line, the first time in this process that ``target`` (on its device, dtype and threads) has no
+    stored packed profile."""
+    key = str(packed_profile_path(target))
+    if key in _TOLD_NO_PACKED_PROFILE:
+        return
+    _TOLD_NO_PACKED_PROFILE.add(key)
+    print("dspark: no packed cost profile for this target here; the batch is scheduled on the batch-1 curve "
+          "(run `dspark profile --packed` for the packed forward's).", file=sys.stderr)
 
 
 def kept_recent_blocks(draft) -> collections.deque:
