@@ -6,7 +6,7 @@
 # load:    issue 15's load benchmark, runs aa/ab's command (closed loop, 8 requests per level, two interleaved passes)
 # load2:   the same again (a second sample), into load2/
 # c1sep:   one request: the engine against the batch-1 path on 18 prompts, each with its own copy of the draft
-# costs:   one request: each kind of round's cost on the two paths (9 prompts, separate drafts)
+#          (run ab's script, docs/measurements/2026-12-07g/c1_engine_vs_batch1.py)
 # split:   one request: where a step's time goes on the two paths (target and draft forwards, the rest; engine_step_split.py)
 # setup:   what a manager costs around its requests (manager_setup_cost.py)
 # goal:    issue 14's goal configuration (20 prompts per set, 128 new tokens, default dtype, one thread), the default
@@ -22,10 +22,8 @@ for step in "$@"; do
             --datasets mt-bench,gsm8k,humaneval --start 40 --limit 6 --max-new-tokens 64 \
             --policies fixed:1,fixed:3,hardware --requests 8 --repeats 2 --threads 1 \
             --out $M/$step 2>&1 | grep -v "Loading weights" > $M/$step.log ;;
-    c1sep) OMP_NUM_THREADS=1 PYTHONPATH=tests .venv/bin/python $M/c1_engine_vs_batch1.py hardware 6 separate 2>&1 \
+    c1sep) OMP_NUM_THREADS=1 PYTHONPATH=tests .venv/bin/python docs/measurements/2026-12-07g/c1_engine_vs_batch1.py hardware 6 separate 2>&1 \
           | grep -v "Loading weights" > $M/c1_separate.log ;;
-    costs) OMP_NUM_THREADS=1 PYTHONPATH=tests .venv/bin/python $M/c1_step_costs.py 3 2>&1 \
-          | grep -v "Loading weights" > $M/c1_step_costs.log ;;
     split) OMP_NUM_THREADS=1 .venv/bin/python $M/engine_step_split.py 3 2>&1 | grep -v "Loading weights" > $M/engine_step_split.log ;;
     setup) OMP_NUM_THREADS=1 .venv/bin/python $M/manager_setup_cost.py 2>&1 | grep -v "Loading weights" > $M/manager_setup_cost.log ;;
     goal) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
