@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Session of 2026-12-07 (run ac) measurements, from the repository root, nothing else running:
-#   bash docs/measurements/2026-12-07h/run_measure.sh machine profile load load2 c1sep split setup goal
+#   bash docs/measurements/2026-12-07h/run_measure.sh machine profile load load2 c1sep split setup goal bf16
 # machine: the host (CPU model, flags that matter, memory)
 # profile: the packed cost profile of the engine's float32 target (the cache was empty on this host)
 # load:    issue 15's load benchmark, runs aa/ab's command (closed loop, 8 requests per level, two interleaved passes)
@@ -11,6 +11,7 @@
 # setup:   what a manager costs around its requests (manager_setup_cost.py)
 # goal:    issue 14's goal configuration (20 prompts per set, 128 new tokens, default dtype, one thread), the default
 #          policy with prompt lookup and plain generate on the verification kernels beside it
+# bf16:    the same prompts with the opt-in bf16 target verified in one batched forward (not always identical)
 cd "$(dirname "$0")/../../.."
 M=docs/measurements/2026-12-07h
 for step in "$@"; do
@@ -29,6 +30,9 @@ for step in "$@"; do
     goal) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
             --start 0 --limit 20 --max-new-tokens 128 --policies hardware --baselines prompt-lookup,plain-kernels \
             --threads 1 --out $M/bench_goal 2>&1 | grep -v "Loading weights" > $M/bench_goal.log ;;
+    bf16) OMP_NUM_THREADS=1 .venv/bin/dspark bench --draft src/dspark_hf/bundled/default_draft --datasets mt-bench,gsm8k,humaneval \
+            --start 0 --limit 20 --max-new-tokens 128 --policies hardware --baselines none --dtype bfloat16-batched \
+            --threads 1 --out $M/bench_bf16_batched 2>&1 | grep -v "Loading weights" > $M/bench_bf16_batched.log ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done
